@@ -1,0 +1,46 @@
+"""Errors that stop a run, and the tally of packets that were skipped."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+class EdePcapError(Exception):
+    """ede-pcap could not do what was asked."""
+
+
+class CaptureError(EdePcapError):
+    """A capture file cannot be read (missing, not a capture, or corrupt).
+
+    The message is one line naming the file, the byte offset where reading stopped when it
+    is known, and what to try next.
+    """
+
+    def __init__(self, path: str, problem: str, offset: int | None = None, hint: str = ""):
+        self.path = path
+        self.problem = problem
+        self.offset = offset
+        self.hint = hint
+        where = f" at byte {offset}" if offset is not None else ""
+        tail = f"; {hint}" if hint else ""
+        super().__init__(f"{path}: {problem}{where}{tail}")
+
+
+class Malformed(EdePcapError):
+    """A packet or DNS message is malformed; ``reason`` is a stable kebab-case slug."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class Tally(Counter[str]):
+    """Counts by reason slug; packet accounting and message problems both use it."""
+
+    def merge(self, other: Counter[str]) -> Tally:
+        self.update(other)
+        return self
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counts sorted by descending count, then name, without zeros."""
+        return {k: v for k, v in sorted(self.items(), key=lambda kv: (-kv[1], kv[0])) if v}

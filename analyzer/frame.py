@@ -1,0 +1,133 @@
+"""Rows -> pandas DataFrames with one declared schema.
+
+The decoder emits plain tuples (cheap to build in the hot loop); this module is the only
+place that knows how they become typed columns. Names derived from numbers (code name,
+RR type, RCODE) are added here, once per frame, not once per packet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analyzer import codes, dnsnames
+
+# Fields every DNS response row carries, in the order the decoder writes them.
+MESSAGE_FIELDS: tuple[str, ...] = (
+    "capture", "frame_number", "ts", "src_ip", "src_port", "dst_ip", "dst_port",
+    "transport", "ip_version", "dns_id", "qname", "qtype", "qclass", "rcode",
+    "aa", "tc", "rd", "ra", "ad", "cd", "edns_udp_size", "do", "ede_count", "query_ts",
+)
+# An EDE row is a message row followed by these.
+EDE_FIELDS: tuple[str, ...] = MESSAGE_FIELDS + (
+    "ede_index", "ede_code", "extra_text", "extra_text_utf8_valid",
+)
+# A response row is a message row followed by the info-codes it carried.
+RESPONSE_FIELDS: tuple[str, ...] = MESSAGE_FIELDS + ("ede_codes",)
+
+_CATEGORY = "category"
+_STRING = "string"
+_BOOL = "boolean"
+_TS = "datetime64[ns, UTC]"
+
+# dtype of every public column, in public order.
+_COMMON_DTYPES: dict[str, Any] = {
+    "capture": _CATEGORY,
+    "frame_number": "Int64",
+    "ts": _TS,
+    "src_ip": _STRING,
+    "src_port": "UInt16",
+    "dst_ip": _STRING,
+    "dst_port": "UInt16",
+    "transport": _CATEGORY,
+    "ip_version": "UInt8",
+    "dns_id": "UInt16",
+    "qname": _STRING,
+    "qtype": _CATEGORY,
+    "qclass": _CATEGORY,
+    "rcode": _CATEGORY,
+    "aa": _BOOL, "tc": _BOOL, "rd": _BOOL, "ra": _BOOL, "ad": _BOOL, "cd": _BOOL,
+    "edns_udp_size": "UInt16",
+    "do": _BOOL,
+    "ede_count": "UInt16",
+}
+EDE_DTYPES: dict[str, Any] = {
+    **_COMMON_DTYPES,
+    "ede_index": "UInt16",
+    "ede_code": "UInt16",
+    "ede_name": _CATEGORY,
+    "ede_category": _CATEGORY,
+    "extra_text": _STRING,
+    "extra_text_utf8_valid": _BOOL,
+    "query_ts": _TS,
+    "latency": "timedelta64[ns]",
+}
+RESPONSE_DTYPES: dict[str, Any] = {
+    **_COMMON_DTYPES,
+    "ede_codes": _STRING,
+    "query_ts": _TS,
+    "latency": "timedelta64[ns]",
+}
+EDE_COLUMNS: tuple[str, ...] = tuple(EDE_DTYPES)
+RESPONSE_COLUMNS: tuple[str, ...] = tuple(RESPONSE_DTYPES)
+
+
+def _timestamps(values: Sequence[int | None]) -> pd.Series:
+    ns = np.array([-1 if v is None else v for v in values], dtype=np.int64)
+    series = pd.Series(ns.view("datetime64[ns]"), dtype="datetime64[ns]")
+    series[ns < 0] = pd.NaT
+    return series.dt.tz_localize("UTC")
+
+
+def _named(values: Sequence[int | None], namer: Any) -> pd.Categorical:
+    names = {v: namer(v) for v in set(values) if v is not None}
+    return pd.Categorical([None if v is None else names[v] for v in values])
+
+
+def _build(rows: Sequence[tuple[Any, ...]], fields: Sequence[str],
+           dtypes: dict[str, Any]) -> pd.DataFrame:
+    columns: dict[str, Any] = dict(zip(fields, zip(*rows), strict=True)) if rows else {
+        f: () for f in fields}
+    data: dict[str, Any] = {}
+    for name, dtype in dtypes.items():
+        if name == "qtype":
+            data[name] = _named(columns["qtype"], dnsnames.rrtype_name)
+        elif name == "qclass":
+            data[name] = _named(columns["qclass"], dnsnames.class_name)
+        elif name == "rcode":
+            data[name] = _named(columns["rcode"], dnsnames.rcode_name)
+        elif name == "ede_name":
+            data[name] = _named(columns["ede_code"], lambda c: codes.describe(c).name)
+        elif name == "ede_category":
+            data[name] = _named(columns["ede_code"], lambda c: codes.describe(c).category)
+        elif name in ("ts", "query_ts"):
+            data[name] = _timestamps(columns[name])
+        elif name == "latency":
+            data[name] = data["ts"] - data["query_ts"]
+        else:
+            data[name] = pd.array(list(columns[name]), dtype=dtype)
+    frame = pd.DataFrame({k: pd.Series(v).reset_index(drop=True) for k, v in data.items()})
+    return frame.astype(dtypes)
+
+
+def build_ede(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
+    """Return the EDE frame (one row per EDE option) for decoder rows in ``EDE_FIELDS`` order."""
+    return _build(sorted(rows, key=_row_order), EDE_FIELDS, EDE_DTYPES)
+
+
+def build_responses(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
+    """Return the response frame (one row per DNS response) for rows in ``RESPONSE_FIELDS``."""
+    return _build(sorted(rows, key=_row_order), RESPONSE_FIELDS, RESPONSE_DTYPES)
+
+
+def _row_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    # capture, frame number, then EDE index (or the codes string for response rows)
+    return (row[0], row[1], row[len(MESSAGE_FIELDS)])
+
+
+def empty_ede() -> pd.DataFrame:
+    """Return an EDE frame with no rows and the full schema."""
+    return build_ede([])
