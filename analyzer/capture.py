@@ -1,0 +1,442 @@
+"""Capture files -> chunks of packet records (pcap and pcapng, plain or compressed).
+
+dpkt parses the file and block headers (``dpkt.pcap.FileHdr``, ``dpkt.pcapng``'s section and
+interface blocks). The record walk itself is ours: dpkt's iterators build one object per
+packet, which caps throughput near 600k packets/s, while a walk that only notes where each
+record starts runs at several million per second. The per-record fields are then gathered
+column-wise with numpy, so a ``Chunk`` is a buffer plus arrays, never one object per packet.
+
+Memory stays flat: a chunk holds at most ``CHUNK_BYTES`` of records (plus one record that
+straddles the boundary), and decompression is streamed.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import dpkt
+import numpy as np
+
+from analyzer.errors import CaptureError
+from analyzer.result import CaptureInfo
+
+CHUNK_BYTES = 4 << 20
+# No real capture holds a frame this large (tcpdump's maximum snaplen is 256 KiB; TSO
+# captures reach 64 KiB): a record claiming more means the file is corrupt, and accepting it
+# would make us buffer whatever size the length field claims.
+MAX_RECORD = 1 << 20
+
+LINKTYPE_NAMES = {
+    0: "null", 1: "ethernet", 12: "raw", 14: "raw", 101: "raw", 108: "loop",
+    113: "linux-sll", 228: "ipv4", 229: "ipv6", 276: "linux-sll2",
+}
+
+_COMPRESSION_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+)
+_PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),   # microsecond, little-endian
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),      # nanosecond
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+_PCAPNG_SHB = 0x0A0D0D0A
+_PCAPNG_IDB = 1
+_PCAPNG_PB = 2      # obsolete Packet Block
+_PCAPNG_SPB = 3
+_PCAPNG_EPB = 6
+_OPT_IF_TSRESOL = 9
+_OPT_IF_TSOFFSET = 14
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A run of consecutive packet records held in one buffer, described column-wise."""
+
+    buf: bytes
+    data_off: np.ndarray   # int64: offset in ``buf`` of each packet's first byte
+    caplen: np.ndarray     # int64: bytes captured
+    origlen: np.ndarray    # int64: bytes on the wire
+    ts_ns: np.ndarray      # int64: nanoseconds since the epoch, UTC
+    linktype: np.ndarray   # int64: LINKTYPE_* of the interface that captured it
+    first_frame: int       # Wireshark frame number of the first record (1-based)
+
+    def __len__(self) -> int:
+        return len(self.data_off)
+
+
+def open_source(source: str | Path | BinaryIO) -> tuple[BinaryIO, str, str | None, BinaryIO]:
+    """Return a stream of capture bytes, its display name, its compression and the raw file.
+
+    Compression is recognised by magic bytes, not by file name, and decompression streams.
+    """
+    if isinstance(source, (str, Path)):
+        name = str(source)
+        if name == "-":
+            raw: BinaryIO = sys.stdin.buffer
+        else:
+            try:
+                raw = open(name, "rb")  # noqa: SIM115 - closed by the caller via the stream
+            except FileNotFoundError:
+                raise CaptureError(name, "no such file", hint="check the path") from None
+            except IsADirectoryError:
+                raise CaptureError(name, "is a directory", hint="pass the files in it") from None
+            except OSError as e:
+                raise CaptureError(name, f"cannot open ({e.strerror})") from None
+    else:
+        raw, name = source, getattr(source, "name", "<stream>")
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(_RawAdapter(raw))
+    head = buffered.peek(8)[:8]
+    for magic, kind in _COMPRESSION_MAGIC:
+        if head.startswith(magic):
+            return _decompressor(buffered, kind, name), name, kind, raw
+    return buffered, name, None, raw
+
+
+class _RawAdapter(io.RawIOBase):
+    """Let ``io.BufferedReader`` (which gives us ``peek``) wrap any readable binary object."""
+
+    def __init__(self, inner: BinaryIO):
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+        data = self._inner.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def _decompressor(stream: BinaryIO, kind: str, name: str) -> BinaryIO:
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
+    if kind == "bzip2":
+        return bz2.BZ2File(stream)  # type: ignore[return-value]
+    if kind == "xz":
+        return lzma.LZMAFile(stream)  # type: ignore[return-value]
+    if kind == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(stream)  # type: ignore[return-value]
+    try:
+        import lz4.frame
+    except ImportError:
+        raise CaptureError(name, "is lz4-compressed", hint="install lz4 or decompress it first",
+                           ) from None
+    return lz4.frame.LZ4FrameFile(stream)  # type: ignore[return-value]
+
+
+class CaptureReader:
+    """Stream one capture as ``Chunk`` objects; ``info`` fills in as it goes.
+
+    A file cut short inside a record ends the stream normally with ``truncated_at`` set
+    (everything before the cut is delivered). Corruption that makes the rest unreadable
+    raises ``CaptureError`` after the chunks before it were delivered.
+    """
+
+    def __init__(self, source: str | Path | BinaryIO, chunk_bytes: int = CHUNK_BYTES):
+        self.stream, self.name, compression, self._raw = open_source(source)
+        self.info = CaptureInfo(path=self.name, compression=compression)
+        self.chunk_bytes = chunk_bytes
+        self.truncated_at: int | None = None
+        self._frame = 1
+        self._pos = 0  # offset of the next unread byte in the decompressed stream
+
+    def raw_position(self) -> int:
+        """Return how far into the file (compressed bytes, for a compressed one) we are."""
+        try:
+            return self._raw.tell()
+        except (OSError, ValueError, AttributeError):
+            return self._pos
+
+    def close(self) -> None:
+        if self.stream is not sys.stdin.buffer:
+            self.stream.close()
+
+    def _read(self, n: int) -> bytes:
+        """Read up to ``n`` bytes, fewer only at the end of the stream."""
+        parts = []
+        want = n
+        while want > 0:
+            try:
+                data = self.stream.read(want)
+            except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
+                # A decompressor that hits corrupt or cut-off input: keep what came before.
+                if parts:
+                    break
+                raise CaptureError(self.name, f"decompression failed ({e})", self._pos,
+                                   "the compressed file is damaged; records before this "
+                                   "point were read") from None
+            except Exception as e:  # zstandard raises its own ZstdError, a bare Exception
+                if type(e).__name__ != "ZstdError":
+                    raise
+                if parts:
+                    break
+                raise CaptureError(self.name, f"decompression failed ({e})", self._pos) from None
+            if not data:
+                break
+            parts.append(data)
+            want -= len(data)
+        out = b"".join(parts)
+        self._pos += len(out)
+        return out
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Yield the capture's records, ``chunk_bytes`` at a time."""
+        head = self._read(4)
+        if len(head) < 4:
+            raise CaptureError(self.name, "is empty or too short to be a capture", 0,
+                               "expected a pcap or pcapng file")
+        if head in _PCAP_MAGICS:
+            self.info.file_format = "pcap"
+            yield from self._pcap_chunks(head)
+        elif struct.unpack("<I", head)[0] == _PCAPNG_SHB:
+            self.info.file_format = "pcapng"
+            yield from self._pcapng_chunks(head)
+        else:
+            raise CaptureError(self.name, "is not a pcap or pcapng capture", 0,
+                               "convert it with editcap or tshark -F pcap")
+
+    # -- classic pcap -------------------------------------------------------------------------
+
+    def _pcap_chunks(self, magic: bytes) -> Iterator[Chunk]:
+        endian, ts_scale = _PCAP_MAGICS[magic]
+        rest = self._read(20)
+        if len(rest) < 20:
+            raise CaptureError(self.name, "pcap file header is cut short", self._pos)
+        hdr_cls = dpkt.pcap.LEFileHdr if endian == "<" else dpkt.pcap.FileHdr
+        hdr = hdr_cls(magic + rest)
+        # The upper bits of the link-type field carry FCS information (pcap spec §4).
+        linktype = hdr.linktype & 0x0FFFFFFF
+        self.info.linktypes = [LINKTYPE_NAMES.get(linktype, f"linktype-{linktype}")]
+        incl_of = struct.Struct(endian + "I").unpack_from
+        hdr_dtype = np.dtype(endian + "u4")
+        carry = b""
+        while True:
+            block_start = self._pos - len(carry)
+            data = self._read(self.chunk_bytes)
+            buf = carry + data if carry else data
+            n = len(buf)
+            offs: list[int] = []
+            append = offs.append
+            off = 0
+            while off + 16 <= n:
+                end = off + 16 + incl_of(buf, off + 8)[0]
+                if end > n:
+                    break
+                append(off)
+                off = end
+            bad = None
+            if offs:
+                arr = np.frombuffer(buf, np.uint8)
+                idx = np.asarray(offs, dtype=np.int64)
+                fields = arr[idx[:, None] + np.arange(16)].view(hdr_dtype).astype(np.int64)
+                incl = fields[:, 2]
+                over = np.flatnonzero(incl > MAX_RECORD)
+                if len(over):
+                    bad = int(over[0])
+                    claimed = int(incl[bad])
+                    idx, fields, incl = idx[:bad], fields[:bad], incl[:bad]
+                if len(idx):
+                    yield self._emit(buf, idx + 16, incl, fields[:, 3],
+                                     fields[:, 0] * 1_000_000_000 + fields[:, 1] * ts_scale,
+                                     np.full(len(idx), linktype, dtype=np.int64))
+                if bad is not None:
+                    raise CaptureError(
+                        self.name, f"record {self._frame} claims {claimed} bytes",
+                        block_start + offs[bad], "the file is corrupt from here on; "
+                        "the records before it were read")
+            if not data:
+                if off < n:
+                    self._truncated(block_start + off)
+                return
+            if off == 0 and n >= 16 and incl_of(buf, 8)[0] > MAX_RECORD:
+                raise CaptureError(self.name, f"record {self._frame} claims "
+                                   f"{incl_of(buf, 8)[0]} bytes", block_start,
+                                   "the file is corrupt from here on; the records before it "
+                                   "were read")
+            carry = buf[off:]
+
+    def _emit(self, buf: bytes, data_off: np.ndarray, caplen: np.ndarray, origlen: np.ndarray,
+              ts_ns: np.ndarray, linktype: np.ndarray) -> Chunk:
+        chunk = Chunk(buf, data_off, caplen, origlen, ts_ns, linktype, self._frame)
+        count = len(data_off)
+        self._frame += count
+        info = self.info
+        info.packets += count
+        info.bytes_read = self._pos
+        first, last = int(ts_ns[0]), int(ts_ns[-1])
+        if info.first_ts_ns is None:
+            info.first_ts_ns = first
+        info.last_ts_ns = last if info.last_ts_ns is None else max(info.last_ts_ns, last)
+        return chunk
+
+    def _truncated(self, offset: int) -> None:
+        self.truncated_at = offset
+        self.info.error_offset = offset
+
+    # -- pcapng ---------------------------------------------------------------------------------
+
+    def _pcapng_chunks(self, first4: bytes) -> Iterator[Chunk]:
+        # Per-section state: byte order and interfaces (link type, ns per tick, offset).
+        endian = "<"
+        ifaces: list[tuple[int, float, int, int]] = []
+        carry = first4
+        eof = False
+        while True:
+            block_start = self._pos - len(carry)
+            # Read more only when the carried-over bytes are short of a chunk, so that many
+            # section or interface boundaries cannot make the buffer grow.
+            if not eof and len(carry) < self.chunk_bytes:
+                data = self._read(self.chunk_bytes)
+                eof = not data
+                buf = carry + data
+            else:
+                buf = carry
+            n = len(buf)
+            off = 0
+            epb_offs: list[int] = []
+            other: list[tuple[int, int]] = []  # SPB/PB records: (position in order, offset)
+            hdr_of = struct.Struct(endian + "II").unpack_from
+            while off + 12 <= n:
+                btype, blen = hdr_of(buf, off)
+                if btype == _PCAPNG_SHB:
+                    # A new section may switch byte order: finish the records before it first.
+                    if epb_offs or other:
+                        break
+                    bom = buf[off + 8:off + 12]
+                    endian = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}.get(bom, "")
+                    if not endian:
+                        raise CaptureError(self.name, "pcapng section header has a bad "
+                                           "byte-order magic", block_start + off)
+                    hdr_of = struct.Struct(endian + "II").unpack_from
+                    blen = hdr_of(buf, off)[1]
+                    ifaces = []
+                if blen < 12 or blen % 4 or blen > MAX_RECORD + 64:
+                    chunk = self._flush_ng(buf, epb_offs, other, endian, ifaces)
+                    if chunk is not None:
+                        yield chunk
+                    raise CaptureError(self.name, f"pcapng block of type {btype:#x} has "
+                                       f"impossible length {blen}", block_start + off,
+                                       "the file is corrupt from here on; the records before "
+                                       "it were read")
+                if off + blen > n:
+                    break
+                if btype == _PCAPNG_EPB:
+                    epb_offs.append(off)
+                elif btype in (_PCAPNG_SPB, _PCAPNG_PB):
+                    other.append((len(epb_offs) + len(other), off))
+                elif btype == _PCAPNG_IDB:
+                    if epb_offs or other:
+                        break  # interfaces change: emit the packets before this block first
+                    ifaces.append(self._interface(buf[off:off + blen], endian, block_start + off))
+                    for lt, *_ in ifaces:
+                        nm = LINKTYPE_NAMES.get(lt, f"linktype-{lt}")
+                        if nm not in self.info.linktypes:
+                            self.info.linktypes.append(nm)
+                off += blen
+            chunk = self._flush_ng(buf, epb_offs, other, endian, ifaces)
+            if chunk is not None:
+                yield chunk
+            carry = buf[off:]
+            if eof and off == 0:
+                if carry:
+                    self._truncated(block_start)
+                return
+
+    def _interface(self, block: bytes, endian: str, where: int) -> tuple[int, float, int, int]:
+        cls = dpkt.pcapng.InterfaceDescriptionBlockLE if endian == "<" else \
+            dpkt.pcapng.InterfaceDescriptionBlock
+        try:
+            idb = cls(block)
+        except (dpkt.UnpackError, struct.error, UnicodeDecodeError, ValueError):
+            raise CaptureError(self.name, "pcapng interface description block is malformed",
+                               where) from None
+        ticks_per_s = 1_000_000
+        offset_s = 0
+        for opt in getattr(idb, "opts", []):
+            if opt.code == _OPT_IF_TSRESOL and opt.data:
+                v = opt.data[0]
+                ticks_per_s = 2 ** (v & 0x7F) if v & 0x80 else 10 ** v
+            elif opt.code == _OPT_IF_TSOFFSET and len(opt.data) == 8:
+                offset_s = struct.unpack(endian + "q", opt.data)[0]
+        return (idb.linktype, 1e9 / ticks_per_s, ticks_per_s, offset_s)
+
+    def _flush_ng(self, buf: bytes, epb_offs: list[int], other: list[tuple[int, int]],
+                  endian: str, ifaces: list[tuple[int, float, int, int]]) -> Chunk | None:
+        count = len(epb_offs) + len(other)
+        if not count:
+            return None
+        arr = np.frombuffer(buf, np.uint8)
+        u4 = np.dtype(endian + "u4")
+        data_off = np.empty(count, np.int64)
+        caplen = np.empty(count, np.int64)
+        origlen = np.empty(count, np.int64)
+        iface = np.empty(count, np.int64)
+        ticks = np.empty(count, np.uint64)
+        is_epb = np.ones(count, bool)
+        if other:
+            is_epb[[pos for pos, _ in other]] = False
+        if epb_offs:
+            idx = np.asarray(epb_offs, dtype=np.int64)
+            f = arr[idx[:, None] + np.arange(8, 28)].view(u4)
+            # EPB: interface, ts high, ts low, captured length, original length (pcapng §4.3)
+            iface[is_epb] = f[:, 0]
+            ticks[is_epb] = (f[:, 1].astype(np.uint64) << np.uint64(32)) | f[:, 2]
+            caplen[is_epb] = f[:, 3]
+            origlen[is_epb] = f[:, 4]
+            blen = arr[idx[:, None] + np.arange(4, 8)].view(u4)[:, 0].astype(np.int64)
+            data_off[is_epb] = idx + 28
+            # A captured length that overruns its own block is a lie: keep what the block has.
+            caplen[is_epb] = np.minimum(caplen[is_epb], np.maximum(blen - 32, 0))
+        prev = 0
+        for pos, off in other:
+            btype, blen = struct.unpack_from(endian + "II", buf, off)
+            if btype == _PCAPNG_SPB:
+                (olen,) = struct.unpack_from(endian + "I", buf, off + 8)
+                iface[pos], origlen[pos], data_off[pos] = 0, olen, off + 12
+                caplen[pos] = min(olen, blen - 16)
+                ticks[pos] = ticks[pos - 1] if pos else prev  # SPB has no timestamp
+            else:
+                ifid, _drops, hi, lo, clen, olen = struct.unpack_from(endian + "HHIIII", buf,
+                                                                      off + 8)
+                iface[pos], origlen[pos], data_off[pos] = ifid, olen, off + 28
+                caplen[pos] = min(clen, max(blen - 32, 0))
+                ticks[pos] = (hi << 32) | lo
+        linktype = np.full(count, -1, np.int64)
+        ts_ns = np.zeros(count, np.int64)
+        for i, (lt, ns_per_tick, ticks_per_s, offset_s) in enumerate(ifaces):
+            sel = iface == i
+            if not sel.any():
+                continue
+            linktype[sel] = lt
+            t = ticks[sel]
+            if ticks_per_s <= 1_000_000_000 and 1_000_000_000 % ticks_per_s == 0:
+                ns = t.astype(np.int64) * (1_000_000_000 // ticks_per_s)
+            elif ticks_per_s % 1_000_000_000 == 0:
+                ns = (t // np.uint64(ticks_per_s // 1_000_000_000)).astype(np.int64)
+            else:
+                secs = t // np.uint64(ticks_per_s)
+                frac = t % np.uint64(ticks_per_s)
+                ns = secs.astype(np.int64) * 1_000_000_000 + (
+                    frac.astype(np.float64) * ns_per_tick).astype(np.int64)
+            ts_ns[sel] = ns + offset_s * 1_000_000_000
+        # Packets naming an interface that was never described keep linktype -1: the layer
+        # decoder counts them as unsupported rather than guessing.
+        return self._emit(buf, data_off, caplen, origlen, ts_ns, linktype)
+

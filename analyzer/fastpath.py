@@ -1,0 +1,188 @@
+"""Classify a whole chunk of packets at once with numpy, leaving only hard cases to Python.
+
+Contract: for every packet, ``classify`` either settles its final accounting category
+(``QUERY``, ``RESPONSE``, ``NOT_DNS_PORT``, ``NON_IP``, ``NOT_UDP_TCP``,
+``UNSUPPORTED_LINKTYPE``), marks it ``CANDIDATE`` (a UDP DNS response that might carry an EDE
+option: Python decodes its DNS payload, located by the returned offsets), or marks it
+``SLOW`` (anything unusual: fragments, TCP to a DNS port, IPv6 extension headers, short or
+lying lengths, snaplen cuts). ``layers.decode_packet`` handles SLOW packets from the first
+byte and reaches the same verdicts as this module would; tests run every fixture both ways.
+
+The EDE test is deliberately a superset: a response is a candidate when ARCOUNT > 0 and its
+payload holds the OPT type bytes ``00 29`` followed, at least 8 bytes later, by the option
+code ``00 0f``. A real EDE option always satisfies that; most clean responses do not, and
+they are counted without being decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analyzer.capture import Chunk
+
+SLOW, QUERY, RESPONSE, CANDIDATE, NOT_DNS_PORT, NON_IP, NOT_UDP_TCP, UNSUPPORTED_LINKTYPE = range(8)
+CATEGORY_NAMES = {
+    QUERY: "dns-query", RESPONSE: "dns-response", NOT_DNS_PORT: "not-dns-port",
+    NON_IP: "non-ip", NOT_UDP_TCP: "not-udp-tcp", UNSUPPORTED_LINKTYPE: "unsupported-linktype",
+}
+
+ETH_IP4, ETH_IP6 = 0x0800, 0x86DD
+_VLAN_TAGS = (0x8100, 0x88A8, 0x9100)
+_RAW_LINKTYPES = (12, 14, 101)
+# IPv6 next-header values that are extension headers we walk in Python (RFC 8200 §4).
+_IP6_EXTENSIONS = (0, 43, 44, 51, 60, 135, 139, 140, 253, 254)
+_PAD = 64  # zero bytes appended so fixed-offset gathers past a short packet stay in bounds
+
+
+@dataclass(slots=True)
+class Classified:
+    """Per-packet verdicts for one chunk, and where the DNS payloads of UDP packets are."""
+
+    cat: np.ndarray        # int8 category per packet
+    l3: np.ndarray         # int64 offset of the IP header (valid for QUERY/RESPONSE/CANDIDATE)
+    ip_version: np.ndarray  # int64 4 or 6
+    sport: np.ndarray
+    dport: np.ndarray
+    payload: np.ndarray    # int64 offset of the DNS message
+    payload_len: np.ndarray  # int64 length of the DNS message
+
+
+def _u16(a: np.ndarray, i: np.ndarray) -> np.ndarray:
+    return (a[i].astype(np.int64) << 8) | a[i + 1]
+
+
+def classify(chunk: Chunk, ports: np.ndarray, decode_all_responses: bool = False) -> Classified:
+    """Return the verdicts for every packet of ``chunk`` (see the module docstring)."""
+    a = np.frombuffer(chunk.buf + bytes(_PAD), np.uint8)
+    d, cap, lt = chunk.data_off, chunk.caplen, chunk.linktype
+    n = len(d)
+    end = d + cap
+    cat = np.full(n, SLOW, np.int8)
+    etype = np.full(n, -1, np.int64)
+    l3 = np.full(n, -1, np.int64)
+
+    # -- link layer: where the IP header starts, and which IP it is ------------------------
+    known = np.zeros(n, bool)
+    eth = lt == 1
+    if eth.any():
+        et = np.where(eth, _u16(a, d + 12), -1)
+        off = d + 14
+        for _ in range(2):  # 802.1Q, then QinQ's inner tag
+            tagged = eth & np.isin(et, _VLAN_TAGS)
+            et = np.where(tagged, _u16(a, off + 2), et)
+            off = np.where(tagged, off + 4, off)
+        ok = eth & (cap >= off - d)
+        etype[ok], l3[ok] = et[ok], off[ok]
+        known |= ok
+    sll = lt == 113
+    if sll.any():
+        ok = sll & (cap >= 16)
+        etype[ok], l3[ok] = _u16(a, d + 14)[ok], (d + 16)[ok]
+        known |= ok
+    sll2 = lt == 276
+    if sll2.any():
+        ok = sll2 & (cap >= 20)
+        etype[ok], l3[ok] = _u16(a, d)[ok], (d + 20)[ok]
+        known |= ok
+    raw = np.isin(lt, _RAW_LINKTYPES)
+    if raw.any():
+        ok = raw & (cap >= 1)
+        ver = a[d] >> 4
+        etype[ok] = np.where(ver == 4, ETH_IP4, np.where(ver == 6, ETH_IP6, -2))[ok]
+        l3[ok] = d[ok]
+        known |= ok
+    for lt_v, et_v in ((228, ETH_IP4), (229, ETH_IP6)):
+        m = lt == lt_v
+        if m.any():
+            etype[m], l3[m] = et_v, d[m]
+            known |= m
+    for lt_v, big in ((0, False), (108, True)):
+        m = lt == lt_v
+        if m.any():
+            ok = m & (cap >= 4)
+            fam = a[d].astype(np.int64) if not big else a[d + 3].astype(np.int64)
+            if not big:  # NULL's family is in the capturing host's byte order
+                fam = np.where(fam == 0, a[d + 3], fam)
+            etype[ok] = np.where(fam == 2, ETH_IP4,
+                                 np.where(np.isin(fam, (10, 24, 28, 30)), ETH_IP6, -2))[ok]
+            l3[ok] = (d + 4)[ok]
+            known |= ok
+    supported = eth | sll | sll2 | raw | np.isin(lt, (0, 108, 228, 229))
+    cat[~supported] = UNSUPPORTED_LINKTYPE
+    # A link header that names something other than IP (ARP, LLDP, ...) is settled here;
+    # a raw/NULL frame whose IP version is unknown goes to the slow path, which names it.
+    cat[known & (etype >= 0) & (etype != ETH_IP4) & (etype != ETH_IP6)] = NON_IP
+
+    # -- IPv4 -----------------------------------------------------------------------------------
+    l4 = np.full(n, -1, np.int64)
+    proto = np.full(n, -1, np.int64)
+    ip_end = np.zeros(n, np.int64)
+    ipver = np.zeros(n, np.int64)
+    v4 = known & (etype == ETH_IP4) & (l3 + 20 <= end)
+    if v4.any():
+        vihl = a[l3]
+        ihl = (vihl & 15).astype(np.int64) * 4
+        total = _u16(a, l3 + 2)
+        frag = ((a[l3 + 6].astype(np.int64) & 0x3F) << 8) | a[l3 + 7]
+        good = v4 & ((vihl >> 4) == 4) & (ihl >= 20) & (frag == 0) & (total >= ihl) & (
+            l3 + total <= end)
+        l4[good] = (l3 + ihl)[good]
+        proto[good] = a[l3 + 9][good]
+        ip_end[good] = (l3 + total)[good]
+        ipver[good] = 4
+    # -- IPv6 without extension headers -------------------------------------------------------
+    v6 = known & (etype == ETH_IP6) & (l3 + 40 <= end)
+    if v6.any():
+        plen = _u16(a, l3 + 4)
+        nh = a[l3 + 6].astype(np.int64)
+        good = v6 & ((a[l3] >> 4) == 6) & (l3 + 40 + plen <= end) & ~np.isin(nh, _IP6_EXTENSIONS)
+        l4[good] = (l3 + 40)[good]
+        proto[good] = nh[good]
+        ip_end[good] = (l3 + 40 + plen)[good]
+        ipver[good] = 6
+    has_ip = l4 >= 0
+    cat[has_ip & (proto != 6) & (proto != 17)] = NOT_UDP_TCP
+
+    # -- transport ------------------------------------------------------------------------------
+    sport = _u16(a, l4)
+    dport = _u16(a, l4 + 2)
+    dns_port = np.isin(sport, ports) | np.isin(dport, ports)
+    tcp = has_ip & (proto == 6)
+    cat[tcp & ~dns_port & (l4 + 4 <= ip_end)] = NOT_DNS_PORT  # TCP to a DNS port stays SLOW
+    udp = has_ip & (proto == 17) & (l4 + 8 <= ip_end)
+    cat[udp & ~dns_port] = NOT_DNS_PORT
+    ulen = _u16(a, l4 + 4)
+    dns = udp & dns_port & (ulen >= 20) & (l4 + ulen <= ip_end)
+    payload = l4 + 8
+    payload_len = ulen - 8
+    qr = a[payload + 2] >> 7
+    cat[dns & (qr == 0)] = QUERY
+    resp = dns & (qr == 1)
+    if decode_all_responses:
+        cat[resp] = CANDIDATE
+    elif resp.any():
+        cat[resp] = RESPONSE
+        arcount = _u16(a, payload + 10)
+        maybe = np.flatnonzero(resp & (arcount > 0))
+        if len(maybe):
+            cat[maybe[_may_hold_ede(a, payload[maybe] + 12, (payload + payload_len)[maybe])]] = \
+                CANDIDATE
+    return Classified(cat, l3, ipver, sport, dport, payload, payload_len)
+
+
+def _may_hold_ede(a: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Return, per byte range, whether ``00 29`` occurs and ``00 0f`` follows it 8+ bytes on."""
+    zero = a[:-1] == 0
+    opt_at = np.flatnonzero(zero & (a[1:] == 0x29))
+    ede_at = np.flatnonzero(zero & (a[1:] == 0x0F))
+    if not len(opt_at) or not len(ede_at):
+        return np.zeros(len(start), bool)
+    i = np.searchsorted(opt_at, start)
+    first_opt = opt_at[np.minimum(i, len(opt_at) - 1)]
+    has_opt = (i < len(opt_at)) & (first_opt + 1 < stop)
+    # TYPE(2) CLASS(2) TTL(4) RDLEN(2): the first option code starts 10 bytes after TYPE.
+    j = np.searchsorted(ede_at, first_opt + 10)
+    next_ede = ede_at[np.minimum(j, len(ede_at) - 1)]
+    return has_opt & (j < len(ede_at)) & (next_ede + 1 < stop)

@@ -1,0 +1,138 @@
+"""Pair responses with the queries that asked for them, within a bounded time window.
+
+A query matches a response when the endpoints are reversed, the transport and DNS id are
+the same, and the question bytes are identical (resolvers echo the question, 0x20 case
+included). Queries are stored column-wise per chunk: a 64-bit key per query (a hash of
+endpoints, transport and id, computed the same way in numpy and in Python), its time, and
+where its bytes are, so that millions of queries cost a few arrays, not a dict entry each.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_WINDOW_NS = 10 * 1_000_000_000
+MAX_RETAINED_BYTES = 48 << 20  # chunk buffers kept for question comparison
+_MASK = (1 << 64) - 1
+_M1, _M2, _M3 = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
+
+
+def fold_ip(addr: bytes) -> int:
+    """Return a 64-bit number standing for an IPv4 or IPv6 address."""
+    if len(addr) == 4:
+        return int.from_bytes(addr, "big")
+    return (int.from_bytes(addr[:8], "big") * _M3 + int.from_bytes(addr[8:16], "big")) & _MASK
+
+
+def query_key(client: bytes, server: bytes, cport: int, sport: int, dns_id: int,
+              tcp: bool) -> int:
+    """Return the key shared by a query and its response (client = the query's source)."""
+    mix = (cport << 32) | (sport << 16) | dns_id | (int(tcp) << 48)
+    return (fold_ip(client) * _M1 + fold_ip(server) * _M2 + mix) & _MASK
+
+
+def _gather_u64(a: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
+    out = np.zeros(len(pos), np.uint64)
+    for k in range(width):
+        out = (out << np.uint64(8)) | a[pos + k].astype(np.uint64)
+    return out
+
+
+def fold_ip_np(a: np.ndarray, pos: np.ndarray, version: np.ndarray) -> np.ndarray:
+    """Vectorised ``fold_ip`` for addresses stored at ``pos`` in the byte array ``a``."""
+    v4 = _gather_u64(a, pos, 4)
+    if not (version == 6).any():
+        return v4
+    hi = _gather_u64(a, pos, 8)
+    lo = _gather_u64(a, pos + 8, 8)
+    with np.errstate(over="ignore"):
+        v6 = hi * np.uint64(_M3) + lo
+    return np.where(version == 6, v6, v4)
+
+
+def query_key_np(client: np.ndarray, server: np.ndarray, cport: np.ndarray,
+                 sport: np.ndarray, dns_id: np.ndarray, tcp: bool = False) -> np.ndarray:
+    """Vectorised ``query_key`` (arguments already folded / as integer arrays)."""
+    mix = (cport.astype(np.uint64) << np.uint64(32)) | (sport.astype(np.uint64) << np.uint64(16)) \
+        | dns_id.astype(np.uint64) | np.uint64(int(tcp) << 48)
+    with np.errstate(over="ignore"):
+        return client * np.uint64(_M1) + server * np.uint64(_M2) + mix
+
+
+@dataclass(slots=True)
+class _Batch:
+    keys: np.ndarray   # uint64, sorted
+    ts: np.ndarray     # int64, in key order
+    start: np.ndarray  # int64 offset of each query's DNS message in ``buf``
+    buf: bytes
+    max_ts: int
+
+
+class QueryTable:
+    """Recent queries, dropped once older than the window or past the memory budget."""
+
+    def __init__(self, window_ns: int = DEFAULT_WINDOW_NS,
+                 max_bytes: int = MAX_RETAINED_BYTES):
+        self.window_ns = window_ns
+        self.max_bytes = max_bytes
+        self._batches: deque[_Batch] = deque()
+        self._held = 0
+        self._py_keys: list[int] = []
+        self._py_ts: list[int] = []
+        self._py_msgs: list[bytes] = []
+
+    def add_many(self, buf: bytes, keys: np.ndarray, ts: np.ndarray, start: np.ndarray) -> None:
+        """Add queries found column-wise in one chunk buffer."""
+        if len(keys):
+            order = np.argsort(keys, kind="stable")
+            self._push(_Batch(keys[order], ts[order], start[order], buf, int(ts.max())))
+
+    def add(self, key: int, ts: int, msg: bytes) -> None:
+        """Add one query found by the per-packet decoder (held until ``seal``)."""
+        self._py_keys.append(key)
+        self._py_ts.append(ts)
+        self._py_msgs.append(msg)
+
+    def seal(self) -> None:
+        """Make the queries added one by one visible to ``match`` and drop stale batches."""
+        if self._py_keys:
+            starts = np.cumsum([0] + [len(m) for m in self._py_msgs[:-1]], dtype=np.int64)
+            self.add_many(b"".join(self._py_msgs), np.array(self._py_keys, np.uint64),
+                          np.array(self._py_ts, np.int64), starts)
+            self._py_keys, self._py_ts, self._py_msgs = [], [], []
+        if self._batches:
+            newest = max(b.max_ts for b in self._batches)
+            while len(self._batches) > 1 and (
+                    self._batches[0].max_ts < newest - self.window_ns
+                    or self._held > self.max_bytes):
+                self._held -= len(self._batches.popleft().buf)
+
+    def _push(self, batch: _Batch) -> None:
+        self._batches.append(batch)
+        self._held += len(batch.buf)
+
+    def match(self, keys: np.ndarray, ts: np.ndarray, questions: list[bytes]) -> list[int | None]:
+        """Return, per response, the time of the latest matching query, or None."""
+        best: list[int | None] = [None] * len(keys)
+        if not len(keys):
+            return best
+        for batch in self._batches:
+            pos = np.searchsorted(batch.keys, keys)
+            hit = pos < len(batch.keys)
+            hit[hit] = batch.keys[pos[hit]] == keys[hit]
+            for i in np.flatnonzero(hit).tolist():
+                j = int(pos[i])
+                key, t_resp, question = keys[i], int(ts[i]), questions[i]
+                qlen = len(question)
+                while j < len(batch.keys) and batch.keys[j] == key:
+                    t_q = int(batch.ts[j])
+                    if t_resp - self.window_ns <= t_q <= t_resp and (
+                            best[i] is None or t_q > best[i]):  # type: ignore[operator]
+                        s = int(batch.start[j]) + 12
+                        if batch.buf[s:s + qlen] == question:
+                            best[i] = t_q
+                    j += 1
+        return best

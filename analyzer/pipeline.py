@@ -1,0 +1,286 @@
+"""The stages composed: captures -> chunks -> packets -> DNS messages -> EDE rows -> frames.
+
+    reader = capture.CaptureReader(source)            # records, a chunk at a time
+    classified = fastpath.classify(chunk, ports)      # most packets settled with numpy
+    layers.PacketDecoder.decode(...)                  # the rest, one by one, with reassembly
+    message.parse_response(payload)                   # DNS -> header, question, OPT, EDEs
+    matching.QueryTable.match(...)                    # query time and latency
+    frame.build_ede(rows)                             # one typed DataFrame
+
+Every packet read lands in exactly one accounting category.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from analyzer import fastpath, frame, matching
+from analyzer.capture import CaptureReader, Chunk
+from analyzer.errors import CaptureError, Malformed, Tally
+from analyzer.layers import Endpoint, PacketDecoder
+from analyzer.message import FLAG_AA, FLAG_AD, FLAG_CD, FLAG_RA, FLAG_RD, FLAG_TC
+from analyzer.message import may_hold_ede, parse_response
+from analyzer.result import CaptureInfo, ScanResult
+
+Source = str | Path | BinaryIO
+Progress = Callable[[int, int], None]
+
+
+class Scanner:
+    """One pass over captures, accumulating rows, accounting and counters."""
+
+    def __init__(self, ports: Iterable[int] = (53,), all_responses: bool = False,
+                 strict: bool = False, match_window_ns: int = matching.DEFAULT_WINDOW_NS,
+                 force_slow: bool = False):
+        self.ports = frozenset(ports)
+        self._ports_np = np.array(sorted(self.ports), np.int64)
+        self.all_responses = all_responses
+        self.strict = strict
+        self.force_slow = force_slow  # decode every packet one by one (tests compare paths)
+        self.accounting = Tally()
+        self.problems = Tally()
+        self.captures: list[CaptureInfo] = []
+        self.rows: list[tuple[Any, ...]] = []
+        self.dns_queries = self.dns_responses = self.responses_with_ede = self.ede_options = 0
+        self.seconds: Counter[int] = Counter()
+        self._window = match_window_ns
+        self._ip_text: dict[bytes, str] = {}
+        self._capture = ""
+        self._pending: list[tuple[Endpoint, Any]] = []
+        self._table = matching.QueryTable(match_window_ns)
+        self._decoder = PacketDecoder(self.ports, self._on_dns, self.problems)
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def run(self, sources: Sequence[Source], progress: Progress | None = None) -> Iterator[None]:
+        """Scan ``sources`` one after another, yielding after every chunk."""
+        done_bytes = 0
+        for source in sources:
+            name = "-" if source == "-" else str(getattr(source, "name", source))
+            try:
+                reader = CaptureReader(source)
+            except CaptureError as e:
+                self.captures.append(CaptureInfo(path=name, error=str(e), error_offset=e.offset))
+                continue
+            # Reassembly state and queries do not carry across files.
+            self._table = matching.QueryTable(self._window)
+            self._decoder = PacketDecoder(self.ports, self._on_dns, self.problems)
+            self._capture = reader.name
+            info = reader.info
+            self.captures.append(info)
+            try:
+                for chunk in reader.chunks():
+                    self._chunk(chunk)
+                    if progress is not None:
+                        progress(done_bytes + reader.raw_position(), self.packets)
+                    yield
+            except CaptureError as e:
+                info.error, info.error_offset = str(e), e.offset
+            finally:
+                reader.close()
+            if reader.truncated_at is not None:
+                self.accounting["capture-truncated"] += 1
+                info.packets += 1
+            done_bytes += reader.raw_position()
+
+    @property
+    def packets(self) -> int:
+        return sum(self.accounting.values())
+
+    # -- one chunk -----------------------------------------------------------------------------
+
+    def _chunk(self, chunk: Chunk) -> None:
+        if self.force_slow:
+            cat = np.full(len(chunk), fastpath.SLOW, np.int8)
+            cls = None
+        else:
+            cls = fastpath.classify(chunk, self._ports_np, self.all_responses)
+            cat = cls.cat
+        counts = np.bincount(cat, minlength=8)
+        for code, name in fastpath.CATEGORY_NAMES.items():
+            if counts[code]:
+                self.accounting[name] += int(counts[code])
+        buf, ts, first = chunk.buf, chunk.ts_ns, chunk.first_frame
+        if cls is not None:
+            self._settled(chunk, cls, counts)
+        data_off, caplen, origlen, linktype = chunk.data_off, chunk.caplen, chunk.origlen, \
+            chunk.linktype
+        decode = self._decoder.decode
+        accounting = self.accounting
+        for i in np.flatnonzero(cat == fastpath.SLOW).tolist():
+            d = int(data_off[i])
+            accounting[decode(int(ts[i]), first + i, int(linktype[i]),
+                              buf[d:d + int(caplen[i])], int(origlen[i]))] += 1
+        if cls is not None:
+            for i in np.flatnonzero(cat == fastpath.CANDIDATE).tolist():
+                p, l3, ver = int(cls.payload[i]), int(cls.l3[i]), int(cls.ip_version[i])
+                src, dst = (buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]) if ver == 4 else (
+                    buf[l3 + 8:l3 + 24], buf[l3 + 24:l3 + 40])
+                ep = Endpoint(int(ts[i]), first + i, src, dst, int(cls.sport[i]),
+                              int(cls.dport[i]), ver, "udp")
+                accounting[self._response(buf[p:p + int(cls.payload_len[i])], ep)] += 1
+        self._table.seal()
+        self._flush_pending()
+
+    def _settled(self, chunk: Chunk, cls: fastpath.Classified, counts: np.ndarray) -> None:
+        """Book the packets numpy settled: plain responses and queries."""
+        cat, ts = cls.cat, chunk.ts_ns
+        n_resp = int(counts[fastpath.RESPONSE])
+        if n_resp:
+            self.dns_responses += n_resp
+            secs, per = np.unique(ts[cat == fastpath.RESPONSE] // 1_000_000_000,
+                                  return_counts=True)
+            self.seconds.update(dict(zip(secs.tolist(), per.tolist(), strict=True)))
+        q = np.flatnonzero(cat == fastpath.QUERY)
+        if len(q):
+            self.dns_queries += len(q)
+            a = np.frombuffer(chunk.buf + bytes(64), np.uint8)
+            l3, ver = cls.l3[q], cls.ip_version[q]
+            src_at = np.where(ver == 4, l3 + 12, l3 + 8)
+            dst_at = np.where(ver == 4, l3 + 16, l3 + 24)
+            payload = cls.payload[q]
+            dns_id = (a[payload].astype(np.int64) << 8) | a[payload + 1]
+            keys = matching.query_key_np(matching.fold_ip_np(a, src_at, ver),
+                                         matching.fold_ip_np(a, dst_at, ver),
+                                         cls.sport[q], cls.dport[q], dns_id)
+            self._table.add_many(chunk.buf, keys, ts[q], payload)
+
+    # -- DNS messages ----------------------------------------------------------------------------
+
+    def _on_dns(self, msg: bytes, ep: Endpoint) -> str:
+        """Handle one DNS payload from the per-packet decoder; return its category."""
+        if len(msg) < 12:
+            return "malformed-dns-short-header"
+        if not msg[2] & 0x80:
+            self.dns_queries += 1
+            key = matching.query_key(ep.src, ep.dst, ep.sport, ep.dport,
+                                     (msg[0] << 8) | msg[1], ep.transport == "tcp")
+            self._table.add(key, ep.ts, msg)
+            return "dns-query"
+        return self._response(msg, ep)
+
+    def _response(self, msg: bytes, ep: Endpoint) -> str:
+        if not self.all_responses and not may_hold_ede(msg):
+            self.dns_responses += 1
+            self.seconds[ep.ts // 1_000_000_000] += 1
+            return "dns-response"
+        try:
+            resp = parse_response(msg)
+        except Malformed as e:
+            if self.strict:
+                raise
+            return "malformed-" + e.reason
+        self.dns_responses += 1
+        self.seconds[ep.ts // 1_000_000_000] += 1
+        for problem in resp.problems:
+            self.problems[problem] += 1
+        if resp.edes:
+            self.responses_with_ede += 1
+            self.ede_options += len(resp.edes)
+        if resp.edes or self.all_responses:
+            self._pending.append((ep, resp))
+        return "dns-response"
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        keys = np.array([matching.query_key(ep.dst, ep.src, ep.dport, ep.sport, r.dns_id,
+                                            ep.transport == "tcp") for ep, r in pending],
+                        np.uint64)
+        ts = np.array([ep.ts for ep, _ in pending], np.int64)
+        asked = self._table.match(keys, ts, [r.question for _, r in pending])
+        ip_text = self._ip_text
+        if len(ip_text) > 200_000:  # bound the address cache on captures with many clients
+            ip_text.clear()
+        for (ep, r), query_ts in zip(pending, asked, strict=True):
+            src = ip_text.get(ep.src) or ip_text.setdefault(ep.src, _ip(ep.src))
+            dst = ip_text.get(ep.dst) or ip_text.setdefault(ep.dst, _ip(ep.dst))
+            f = r.flags
+            head = (self._capture, ep.frame, ep.ts, src, ep.sport, dst, ep.dport, ep.transport,
+                    ep.ip_version, r.dns_id, r.qname, r.qtype, r.qclass, r.rcode,
+                    bool(f & FLAG_AA), bool(f & FLAG_TC), bool(f & FLAG_RD), bool(f & FLAG_RA),
+                    bool(f & FLAG_AD), bool(f & FLAG_CD), r.edns_udp_size, r.do, len(r.edes),
+                    query_ts)
+            if self.all_responses:
+                self.rows.append(head + (",".join(str(e.info_code) for e in r.edes),))
+            else:
+                for index, ede in enumerate(r.edes):
+                    self.rows.append(head + (index, ede.info_code, ede.extra_text,
+                                             ede.utf8_valid))
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def result(self, rows: list[tuple[Any, ...]] | None = None) -> ScanResult:
+        """Return what the scan found; ``rows`` replaces the accumulated rows when given."""
+        rows = self.rows if rows is None else rows
+        ede = frame.build_responses(rows) if self.all_responses else frame.build_ede(rows)
+        firsts = [c.first_ts_ns for c in self.captures if c.first_ts_ns is not None]
+        lasts = [c.last_ts_ns for c in self.captures if c.last_ts_ns is not None]
+        return ScanResult(
+            ede=frame.empty_ede() if self.all_responses else ede,
+            responses=ede if self.all_responses else None,
+            accounting=self.accounting.as_dict(), problems=self.problems.as_dict(),
+            captures=self.captures, packets=self.packets, dns_queries=self.dns_queries,
+            dns_responses=self.dns_responses, responses_with_ede=self.responses_with_ede,
+            ede_options=self.ede_options, response_seconds=dict(sorted(self.seconds.items())),
+            first_ts_ns=min(firsts) if firsts else None, last_ts_ns=max(lasts) if lasts else None,
+        )
+
+
+def _ip(addr: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
+
+
+def _as_list(sources: Source | Sequence[Source]) -> list[Source]:
+    if isinstance(sources, (str, Path)) or hasattr(sources, "read"):
+        return [sources]  # type: ignore[list-item]
+    return list(sources)  # type: ignore[arg-type]
+
+
+def scan(sources: Source | Sequence[Source], *, ports: Iterable[int] = (53,),
+         all_responses: bool = False, strict: bool = False, progress: Progress | None = None,
+         match_window_ns: int = matching.DEFAULT_WINDOW_NS) -> ScanResult:
+    """Read captures once and return the EDE frame, accounting and counters.
+
+    A capture that cannot be read is recorded in ``captures`` with its error; what was read
+    before the error is kept, and the other captures are still read.
+    """
+    scanner = Scanner(ports, all_responses, strict, match_window_ns)
+    for _ in scanner.run(_as_list(sources), progress):
+        pass
+    return scanner.result()
+
+
+def read_ede(sources: Source | Sequence[Source], **options: Any) -> Any:
+    """Return one row per EDE option found in the captures, as a pandas DataFrame.
+
+    Example: ``analyzer.read_ede("samples/incident.pcap").ede_code.value_counts()``
+    """
+    return scan(sources, **options).ede
+
+
+def read_responses(sources: Source | Sequence[Source], **options: Any) -> Any:
+    """Return one row per DNS response (with its EDE codes, if any), as a pandas DataFrame."""
+    return scan(sources, all_responses=True, **options).responses
+
+
+def iter_ede_frames(sources: Source | Sequence[Source], rows_per_frame: int = 100_000,
+                    **options: Any) -> Iterator[Any]:
+    """Yield the EDE frame in pieces of about ``rows_per_frame`` rows, in capture order.
+
+    Memory stays bounded by the piece size, whatever the size of the captures.
+    """
+    scanner = Scanner(**options)
+    for _ in scanner.run(_as_list(sources)):
+        if len(scanner.rows) >= rows_per_frame:
+            rows, scanner.rows = scanner.rows, []
+            yield frame.build_ede(rows)
+    if scanner.rows:
+        yield frame.build_ede(scanner.rows)

@@ -1,0 +1,227 @@
+"""IP fragment reassembly and DNS-over-TCP stream reassembly, with bounded state.
+
+dpkt does neither. Both keep state per flow, so both have hard caps (flows, bytes per flow,
+age); what a cap throws away is counted in ``evicted`` by reason, never silently lost.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+MAX_FRAGMENT_DATAGRAMS = 4096
+MAX_DATAGRAM = 65535 + 40      # the largest IPv4/IPv6 payload, plus slack for jumbo headers
+FRAGMENT_TIMEOUT_NS = 30 * 1_000_000_000  # as Linux' ipfrag_time
+MAX_TCP_STREAMS = 16384
+MAX_STREAM_BUFFER = 65537 * 2  # two DNS messages of maximum size (RFC 1035 §4.2.2 framing)
+MAX_OUT_OF_ORDER = 64          # segments held per stream while waiting for a gap to fill
+
+
+class IpReassembler:
+    """Collect fragments until a datagram is whole (RFC 791 §3.2, RFC 8200 §4.5)."""
+
+    def __init__(self, evicted: Counter[str]):
+        # key -> [first_ts, bytes_held, total_length or -1, {offset: data}]
+        self._pending: dict[tuple[object, ...], list] = {}  # type: ignore[type-arg]
+        self._evicted = evicted
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def feed(self, key: tuple[object, ...], offset: int, more: bool, data: bytes,
+             ts: int) -> bytes | None:
+        """Add one fragment; return the reassembled payload when it completes a datagram."""
+        entry = self._pending.get(key)
+        if entry is None:
+            if len(self._pending) >= MAX_FRAGMENT_DATAGRAMS:
+                self._expire(ts)
+                if len(self._pending) >= MAX_FRAGMENT_DATAGRAMS:
+                    del self._pending[next(iter(self._pending))]
+                    self._evicted["ip-fragments-evicted"] += 1
+            entry = self._pending[key] = [ts, 0, -1, {}]
+        elif ts - entry[0] > FRAGMENT_TIMEOUT_NS:
+            self._evicted["ip-fragments-expired"] += 1
+            entry[:] = [ts, 0, -1, {}]
+        pieces: dict[int, bytes] = entry[3]
+        if offset + len(data) > MAX_DATAGRAM or entry[1] + len(data) > 2 * MAX_DATAGRAM:
+            del self._pending[key]
+            self._evicted["ip-fragments-oversized"] += 1
+            return None
+        if offset not in pieces:
+            pieces[offset] = data
+            entry[1] += len(data)
+        if not more:
+            entry[2] = offset + len(data)
+        total = entry[2]
+        if total < 0:
+            return None
+        # Whole when the pieces, taken in order, cover 0..total without a gap.
+        covered = 0
+        for start in sorted(pieces):
+            if start > covered:
+                return None
+            covered = max(covered, start + len(pieces[start]))
+        if covered < total:
+            return None
+        out = bytearray(total)
+        for start in sorted(pieces):
+            piece = pieces[start][: max(0, total - start)]
+            out[start:start + len(piece)] = piece
+        del self._pending[key]
+        return bytes(out)
+
+    def _expire(self, now: int) -> None:
+        stale = [k for k, v in self._pending.items() if now - v[0] > FRAGMENT_TIMEOUT_NS]
+        for k in stale:
+            del self._pending[k]
+        self._evicted["ip-fragments-expired"] += len(stale)
+
+
+class _Stream:
+    __slots__ = ("next_seq", "buf", "ooo", "synced")
+
+    def __init__(self, next_seq: int, synced: bool):
+        self.next_seq = next_seq
+        self.buf = bytearray()
+        self.ooo: dict[int, bytes] = {}
+        self.synced = synced
+
+
+# What a TCP segment amounted to, when it completed no DNS message.
+TCP_NO_PAYLOAD = "tcp-no-payload"
+TCP_RETRANSMISSION = "tcp-retransmission"
+TCP_SEGMENT = "tcp-segment"          # data kept, waiting for the rest of a message
+TCP_OUT_OF_ORDER = "tcp-out-of-order"  # data ahead of a gap, held until the gap fills
+TCP_UNSYNCED = "tcp-unsynced"        # data after an unrecoverable gap, dropped
+
+
+class TcpReassembler:
+    """Turn TCP segments into DNS messages using the 2-byte length framing (RFC 1035 §4.2.2).
+
+    Handles several messages per segment, messages across segments, retransmissions and
+    overlaps, out-of-order segments, and streams whose start (SYN) was not captured.
+    """
+
+    def __init__(self, evicted: Counter[str]):
+        self._streams: dict[tuple[object, ...], _Stream] = {}
+        self._evicted = evicted
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def feed(self, key: tuple[object, ...], seq: int, flags: int, data: bytes,
+             on_message: Callable[[bytes], str]) -> str:
+        """Add one segment; call ``on_message`` per completed message; return the category.
+
+        The category is that of the last message the segment completed, or a ``TCP_*`` slug.
+        """
+        syn, fin, rst = flags & 0x02, flags & 0x01, flags & 0x04
+        stream = self._streams.get(key)
+        if syn:
+            stream = self._new(key, (seq + 1) & 0xFFFFFFFF, synced=True)
+            if not data:
+                return TCP_NO_PAYLOAD
+            seq = (seq + 1) & 0xFFFFFFFF
+        if not data:
+            if (fin or rst) and stream is not None:
+                del self._streams[key]
+            return TCP_NO_PAYLOAD
+        if stream is None:
+            # Captured mid-stream: assume the segment starts on a message boundary, and check
+            # the framing looks like DNS before trusting it.
+            stream = self._new(key, seq, synced=_looks_framed(data))
+            if not stream.synced:
+                stream.next_seq = (seq + len(data)) & 0xFFFFFFFF
+                return TCP_UNSYNCED
+        category = self._add(stream, seq, data, on_message)
+        if fin or rst:
+            self._streams.pop(key, None)
+        return category
+
+    def _new(self, key: tuple[object, ...], next_seq: int, synced: bool) -> _Stream:
+        if key not in self._streams and len(self._streams) >= MAX_TCP_STREAMS:
+            del self._streams[next(iter(self._streams))]  # oldest first: dicts keep order
+            self._evicted["tcp-streams-evicted"] += 1
+        stream = self._streams[key] = _Stream(next_seq, synced)
+        return stream
+
+    def _add(self, stream: _Stream, seq: int, data: bytes,
+             on_message: Callable[[bytes], str]) -> str:
+        ahead = (seq - stream.next_seq) & 0xFFFFFFFF
+        if ahead >= 0x80000000:  # starts before what we have: retransmission or overlap
+            behind = 0x100000000 - ahead
+            if behind >= len(data):
+                return TCP_RETRANSMISSION
+            data = data[behind:]
+            ahead = 0
+        if ahead:
+            if len(stream.ooo) >= MAX_OUT_OF_ORDER:
+                # The gap will not fill: give up on it and restart framing after it.
+                self._evicted["tcp-gaps-skipped"] += 1
+                self._skip_gap(stream)
+                return self._add(stream, seq, data, on_message)
+            stream.ooo.setdefault(seq, data)
+            return TCP_OUT_OF_ORDER
+        if not stream.synced:
+            if not _looks_framed(data):
+                stream.next_seq = (stream.next_seq + len(data)) & 0xFFFFFFFF
+                return TCP_UNSYNCED
+            stream.synced = True
+        stream.buf += data
+        stream.next_seq = (stream.next_seq + len(data)) & 0xFFFFFFFF
+        while stream.ooo:  # segments that were waiting for this one
+            nxt = stream.ooo.pop(stream.next_seq, None)
+            if nxt is None:
+                later = [s for s in stream.ooo if (s - stream.next_seq) & 0xFFFFFFFF >= 0x80000000]
+                if not later:
+                    break
+                for s in later:  # wholly or partly before next_seq: take the new part
+                    part = stream.ooo.pop(s)
+                    cut = (stream.next_seq - s) & 0xFFFFFFFF
+                    if cut < len(part):
+                        stream.ooo.setdefault(stream.next_seq, part[cut:])
+                continue
+            stream.buf += nxt
+            stream.next_seq = (stream.next_seq + len(nxt)) & 0xFFFFFFFF
+        category = TCP_SEGMENT
+        buf = stream.buf
+        pos = 0
+        while len(buf) - pos >= 2:
+            size = (buf[pos] << 8) | buf[pos + 1]
+            if len(buf) - pos - 2 < size:
+                break
+            category = on_message(bytes(buf[pos + 2:pos + 2 + size]))
+            pos += 2 + size
+        if pos:
+            del buf[:pos]
+        if len(buf) > MAX_STREAM_BUFFER:  # cannot happen with honest framing
+            self._evicted["tcp-buffer-overflow"] += 1
+            buf.clear()
+            stream.synced = False
+        return category
+
+    def _skip_gap(self, stream: _Stream) -> None:
+        first = min(stream.ooo, key=lambda s: (s - stream.next_seq) & 0xFFFFFFFF)
+        stream.buf.clear()
+        stream.next_seq = first
+        stream.synced = False
+        # Drop the gap's segment from ooo only if it does not look like a message start.
+        data = stream.ooo.pop(first)
+        if _looks_framed(data):
+            stream.synced = True
+            stream.buf += data
+            stream.next_seq = (first + len(data)) & 0xFFFFFFFF
+
+
+def _looks_framed(data: bytes) -> bool:
+    """Return whether ``data`` plausibly starts with a length-prefixed DNS message."""
+    if len(data) < 2:
+        return False
+    size = (data[0] << 8) | data[1]
+    if size < 12:
+        return False
+    if len(data) >= 8:
+        qdcount = (data[6] << 8) | data[7]
+        opcode = (data[4] >> 3) & 0xF
+        return qdcount <= 1 and opcode in (0, 4, 5)
+    return True
