@@ -45,6 +45,10 @@ class PacketDecoder:
         self.fragments = IpReassembler(evicted)
         self.tcp = TcpReassembler(evicted)
 
+    def finish(self) -> None:
+        """Deliver what TCP segments held behind a gap still hold (end of a capture)."""
+        self.tcp.flush()
+
     def decode(self, ts: int, frame: int, linktype: int, data: bytes, origlen: int) -> str:
         """Return the accounting category of one packet, handing DNS payloads to ``on_dns``."""
         cut = len(data) < origlen

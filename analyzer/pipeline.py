@@ -84,6 +84,9 @@ class Scanner:
                 info.error, info.error_offset = str(e), e.offset
             finally:
                 reader.close()
+            self._decoder.finish()
+            self._table.seal()
+            self._flush_pending()
             if reader.truncated_at is not None:
                 self.accounting["capture-truncated"] += 1
                 info.packets += 1

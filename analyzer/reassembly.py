@@ -83,7 +83,7 @@ class _Stream:
     def __init__(self, next_seq: int, synced: bool):
         self.next_seq = next_seq
         self.buf = bytearray()
-        self.ooo: dict[int, bytes] = {}
+        self.ooo: dict[int, tuple[bytes, Callable[[bytes], str]]] = {}
         self.synced = synced
 
 
@@ -124,6 +124,8 @@ class TcpReassembler:
             seq = (seq + 1) & 0xFFFFFFFF
         if not data:
             if (fin or rst) and stream is not None:
+                if stream.ooo:
+                    self.flush_gap(stream)
                 del self._streams[key]
             return TCP_NO_PAYLOAD
         if stream is None:
@@ -135,6 +137,8 @@ class TcpReassembler:
                 return TCP_UNSYNCED
         category = self._add(stream, seq, data, on_message)
         if fin or rst:
+            if stream.ooo:
+                self.flush_gap(stream)
             self._streams.pop(key, None)
         return category
 
@@ -155,13 +159,21 @@ class TcpReassembler:
             data = data[behind:]
             ahead = 0
         if ahead:
-            if len(stream.ooo) >= MAX_OUT_OF_ORDER:
-                # The gap will not fill: give up on it and restart framing after it.
+            if not stream.buf and _looks_framed(data):
+                # A gap at a message boundary, followed by what looks like a new message:
+                # the missing segment was not captured. Resume here, as Wireshark does.
                 self._evicted["tcp-gaps-skipped"] += 1
-                self._skip_gap(stream)
-                return self._add(stream, seq, data, on_message)
-            stream.ooo.setdefault(seq, data)
-            return TCP_OUT_OF_ORDER
+                stream.next_seq = seq
+                stream.ooo.clear()
+            else:
+                stream.ooo.setdefault(seq, (data, on_message))
+                if len(stream.ooo) < MAX_OUT_OF_ORDER:
+                    return TCP_OUT_OF_ORDER
+                return self.flush_gap(stream)  # the gap will not fill: give up on it
+        return self._append(stream, data, on_message)
+
+    def _append(self, stream: _Stream, data: bytes, on_message: Callable[[bytes], str]) -> str:
+        """Add in-order data, then any held segments that now follow; deliver messages."""
         if not stream.synced:
             if not _looks_framed(data):
                 stream.next_seq = (stream.next_seq + len(data)) & 0xFFFFFFFF
@@ -169,20 +181,28 @@ class TcpReassembler:
             stream.synced = True
         stream.buf += data
         stream.next_seq = (stream.next_seq + len(data)) & 0xFFFFFFFF
-        while stream.ooo:  # segments that were waiting for this one
-            nxt = stream.ooo.pop(stream.next_seq, None)
-            if nxt is None:
-                later = [s for s in stream.ooo if (s - stream.next_seq) & 0xFFFFFFFF >= 0x80000000]
-                if not later:
+        category = self._deliver(stream, on_message)
+        while stream.ooo:
+            held = stream.ooo.pop(stream.next_seq, None)
+            if held is None:
+                # Held segments that start before next_seq overlap what we have: trim them.
+                early = [s for s in stream.ooo
+                         if (s - stream.next_seq) & 0xFFFFFFFF >= 0x80000000]
+                if not early:
                     break
-                for s in later:  # wholly or partly before next_seq: take the new part
-                    part = stream.ooo.pop(s)
+                for s in early:
+                    part, cb = stream.ooo.pop(s)
                     cut = (stream.next_seq - s) & 0xFFFFFFFF
                     if cut < len(part):
-                        stream.ooo.setdefault(stream.next_seq, part[cut:])
+                        stream.ooo.setdefault(stream.next_seq, (part[cut:], cb))
                 continue
-            stream.buf += nxt
-            stream.next_seq = (stream.next_seq + len(nxt)) & 0xFFFFFFFF
+            part, cb = held
+            stream.buf += part
+            stream.next_seq = (stream.next_seq + len(part)) & 0xFFFFFFFF
+            category = self._deliver(stream, cb)
+        return category
+
+    def _deliver(self, stream: _Stream, on_message: Callable[[bytes], str]) -> str:
         category = TCP_SEGMENT
         buf = stream.buf
         pos = 0
@@ -200,17 +220,27 @@ class TcpReassembler:
             stream.synced = False
         return category
 
-    def _skip_gap(self, stream: _Stream) -> None:
-        first = min(stream.ooo, key=lambda s: (s - stream.next_seq) & 0xFFFFFFFF)
-        stream.buf.clear()
-        stream.next_seq = first
-        stream.synced = False
-        # Drop the gap's segment from ooo only if it does not look like a message start.
-        data = stream.ooo.pop(first)
-        if _looks_framed(data):
-            stream.synced = True
-            stream.buf += data
-            stream.next_seq = (first + len(data)) & 0xFFFFFFFF
+    def flush_gap(self, stream: _Stream) -> str:
+        """Give up on the missing data: drop the partial message, resume at held segments."""
+        category = TCP_OUT_OF_ORDER
+        while stream.ooo:
+            self._evicted["tcp-gaps-skipped"] += 1
+            first = min(stream.ooo, key=lambda s: (s - stream.next_seq) & 0xFFFFFFFF)
+            stream.buf.clear()
+            stream.synced = False
+            stream.next_seq = first
+            data, cb = stream.ooo.pop(first)
+            result = self._append(stream, data, cb)
+            if result not in (TCP_UNSYNCED, TCP_SEGMENT):
+                category = result
+        return category
+
+    def flush(self) -> None:
+        """At the end of a capture, deliver what held segments still hold."""
+        for stream in self._streams.values():
+            if stream.ooo:
+                self.flush_gap(stream)
+        self._streams.clear()
 
 
 def _looks_framed(data: bytes) -> bool:
