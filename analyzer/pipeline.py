@@ -24,8 +24,16 @@ from analyzer import fastpath, frame, matching
 from analyzer.capture import CaptureReader, Chunk
 from analyzer.errors import CaptureError, Malformed, Tally
 from analyzer.layers import Endpoint, PacketDecoder
-from analyzer.message import FLAG_AA, FLAG_AD, FLAG_CD, FLAG_RA, FLAG_RD, FLAG_TC
-from analyzer.message import may_hold_ede, parse_response
+from analyzer.message import (
+    FLAG_AA,
+    FLAG_AD,
+    FLAG_CD,
+    FLAG_RA,
+    FLAG_RD,
+    FLAG_TC,
+    may_hold_ede,
+    parse_response,
+)
 from analyzer.result import CaptureInfo, ScanResult
 
 Source = str | Path | BinaryIO
