@@ -4,8 +4,10 @@ Contract: for every packet, ``classify`` either settles its final accounting cat
 (``QUERY``, ``RESPONSE``, ``NOT_DNS_PORT``, ``NON_IP``, ``NOT_UDP_TCP``,
 ``UNSUPPORTED_LINKTYPE``), marks it ``CANDIDATE`` (a UDP DNS response that might carry an EDE
 option: Python decodes its DNS payload, located by the returned offsets), or marks it
-``SLOW`` (anything unusual: fragments, TCP to a DNS port, IPv6 extension headers, short or
-lying lengths, snaplen cuts). ``layers.decode_packet`` handles SLOW packets from the first
+``TCP_SEGMENT`` (a well-formed TCP segment to or from a DNS port that carries data or
+SYN/FIN/RST: it goes to the stream reassembler, located by ``l4``/``payload``), or
+``SLOW`` (anything unusual: fragments, IPv6 extension headers, short or lying lengths,
+snaplen cuts). Pure ACKs to a DNS port change no stream state and are settled here. ``layers.decode_packet`` handles SLOW packets from the first
 byte and reaches the same verdicts as this module would; tests run every fixture both ways.
 
 The EDE test is deliberately a superset: a response is a candidate when ARCOUNT > 0 and its
@@ -22,10 +24,12 @@ import numpy as np
 
 from analyzer.capture import Chunk
 
-SLOW, QUERY, RESPONSE, CANDIDATE, NOT_DNS_PORT, NON_IP, NOT_UDP_TCP, UNSUPPORTED_LINKTYPE = range(8)
+(SLOW, QUERY, RESPONSE, CANDIDATE, NOT_DNS_PORT, NON_IP, NOT_UDP_TCP, UNSUPPORTED_LINKTYPE,
+ TCP_NO_PAYLOAD, TCP_SEGMENT) = range(10)
 CATEGORY_NAMES = {
     QUERY: "dns-query", RESPONSE: "dns-response", NOT_DNS_PORT: "not-dns-port",
     NON_IP: "non-ip", NOT_UDP_TCP: "not-udp-tcp", UNSUPPORTED_LINKTYPE: "unsupported-linktype",
+    TCP_NO_PAYLOAD: "tcp-no-payload",
 }
 
 ETH_IP4, ETH_IP6 = 0x0800, 0x86DD
@@ -41,7 +45,8 @@ class Classified:
     """Per-packet verdicts for one chunk, and where the DNS payloads of UDP packets are."""
 
     cat: np.ndarray        # int8 category per packet
-    l3: np.ndarray         # int64 offset of the IP header (valid for QUERY/RESPONSE/CANDIDATE)
+    l3: np.ndarray         # int64 offset of the IP header (valid for every IP packet settled)
+    l4: np.ndarray         # int64 offset of the UDP/TCP header
     ip_version: np.ndarray  # int64 4 or 6
     sport: np.ndarray
     dport: np.ndarray
@@ -150,13 +155,21 @@ def classify(chunk: Chunk, ports: np.ndarray, decode_all_responses: bool = False
     dport = _u16(a, l4 + 2)
     dns_port = np.isin(sport, ports) | np.isin(dport, ports)
     tcp = has_ip & (proto == 6)
-    cat[tcp & ~dns_port & (l4 + 4 <= ip_end)] = NOT_DNS_PORT  # TCP to a DNS port stays SLOW
+    cat[tcp & ~dns_port & (l4 + 4 <= ip_end)] = NOT_DNS_PORT
+    tcp_dns = tcp & dns_port
+    if tcp_dns.any():
+        hlen = (a[l4 + 12] >> 4).astype(np.int64) * 4
+        flags = a[l4 + 13]
+        sane = tcp_dns & (hlen >= 20) & (l4 + hlen <= ip_end)
+        bare = sane & (l4 + hlen == ip_end)
+        cat[bare & ((flags & 0x07) == 0)] = TCP_NO_PAYLOAD
+        cat[sane & ~(bare & ((flags & 0x07) == 0))] = TCP_SEGMENT
     udp = has_ip & (proto == 17) & (l4 + 8 <= ip_end)
     cat[udp & ~dns_port] = NOT_DNS_PORT
     ulen = _u16(a, l4 + 4)
     dns = udp & dns_port & (ulen >= 20) & (l4 + ulen <= ip_end)
-    payload = l4 + 8
-    payload_len = ulen - 8
+    payload = np.where(proto == 6, l4 + (a[l4 + 12] >> 4).astype(np.int64) * 4, l4 + 8)
+    payload_len = np.where(proto == 6, ip_end - payload, ulen - 8)
     qr = a[payload + 2] >> 7
     cat[dns & (qr == 0)] = QUERY
     resp = dns & (qr == 1)
@@ -169,14 +182,16 @@ def classify(chunk: Chunk, ports: np.ndarray, decode_all_responses: bool = False
         if len(maybe):
             cat[maybe[_may_hold_ede(a, payload[maybe] + 12, (payload + payload_len)[maybe])]] = \
                 CANDIDATE
-    return Classified(cat, l3, ipver, sport, dport, payload, payload_len)
+    return Classified(cat, l3, l4, ipver, sport, dport, payload, payload_len)
 
 
 def _may_hold_ede(a: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
     """Return, per byte range, whether ``00 29`` occurs and ``00 0f`` follows it 8+ bytes on."""
-    zero = a[:-1] == 0
-    opt_at = np.flatnonzero(zero & (a[1:] == 0x29))
-    ede_at = np.flatnonzero(zero & (a[1:] == 0x0F))
+    # Look for the rare second byte first, then check the zero before it: fewer passes.
+    opt_at = np.flatnonzero(a[1:] == 0x29)
+    opt_at = opt_at[a[opt_at] == 0]
+    ede_at = np.flatnonzero(a[1:] == 0x0F)
+    ede_at = ede_at[a[ede_at] == 0]
     if not len(opt_at) or not len(ede_at):
         return np.zeros(len(start), bool)
     i = np.searchsorted(opt_at, start)

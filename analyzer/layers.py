@@ -199,6 +199,11 @@ class PacketDecoder:
             if ulen < 8 or ulen > len(l4):
                 return "malformed-udp-length"
             return self.on_dns(l4[8:ulen], Endpoint(ts, frame, src, dst, sport, dport, ver, "udp"))
+        return self.tcp_segment(ts, frame, src, dst, sport, dport, ver, l4)
+
+    def tcp_segment(self, ts: int, frame: int, src: bytes, dst: bytes, sport: int, dport: int,
+                    ver: int, l4: bytes) -> str:
+        """Feed one TCP segment (header included) to a DNS port into stream reassembly."""
         if len(l4) < 20:
             return "malformed-tcp"
         hlen = (l4[12] >> 4) * 4

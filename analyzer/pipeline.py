@@ -113,7 +113,7 @@ class Scanner:
         else:
             cls = fastpath.classify(chunk, self._ports_np, self.all_responses)
             cat = cls.cat
-        counts = np.bincount(cat, minlength=8)
+        counts = np.bincount(cat, minlength=len(fastpath.CATEGORY_NAMES) + 3)
         for code, name in fastpath.CATEGORY_NAMES.items():
             if counts[code]:
                 self.accounting[name] += int(counts[code])
@@ -122,12 +122,17 @@ class Scanner:
             self._settled(chunk, cls, counts)
         data_off, caplen, origlen, linktype = chunk.data_off, chunk.caplen, chunk.origlen, \
             chunk.linktype
-        decode = self._decoder.decode
+        decoder = self._decoder
         accounting = self.accounting
-        for i in np.flatnonzero(cat == fastpath.SLOW).tolist():
-            d = int(data_off[i])
-            accounting[decode(int(ts[i]), first + i, int(linktype[i]),
-                              buf[d:d + int(caplen[i])], int(origlen[i]))] += 1
+        # SLOW and TCP packets in capture order: TCP streams may pass through both.
+        for i in np.flatnonzero((cat == fastpath.SLOW) | (cat == fastpath.TCP_SEGMENT)).tolist():
+            if cat[i] == fastpath.SLOW:
+                d = int(data_off[i])
+                category = decoder.decode(int(ts[i]), first + i, int(linktype[i]),
+                                          buf[d:d + int(caplen[i])], int(origlen[i]))
+            else:
+                category = self._tcp(buf, cls, i, int(ts[i]), first + i)  # type: ignore[arg-type]
+            accounting[category] += 1
         if cls is not None:
             for i in np.flatnonzero(cat == fastpath.CANDIDATE).tolist():
                 p, l3, ver = int(cls.payload[i]), int(cls.l3[i]), int(cls.ip_version[i])
@@ -138,6 +143,14 @@ class Scanner:
                 accounting[self._response(buf[p:p + int(cls.payload_len[i])], ep)] += 1
         self._table.seal()
         self._flush_pending()
+
+    def _tcp(self, buf: bytes, cls: fastpath.Classified, i: int, ts: int, frame_no: int) -> str:
+        l3, l4, ver = int(cls.l3[i]), int(cls.l4[i]), int(cls.ip_version[i])
+        src, dst = (buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]) if ver == 4 else (
+            buf[l3 + 8:l3 + 24], buf[l3 + 24:l3 + 40])
+        end = int(cls.payload[i]) + int(cls.payload_len[i])
+        return self._decoder.tcp_segment(ts, frame_no, src, dst, int(cls.sport[i]),
+                                         int(cls.dport[i]), ver, buf[l4:end])
 
     def _settled(self, chunk: Chunk, cls: fastpath.Classified, counts: np.ndarray) -> None:
         """Book the packets numpy settled: plain responses and queries."""

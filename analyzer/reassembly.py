@@ -6,7 +6,7 @@ age); what a cap throws away is counted in ``evicted`` by reason, never silently
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 MAX_FRAGMENT_DATAGRAMS = 4096
@@ -103,7 +103,9 @@ class TcpReassembler:
     """
 
     def __init__(self, evicted: Counter[str]):
-        self._streams: dict[tuple[object, ...], _Stream] = {}
+        # Oldest first, so eviction is O(1) (a plain dict's first key gets slow to find
+        # after many deletions at its front).
+        self._streams: OrderedDict[tuple[object, ...], _Stream] = OrderedDict()
         self._evicted = evicted
 
     def __len__(self) -> int:
@@ -144,7 +146,7 @@ class TcpReassembler:
 
     def _new(self, key: tuple[object, ...], next_seq: int, synced: bool) -> _Stream:
         if key not in self._streams and len(self._streams) >= MAX_TCP_STREAMS:
-            del self._streams[next(iter(self._streams))]  # oldest first: dicts keep order
+            self._streams.popitem(last=False)
             self._evicted["tcp-streams-evicted"] += 1
         stream = self._streams[key] = _Stream(next_seq, synced)
         return stream

@@ -1,0 +1,194 @@
+"""The report dict -> text (rich), JSON, CSV, Markdown or HTML; and the row frame -> files.
+
+One entry point per kind of output: ``render(report, fmt, out)`` for a report built by
+``analyzer.reports.build_report``, and ``write_frame(df, fmt, out)`` for ``extract``.
+Everything taken from a capture passes through ``safe_text`` before it reaches a terminal
+or a document, so control characters, ANSI escapes and bidi overrides show up as visible
+escapes instead of acting on the reader's screen.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+REPORT_FORMATS: tuple[str, ...] = ("text", "json", "csv", "markdown", "html")
+FRAME_FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
+
+# C0 and C1 controls, DEL, and the invisible or direction-changing code points that can
+# make text display differently from what it is: Arabic letter mark, zero-width space..RLM,
+# line/paragraph separators, bidi embeddings/overrides (U+202A-202E), isolates
+# (U+2066-2069) and the BOM.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(value: Any, *, markup: bool = False) -> str:
+    """Return ``value`` as text that cannot act on a terminal or document.
+
+    Control characters (C0, DEL, C1, so also ANSI escape sequences) and bidi/invisible
+    format characters become visible escapes like ``\\x1b`` or ``\\u202e``. With
+    ``markup=True`` the result is also escaped for rich markup, so ``[bold]`` stays text.
+    """
+    text = "" if value is None else str(value)
+    text = _UNSAFE.sub(_visible, text)
+    if markup:
+        import rich.markup
+
+        text = rich.markup.escape(text)
+    return text
+
+
+def render(report: dict[str, Any], fmt: str, out: IO[str], *, width: int | None = None,
+           color: bool = False) -> None:
+    """Write ``report`` to ``out`` in ``fmt`` (one of ``REPORT_FORMATS``).
+
+    :param width: terminal columns for ``text`` (80 when None and ``out`` is not a terminal).
+    :param color: use colour and bold in ``text``.
+    """
+    writer = _report_writers().get(fmt)
+    if writer is None:
+        raise ValueError(f"unknown report format {fmt!r}; choose one of {REPORT_FORMATS}")
+    if fmt == "text":
+        writer(report, out, width=width, color=color)
+    else:
+        writer(report, out)
+
+
+def write_frame(df: pd.DataFrame, fmt: str, out: IO[Any]) -> None:
+    """Write the row frame to ``out`` as ``csv`` or ``jsonl`` (text stream) or ``parquet``
+    (binary stream)."""
+    if fmt == "csv":
+        from analyzer.render import csvout
+
+        csvout.write_frame(df, out)
+    elif fmt == "jsonl":
+        from analyzer.render import jsonout
+
+        jsonout.write_frame(df, out)
+    elif fmt == "parquet":
+        df.to_parquet(out, index=False)
+    else:
+        raise ValueError(f"unknown frame format {fmt!r}; choose one of {FRAME_FORMATS}")
+
+
+def _report_writers() -> dict[str, Callable[..., None]]:
+    # imported on demand so that `--format json` never loads rich or the HTML code
+    def text(report: dict[str, Any], out: IO[str], **kw: Any) -> None:
+        from analyzer.render import text as module
+
+        module.write_report(report, out, **kw)
+
+    def json(report: dict[str, Any], out: IO[str]) -> None:
+        from analyzer.render import jsonout
+
+        jsonout.write_report(report, out)
+
+    def csv(report: dict[str, Any], out: IO[str]) -> None:
+        from analyzer.render import csvout
+
+        csvout.write_report(report, out)
+
+    def markdown(report: dict[str, Any], out: IO[str]) -> None:
+        from analyzer.render import markdown as module
+
+        module.write_report(report, out)
+
+    def html(report: dict[str, Any], out: IO[str]) -> None:
+        from analyzer.render import html as module
+
+        module.write_report(report, out)
+
+    return {"text": text, "json": json, "csv": csv, "markdown": markdown, "html": html}
+
+
+# --- formatting shared by the text, Markdown and HTML renderers ----------------------------
+
+def fmt_count(value: Any) -> str:
+    """Return an int with thousands separators, or an empty string for None."""
+    return "" if value is None else f"{int(value):,}"
+
+
+def fmt_share(value: float | None) -> str:
+    """Return a 0..1 share as a percentage with one decimal (``<0.1%`` for tiny shares)."""
+    if value is None:
+        return ""
+    if 0 < value < 0.001:
+        return "<0.1%"
+    return f"{value * 100:.1f}%"
+
+
+def fmt_time(value: str | None, *, date: bool = True) -> str:
+    """Return an ISO timestamp as ``YYYY-MM-DD HH:MM:SS`` (or ``HH:MM:SS`` without date)."""
+    if not value:
+        return ""
+    day, _, rest = value.partition("T")
+    clock = rest.rstrip("Z").split(".")[0]
+    return f"{day} {clock}" if date else clock
+
+
+def same_day(report: dict[str, Any]) -> bool:
+    """Return True when the report's timestamps all fall on one UTC day."""
+    summary = report.get("summary", {})
+    first, last = summary.get("first_seen"), summary.get("last_seen")
+    return bool(first and last and first[:10] == last[:10])
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """Return a duration as ``45s``, ``12min``, ``3.5h`` or ``2.0 days``."""
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:g}s" if seconds < 10 else f"{round(seconds)}s"
+    if seconds < 7200:
+        return f"{round(seconds / 60)}min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def fmt_counts(pairs: dict[str, int] | list[dict[str, Any]], key: str = "code") -> str:
+    """Return ``a 3, b 1`` for a mapping or a list of {key, count} entries."""
+    if isinstance(pairs, dict):
+        return ", ".join(f"{k} {fmt_count(v)}" for k, v in pairs.items())
+    return ", ".join(f"{p[key]} {fmt_count(p['count'])}" for p in pairs)
+
+
+def skipped_line(report: dict[str, Any]) -> str:
+    """Return ``skipped N packets: reason n, ...`` (empty when nothing was skipped)."""
+    from analyzer import reports
+
+    skip = reports.skipped(report.get("accounting", {}))
+    if not skip:
+        return ""
+    return f"skipped {fmt_count(sum(skip.values()))} packets: {fmt_counts(skip)}"
+
+
+def code_label(entry: dict[str, Any]) -> str:
+    """Return ``7 Signature Expired`` for a codes, incidents or series entry."""
+    return f"{entry['code']} {entry['name']}"
+
+
+def zones_for(report: dict[str, Any], code: int, limit: int = 3) -> list[dict[str, Any]]:
+    """Return the first ``limit`` affected zones of ``code``."""
+    return [z for z in report.get("zones", []) if z["code"] == code][:limit]
+
+
+def domains_for(report: dict[str, Any], code: int, limit: int = 3) -> list[dict[str, Any]]:
+    """Return the first ``limit`` affected query names of ``code``."""
+    return [d for d in report.get("domains", []) if d["code"] == code][:limit]
+
+
+def resolvers_for(report: dict[str, Any], code: int) -> list[str]:
+    """Return the resolvers (of those listed) that sent ``code``, most EDEs first."""
+    hits = [(c["count"], r["resolver"]) for r in report.get("resolvers", [])
+            for c in r["codes"] if c["code"] == code]
+    return [r for _, r in sorted(hits, key=lambda h: (-h[0], h[1]))]

@@ -1,0 +1,182 @@
+"""The report as one CSV table with a ``section`` column, and the row frame as CSV.
+
+A report has sections of different shapes; CSV has one header. So the report is written as
+*one* table whose columns are the union of what the sections need (``CSV_COLUMNS``), one
+row per item, the first column naming the section. Filter on ``section`` in a spreadsheet
+or with ``pandas.read_csv(...).query("section == 'codes'")``. Which columns each section
+fills is documented in docs/report-schema.md.
+
+Text cells a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``,
+TAB or CR) are prefixed with ``'`` in both the report and the row frame (OWASP CSV
+injection). Numbers are written as numbers and never prefixed.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "section", "key", "value", "code", "name", "qname", "zone", "resolver", "count",
+    "responses", "share", "domains", "first_seen", "last_seen", "start", "end",
+    "peak_per_minute", "baseline_per_minute", "detail",
+)
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_RE = r"^[=+\-@\t\r]"
+
+
+def neutralise(value: Any) -> Any:
+    """Return text that a spreadsheet would run as a formula with a leading ``'``; other
+    values unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write_report(report: dict[str, Any], out: IO[str]) -> None:
+    """Write the report as one CSV table (see the module docstring)."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in report_rows(report):
+        writer.writerow([neutralise(_cell(row.get(c))) for c in CSV_COLUMNS])
+
+
+def report_rows(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Yield one dict per CSV row, keyed by ``CSV_COLUMNS`` names."""
+    for key, value in report["summary"].items():
+        yield {"section": "summary", "key": key, "value": value}
+    for key, value in (report.get("filters") or {}).items():
+        yield {"section": "filters", "key": key,
+               "value": "; ".join(map(str, value)) if isinstance(value, list) else value}
+    for c in report["captures"]:
+        yield {"section": "captures", "key": c["path"], "value": c["error"] or c["format"],
+               "count": c["packets"], "first_seen": c["first_seen"],
+               "last_seen": c["last_seen"], "detail": _join(c["linktypes"])}
+    for key, value in report["accounting"].items():
+        yield {"section": "accounting", "key": key, "count": value}
+    for key, value in report["problems"].items():
+        yield {"section": "problems", "key": key, "count": value}
+    for c in report["codes"]:
+        yield {"section": "codes", "code": c["code"], "name": c["name"], "count": c["count"],
+               "responses": c["responses"], "share": c["share"], "domains": c["domains"],
+               "value": _pairs(c["rcodes"]), "first_seen": c["first_seen"],
+               "last_seen": c["last_seen"], "detail": c["next_step"]}
+    for d in report["domains"]:
+        yield {"section": "domains", "code": d["code"], "qname": d["qname"], "zone": d["zone"],
+               "count": d["count"], "responses": d["responses"],
+               "first_seen": d["first_seen"], "last_seen": d["last_seen"]}
+    for z in report["zones"]:
+        yield {"section": "zones", "code": z["code"], "zone": z["zone"], "value": z["source"],
+               "count": z["count"], "responses": z["responses"], "domains": z["domains"],
+               "first_seen": z["first_seen"], "last_seen": z["last_seen"],
+               "key": _join(z["key_tags"]), "detail": _join(z["examples"])}
+    for r in report["resolvers"]:
+        codes = "; ".join(f"{c['code']} {c['name']} {c['count']}" for c in r["codes"])
+        yield {"section": "resolvers", "resolver": r["resolver"], "count": r["count"],
+               "responses": r["responses"], "domains": r["domains"],
+               "value": r["software"], "key": codes, "first_seen": r["first_seen"],
+               "last_seen": r["last_seen"], "detail": _join(r["evidence"])}
+    yield from _timeseries_rows(report["timeseries"])
+    for i in report["incidents"]:
+        yield {"section": "incidents", "code": i["code"], "name": i["name"],
+               "start": i["start"], "end": i["end"], "count": i["count"],
+               "peak_per_minute": i["peak_per_minute"],
+               "baseline_per_minute": i["baseline_per_minute"],
+               "qname": i["top_domains"][0]["qname"] if i["top_domains"] else None,
+               "zone": i["top_zones"][0]["zone"] if i["top_zones"] else None,
+               "detail": _join(f"{d['qname']} {d['count']}" for d in i["top_domains"])}
+
+
+def _timeseries_rows(series: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if not series.get("buckets"):
+        return
+    from analyzer import reports
+
+    step = int(series["interval_seconds"]) * 1_000_000_000
+    start = reports.parse_iso_ns(series["start"])
+    bounds = [(reports.iso(start + i * step), reports.iso(start + (i + 1) * step))
+              for i in range(series["buckets"])]
+    for i, n in enumerate(series["responses"]):
+        yield {"section": "timeseries", "key": "responses", "start": bounds[i][0],
+               "end": bounds[i][1], "responses": n}
+    for s in series["series"]:
+        for i, n in enumerate(s["counts"]):
+            yield {"section": "timeseries", "code": s["code"], "name": s["name"],
+                   "start": bounds[i][0], "end": bounds[i][1], "count": n}
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _join(values: Any) -> str:
+    return "; ".join(str(v) for v in values)
+
+
+def _pairs(mapping: dict[str, int]) -> str:
+    return "; ".join(f"{k} {v}" for k, v in mapping.items())
+
+
+# --- the row frame -------------------------------------------------------------------------
+
+def write_frame(df: pd.DataFrame, out: IO[str]) -> None:
+    """Write the row frame as CSV: ISO-8601 UTC timestamps, latency in seconds, formula
+    cells neutralised."""
+    plain_frame(df, neutralise=True).to_csv(out, index=False, lineterminator="\n")
+
+
+def plain_frame(df: pd.DataFrame, *, neutralise: bool) -> pd.DataFrame:
+    """Return ``df`` with timestamps as ISO-8601 strings, timedeltas as float seconds and
+    text as ``string``; with ``neutralise`` formula-like text gets a leading ``'``."""
+    import pandas as pd
+
+    columns: dict[str, Any] = {}
+    for name in df.columns:
+        column = df[name]
+        dtype = column.dtype
+        if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(dtype):
+            columns[name] = _iso_column(column)
+        elif pd.api.types.is_timedelta64_dtype(dtype):
+            columns[name] = column.dt.total_seconds()
+        elif isinstance(dtype, (pd.CategoricalDtype, pd.StringDtype)) or dtype == object:
+            text = column.astype("string")
+            columns[name] = _neutralise_column(text) if neutralise else text
+        else:
+            columns[name] = column
+    return pd.DataFrame(columns, index=df.index)
+
+
+def _iso_column(column: pd.Series) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
+    if getattr(column.dt, "tz", None) is not None:
+        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    values = column.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]")
+    ns = values.view(np.int64)
+    present = ~np.isnat(values)
+    unit = "us" if (ns[present] % 1000 == 0).all() else "ns"
+    text = np.char.add(np.datetime_as_string(values, unit=unit), "Z").astype(object)
+    text[~present] = None
+    return pd.Series(text, index=column.index, dtype="string")
+
+
+def _neutralise_column(text: pd.Series) -> pd.Series:
+    risky = text.str.contains(_FORMULA_RE, regex=True, na=False)
+    if not risky.any():
+        return text
+    return text.where(~risky, "'" + text)
+
+
+# used by tests to check the pattern and the scalar helper agree
+FORMULA_PATTERN = re.compile(_FORMULA_RE)

@@ -1,0 +1,175 @@
+"""The report as Markdown (GitHub-flavoured tables), for tickets and incident notes.
+
+Capture data (names, EXTRA-TEXT, addresses, paths) is made inert: ``safe_text`` makes
+control and bidi characters visible, and the text is written as an inline code span, inside
+which CommonMark interprets nothing (no emphasis, links, autolinks or HTML). Backticks and
+``|`` (which would end the span or the table cell) are replaced by visible escapes.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+from analyzer.render import (
+    code_label,
+    domains_for,
+    fmt_count,
+    fmt_counts,
+    fmt_duration,
+    fmt_share,
+    fmt_time,
+    resolvers_for,
+    safe_text,
+    same_day,
+    skipped_line,
+    zones_for,
+)
+
+def md(value: Any) -> str:
+    """Return capture text as an inline code span: nothing in it is interpreted (no
+    emphasis, links, autolinks or HTML), and ``safe_text`` has made controls visible."""
+    text = _code_span(value)
+    if not text:
+        return ""
+    # a span that starts or ends with a space or backtick needs padding (CommonMark §6.1)
+    return f"` {text} `" if text[0] in " `" or text[-1] in " `" else f"`{text}`"
+
+
+def write_report(report: dict[str, Any], out: IO[str]) -> None:
+    """Write ``report`` to ``out`` as a Markdown document."""
+    dated = not same_day(report)
+    lines: list[str] = []
+    s = report["summary"]
+    lines += ["# Extended DNS Errors report", ""]
+    if s["first_seen"]:
+        lines += [f"{fmt_time(s['first_seen'])} to {fmt_time(s['last_seen'], date=dated)} UTC "
+                  f"({fmt_duration(s['span_seconds'])})", ""]
+    lines += ["## Summary", ""]
+    paths = ", ".join(md(c['path']) for c in report["captures"][:5])
+    more = f" and {len(report['captures']) - 5} more" if len(report["captures"]) > 5 else ""
+    lines.append(f"- **Captures:** {s['captures']} ({paths}{more})"
+                 + (f", {s['captures_failed']} could not be read" if s["captures_failed"] else ""))
+    lines.append(f"- **Packets:** {fmt_count(s['packets'])}"
+                 + (f": {fmt_counts(report['accounting'])}" if report["accounting"] else ""))
+    skipped = skipped_line(report)
+    if skipped:
+        lines.append(f"- **Skipped:** {skipped.removeprefix('skipped ')}")
+    lines.append(f"- **DNS responses:** {fmt_count(s['dns_responses'])}, "
+                 f"{fmt_count(s['responses_with_ede'])} with EDE"
+                 + (f" ({fmt_share(s['ede_share'])})" if s["ede_share"] is not None else "")
+                 + f", {fmt_count(s['ede_options'])} EDE options")
+    if s["ede_options"]:
+        lines.append(f"- **EDE seen:** {fmt_time(s['ede_first_seen'])} to "
+                     f"{fmt_time(s['ede_last_seen'])} UTC; {s['codes']} codes, "
+                     f"{fmt_count(s['domains'])} domains, {fmt_count(s['zones'])} zones, "
+                     f"{fmt_count(s['resolvers'])} resolvers")
+    if report.get("filters"):
+        active = {k: v for k, v in report["filters"].items() if v}
+        lines.append("- **Filters:** " + "; ".join(
+            f"{k} " + ", ".join(md(x) for x in (v if isinstance(v, list) else [v]))
+            for k, v in active.items()))
+    if report["problems"]:
+        lines.append(f"- **Problems:** {fmt_counts(report['problems'])}")
+    lines.append("")
+
+    if report["codes"]:
+        lines += ["## Codes", ""]
+        lines += _table(
+            ["Code", "Name", "EDEs", "Responses", "Share", "Domains", "RCODEs", "First seen",
+             "Last seen"],
+            [[str(c["code"]), c["name"], fmt_count(c["count"]), fmt_count(c["responses"]),
+              fmt_share(c["share"]), fmt_count(c["domains"]), fmt_counts(c["rcodes"]),
+              fmt_time(c["first_seen"], date=dated), fmt_time(c["last_seen"], date=dated)]
+             for c in report["codes"]],
+            right={0, 2, 3, 4, 5})
+        lines.append("")
+    if report["incidents"]:
+        interval = report["timeseries"]["interval"]
+        lines += ["## Incidents", "",
+                  f"A code well above its own baseline ({interval} buckets; detector in "
+                  "docs/report-schema.md).", ""]
+        lines += _table(
+            ["Code", "Start", "End", "EDEs", "Peak/min", "Baseline/min", "Top domains",
+             "Top zones"],
+            [[code_label(i), fmt_time(i["start"], date=dated), fmt_time(i["end"], date=dated),
+              fmt_count(i["count"]), f"{i['peak_per_minute']:g}",
+              f"{i['baseline_per_minute']:g}",
+              ", ".join(f"{md(d['qname'])} {d['count']}" for d in i["top_domains"]),
+              ", ".join(f"{md(z['zone'])} {z['count']}" for z in i["top_zones"])]
+             for i in report["incidents"]],
+            right={3, 4, 5})
+        lines.append("")
+    if report["codes"]:
+        lines += ["## What to do", ""]
+        for n, c in enumerate(report["codes"], 1):
+            lines.append(f"{n}. **{code_label(c)}**: {fmt_count(c['count'])} EDEs, "
+                         f"{fmt_time(c['first_seen'], date=dated)} to "
+                         f"{fmt_time(c['last_seen'], date=dated)}")
+            zones = zones_for(report, c["code"])
+            if zones:
+                lines.append("   - Zones: " + ", ".join(
+                    md(z['zone'])
+                    + (" (named in EXTRA-TEXT)" if z["source"] == "extra-text" else "")
+                    for z in zones))
+            domains = domains_for(report, c["code"])
+            if domains:
+                lines.append("   - Names: " + ", ".join(
+                    md(d['qname']) for d in domains))
+            servers = resolvers_for(report, c["code"])
+            if servers:
+                lines.append("   - Resolvers: " + ", ".join(md(r) for r in servers[:3]))
+            if c["extra_texts"]:
+                lines.append(f"   - EXTRA-TEXT: {md(c['extra_texts'][0]['text'])}")
+            lines.append(f"   - Next step: {c['next_step']}")
+        lines.append("")
+    if report["zones"]:
+        lines += ["## Affected zones", "",
+                  "*From*: `text` when the EXTRA-TEXT names the zone (the broken zone is "
+                  "often a parent of the query name), `qname` for the query name's zone.", ""]
+        lines += _table(
+            ["Code", "Zone", "From", "EDEs", "Domains", "Key tags", "First seen", "Last seen"],
+            [[str(z["code"]), md(z["zone"]), "text" if z["source"] == "extra-text" else "qname",
+              fmt_count(z["count"]), fmt_count(z["domains"]),
+              ", ".join(map(str, z["key_tags"])),
+              fmt_time(z["first_seen"], date=dated), fmt_time(z["last_seen"], date=dated)]
+             for z in report["zones"]],
+            right={0, 3, 4})
+        lines.append("")
+    if report["domains"]:
+        lines += ["## Affected domains", ""]
+        lines += _table(
+            ["Code", "Query name", "Zone", "EDEs", "Responses", "First seen", "Last seen"],
+            [[str(d["code"]), md(d["qname"]), md(d["zone"]), fmt_count(d["count"]),
+              fmt_count(d["responses"]), fmt_time(d["first_seen"], date=dated),
+              fmt_time(d["last_seen"], date=dated)] for d in report["domains"]],
+            right={0, 3, 4})
+        lines.append("")
+    if report["resolvers"]:
+        lines += ["## Resolvers", ""]
+        lines += _table(
+            ["Resolver", "EDEs", "Clients", "Codes", "Software", "Evidence"],
+            [[md(r["resolver"]), fmt_count(r["count"]), fmt_count(r["clients"]),
+              ", ".join(f"{c['code']} ({c['count']})" for c in r["codes"]),
+              r["software"] or "", "; ".join(md(e) for e in r["evidence"][:2])]
+             for r in report["resolvers"]],
+            right={1, 2})
+        lines.append("")
+    failed = [c for c in report["captures"] if c["error"]]
+    if failed:
+        lines += ["## Captures that could not be read", ""]
+        lines += [f"- {md(c['path'])}: {md(c['error'])}" for c in failed]
+        lines.append("")
+    out.write("\n".join(lines).rstrip("\n") + "\n")
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    align = ["---:" if i in right else "---" for i in range(len(header))]
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |",
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def _code_span(value: Any) -> str:
+    # Inside a code span nothing is interpreted except the backticks that close it, and
+    # a table cell still ends at "|"; neither occurs in names we print this way once
+    # replaced by visible escapes.
+    return safe_text(value).replace("`", "\\x60").replace("|", "\\x7c")

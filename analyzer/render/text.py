@@ -1,0 +1,352 @@
+"""The report for a terminal: rich tables that fit 80 columns, most actionable first.
+
+Every value from a capture goes through ``safe_text(..., markup=True)``: control
+characters, escapes and bidi overrides become visible, and rich markup stays literal.
+The console runs with emoji codes and highlighting off, so ``:fire:`` in an EXTRA-TEXT
+prints as typed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import IO, Any
+
+import rich.box
+import rich.console
+import rich.padding
+import rich.table
+import rich.text
+
+from analyzer.render import (
+    code_label,
+    domains_for,
+    fmt_count,
+    fmt_counts,
+    fmt_duration,
+    fmt_share,
+    fmt_time,
+    resolvers_for,
+    safe_text,
+    same_day,
+    skipped_line,
+    zones_for,
+)
+
+SPARK = "▁▂▃▄▅▆▇█"
+_LABEL = 26  # width of the code label in the timeline
+
+
+def write_report(report: dict[str, Any], out: IO[str], *, width: int | None = None,
+                 color: bool = False) -> None:
+    """Write ``report`` to ``out`` as terminal text (80 columns unless ``width``)."""
+    buffer = io.StringIO()
+    console = rich.console.Console(
+        file=buffer, width=width or 80, color_system="auto" if color else None,
+        force_terminal=color, no_color=not color, highlight=False, emoji=False,
+        markup=True, soft_wrap=False, legacy_windows=False,
+    )
+    ctx = _Context(report)
+    for section in (_summary, _codes, _incidents, _actions, _zones, _domains, _resolvers,
+                    _timeline, _captures):
+        section(console, report, ctx)
+    text = buffer.getvalue()
+    if not color:  # rich pads table rows to the full width; drop the trailing blanks
+        text = "\n".join(line.rstrip() for line in text.split("\n"))
+    out.write(text)
+
+
+class _Context:
+    """Formatting choices derived once from the whole report."""
+
+    def __init__(self, report: dict[str, Any]):
+        self.dated = not same_day(report)
+
+    def time(self, value: str | None) -> str:
+        return fmt_time(value, date=self.dated)
+
+
+def _s(value: Any) -> str:
+    return safe_text(value, markup=True)
+
+
+def _table(title: str, caption: str | None = None) -> rich.table.Table:
+    return rich.table.Table(
+        title=title, title_justify="left", title_style="bold", caption=caption,
+        caption_justify="left", caption_style="dim", box=rich.box.SIMPLE_HEAD,
+        show_edge=False, pad_edge=False, padding=(0, 1), expand=False,
+    )
+
+
+def _indent(markup: str) -> rich.padding.Padding:
+    return rich.padding.Padding(rich.text.Text.from_markup(markup, overflow="fold"),
+                                (0, 0, 0, 3))
+
+
+def _heading(console: rich.console.Console, title: str) -> None:
+    console.print()
+    console.print(f"[bold]{title}[/]")
+
+
+# --- sections ------------------------------------------------------------------------------
+
+def _summary(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
+    s = report["summary"]
+    span = ""
+    if s["first_seen"]:
+        span = (f"{fmt_time(s['first_seen'])} to {fmt_time(s['last_seen'], date=ctx.dated)} "
+                f"UTC ({fmt_duration(s['span_seconds'])})")
+    console.print(f"[bold]Extended DNS Errors[/]  {span}")
+    grid = rich.table.Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    captures = report["captures"]
+    if len(captures) == 1:
+        c = captures[0]
+        what = _s(c["path"])
+        if c["format"]:
+            what += f" ({c['format']}{', ' + c['compression'] if c['compression'] else ''})"
+    else:
+        what = f"{len(captures)} files"
+    if s["captures_failed"]:
+        what += f", [red]{s['captures_failed']} could not be read[/] (see below)"
+    grid.add_row("Captures", what)
+    grid.add_row("Packets", _s(_accounting(report)))
+    responses = f"{fmt_count(s['dns_responses'])} DNS responses"
+    if s["dns_responses"]:
+        responses += (f", {fmt_count(s['responses_with_ede'])} with EDE "
+                      f"({fmt_share(s['ede_share'])})")
+    else:
+        responses += f", {fmt_count(s['responses_with_ede'])} with EDE"
+    responses += f", {fmt_count(s['ede_options'])} EDE options"
+    grid.add_row("Responses", responses)
+    if s["ede_options"]:
+        grid.add_row("EDE seen", (
+            f"{fmt_time(s['ede_first_seen'], date=ctx.dated)} to "
+            f"{fmt_time(s['ede_last_seen'], date=ctx.dated)}; {s['codes']} codes, "
+            f"{fmt_count(s['domains'])} domains, {fmt_count(s['zones'])} zones, "
+            f"{fmt_count(s['resolvers'])} resolvers"))
+    if report.get("filters"):
+        grid.add_row("Filters", _s(_filters(report["filters"])))
+    if report["problems"]:
+        grid.add_row("Problems", _s(fmt_counts(report["problems"])))
+    console.print(grid)
+    if not s["ede_options"]:
+        console.print()
+        if s["dns_responses"]:
+            console.print("No Extended DNS Errors: none of the DNS responses carried EDNS0 "
+                          "option 15 (RFC 8914).")
+        else:
+            console.print("No DNS responses found. Check the capture filter and --port "
+                          "(DNS on another port?).")
+
+
+def _accounting(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    parts = fmt_counts(report["accounting"])
+    line = f"{fmt_count(s['packets'])}" + (f": {parts}" if parts else "")
+    skipped = skipped_line(report)
+    return line + (f" ({skipped})" if skipped else "")
+
+
+def _filters(filters: dict[str, Any]) -> str:
+    parts = []
+    for key in ("codes", "domains", "resolvers"):
+        if filters.get(key):
+            parts.append(f"{key} " + ", ".join(map(str, filters[key])))
+    for key in ("since", "until"):
+        if filters.get(key):
+            parts.append(f"{key} {filters[key]}")
+    return "; ".join(parts)
+
+
+def _codes(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
+    if not report["codes"]:
+        return
+    console.print()
+    table = _table("Codes", "EDEs: options; Resp.: responses carrying the code; "
+                            "Share: of all DNS responses")
+    table.add_column("Code", justify="right", no_wrap=True)
+    table.add_column("Name", overflow="fold", min_width=12)
+    table.add_column("EDEs", justify="right", no_wrap=True)
+    table.add_column("Resp.", justify="right", no_wrap=True)
+    table.add_column("Share", justify="right", no_wrap=True)
+    table.add_column("Domains", justify="right", no_wrap=True)
+    table.add_column("RCODE", overflow="fold")
+    for c in report["codes"]:
+        rcodes = ", ".join(c["rcodes"]) if len(c["rcodes"]) > 1 else next(iter(c["rcodes"]), "")
+        table.add_row(str(c["code"]), _s(c["name"]), fmt_count(c["count"]),
+                      fmt_count(c["responses"]), fmt_share(c["share"]),
+                      fmt_count(c["domains"]), _s(rcodes))
+    console.print(table)
+
+
+def _incidents(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
+    found = report["incidents"]
+    if not found:
+        return
+    console.print()
+    interval = report["timeseries"]["interval"]
+    table = _table(f"Incidents ({len(found)}): a code well above its baseline",
+                   f"{interval} buckets; rates per minute; detector in docs/report-schema.md")
+    table.add_column("Code", justify="right", no_wrap=True)
+    table.add_column("Start", no_wrap=True)
+    table.add_column("End", no_wrap=True)
+    table.add_column("EDEs", justify="right", no_wrap=True)
+    table.add_column("Peak/min", justify="right", no_wrap=True)
+    table.add_column("Base/min", justify="right", no_wrap=True)
+    table.add_column("Top domains", overflow="fold")
+    for i in found[:20]:
+        top = ", ".join(d["qname"] for d in i["top_domains"][:2])
+        table.add_row(str(i["code"]), ctx.time(i["start"]), ctx.time(i["end"]),
+                      fmt_count(i["count"]), f"{i['peak_per_minute']:g}",
+                      f"{i['baseline_per_minute']:g}", _s(top))
+    console.print(table)
+    if len(found) > 20:
+        console.print(f"[dim]... and {len(found) - 20} more incidents (--format json)[/]")
+
+
+def _actions(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
+    if not report["codes"]:
+        return
+    _heading(console, "What to do")
+    for n, c in enumerate(report["codes"], 1):
+        console.print(f"{n}. [bold]{_s(code_label(c))}[/]: {fmt_count(c['count'])} EDEs, "
+                      f"{ctx.time(c['first_seen'])} to {ctx.time(c['last_seen'])}")
+        facts = []
+        zones = zones_for(report, c["code"])
+        if zones:
+            named = [z["zone"] + (" (named in EXTRA-TEXT)" if z["source"] == "extra-text"
+                                  else "") for z in zones]
+            facts.append("Zones: " + ", ".join(named))
+        domains = domains_for(report, c["code"])
+        if domains and not (len(domains) == 1 and zones and domains[0]["qname"] ==
+                            zones[0]["zone"]):
+            facts.append("Names: " + ", ".join(d["qname"] for d in domains))
+        servers = resolvers_for(report, c["code"])
+        if servers:
+            facts.append("Resolvers: " + ", ".join(servers[:3]))
+        if c["extra_texts"]:
+            facts.append(f"EXTRA-TEXT: \"{c['extra_texts'][0]['text']}\"")
+        for fact in facts:
+            console.print(_indent(_s(fact)))
+        console.print(_indent(f"[italic]{_s(c['next_step'])}[/]"))
+
+
+def _zones(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
+    if not report["zones"]:
+        return
+    console.print()
+    table = _table("Affected zones",
+                   "From: text = the EXTRA-TEXT names the zone (the broken zone, often a "
+                   "parent of the query name); qname = the query name's zone")
+    table.add_column("Code", justify="right", no_wrap=True)
+    table.add_column("Zone", overflow="fold", min_width=16)
+    table.add_column("From", no_wrap=True)
+    table.add_column("EDEs", justify="right", no_wrap=True)
+    table.add_column("Names", justify="right", no_wrap=True)
+    table.add_column("First seen", no_wrap=True)
+    table.add_column("Last seen", no_wrap=True)
+    for z in report["zones"]:
+        zone = z["zone"] + (f" (key {', '.join(map(str, z['key_tags']))})"
+                            if z["key_tags"] else "")
+        table.add_row(str(z["code"]), _s(zone), "text" if z["source"] == "extra-text"
+                      else "qname", fmt_count(z["count"]), fmt_count(z["domains"]),
+                      ctx.time(z["first_seen"]), ctx.time(z["last_seen"]))
+    console.print(table)
+
+
+def _domains(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
+    if not report["domains"]:
+        return
+    console.print()
+    table = _table("Affected domains")
+    table.add_column("Code", justify="right", no_wrap=True)
+    table.add_column("Query name", overflow="fold", min_width=20)
+    table.add_column("EDEs", justify="right", no_wrap=True)
+    table.add_column("Resp.", justify="right", no_wrap=True)
+    table.add_column("First seen", no_wrap=True)
+    table.add_column("Last seen", no_wrap=True)
+    for d in report["domains"]:
+        table.add_row(str(d["code"]), _s(d["qname"]), fmt_count(d["count"]),
+                      fmt_count(d["responses"]), ctx.time(d["first_seen"]),
+                      ctx.time(d["last_seen"]))
+    console.print(table)
+
+
+def _resolvers(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
+    if not report["resolvers"]:
+        return
+    console.print()
+    table = _table("Resolvers (servers that sent EDEs)")
+    table.add_column("Resolver", overflow="fold", min_width=15)
+    table.add_column("EDEs", justify="right", no_wrap=True)
+    table.add_column("Clients", justify="right", no_wrap=True)
+    table.add_column("Codes (EDEs)", overflow="fold")
+    table.add_column("Software", overflow="fold")
+    for r in report["resolvers"]:
+        codes = ", ".join(f"{c['code']} ({fmt_count(c['count'])})" for c in r["codes"])
+        software = r["software"] or "-"
+        if r["software"] and r["evidence"]:
+            software += f": {r['evidence'][0]}"
+        table.add_row(_s(r["resolver"]), fmt_count(r["count"]), fmt_count(r["clients"]),
+                      _s(codes), _s(software))
+    console.print(table)
+
+
+def _timeline(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
+    ts = report["timeseries"]
+    if not ts["series"] or ts["buckets"] < 2:
+        return
+    columns = max(10, console.width - _LABEL - 14)
+    factor = math.ceil(ts["buckets"] / columns)
+    width = factor * ts["interval_seconds"]
+    from analyzer import reports
+
+    label = reports.interval_label(width)
+    _heading(console, f"Timeline: EDEs per {label} from {fmt_time(ts['start'], date=ctx.dated)}"
+                      f" to {fmt_time(ts['end'], date=ctx.dated)} UTC")
+    incident_codes = {i["code"] for i in report["incidents"]}
+    for s in ts["series"][:12]:
+        counts = _regroup(s["counts"], factor)
+        peak = max(counts)
+        mark = "!" if s["code"] in incident_codes else " "
+        name = f"{s['code']} {s['name']}"
+        if len(name) > _LABEL - 2:
+            name = name[:_LABEL - 3] + "…"
+        console.print(f"{mark}{_s(name):<{_LABEL - 1}}{sparkline(counts)} max {peak}",
+                      no_wrap=True, overflow="crop")
+    if incident_codes:
+        console.print("[dim]! = an incident was detected for the code[/]")
+
+
+def _captures(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
+    captures = report["captures"]
+    failed = [c for c in captures if c["error"]]
+    if len(captures) < 2 and not failed:
+        return
+    console.print()
+    table = _table("Captures")
+    table.add_column("File", overflow="fold", min_width=20)
+    table.add_column("Format", no_wrap=True)
+    table.add_column("Packets", justify="right", no_wrap=True)
+    table.add_column("Status", overflow="fold")
+    for c in captures:
+        status = f"[red]{_s(c['error'])}[/]" if c["error"] else "ok"
+        table.add_row(_s(c["path"]), _s(c["format"] or "-"), fmt_count(c["packets"]), status)
+    console.print(table)
+
+
+def _regroup(counts: list[int], factor: int) -> list[int]:
+    if factor <= 1:
+        return list(counts)
+    return [sum(counts[i:i + factor]) for i in range(0, len(counts), factor)]
+
+
+def sparkline(counts: list[int]) -> str:
+    """Return one character per count: ``·`` for zero, ``▁``..``█`` scaled to the maximum."""
+    peak = max(counts, default=0)
+    if peak <= 0:
+        return "·" * len(counts)
+    return "".join("·" if n <= 0 else SPARK[min(len(SPARK) - 1, math.ceil(n / peak * 8) - 1)]
+                   for n in counts)
