@@ -210,6 +210,8 @@ class PacketDecoder:
         if hlen < 20 or hlen > len(l4):
             return "malformed-tcp"
         seq = (l4[4] << 24) | (l4[5] << 16) | (l4[6] << 8) | l4[7]
+        if hlen == len(l4):  # SYN, FIN, RST or ACK without data: no message can complete
+            return self.tcp.control((src, dst, sport, dport), seq, l4[13])
         meta = Endpoint(ts, frame, src, dst, sport, dport, ver, "tcp")
         return self.tcp.feed((src, dst, sport, dport), seq, l4[13], l4[hlen:],
                              lambda msg: self.on_dns(msg, meta))

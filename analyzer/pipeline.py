@@ -125,32 +125,39 @@ class Scanner:
         decoder = self._decoder
         accounting = self.accounting
         # SLOW and TCP packets in capture order: TCP streams may pass through both.
-        for i in np.flatnonzero((cat == fastpath.SLOW) | (cat == fastpath.TCP_SEGMENT)).tolist():
-            if cat[i] == fastpath.SLOW:
-                d = int(data_off[i])
-                category = decoder.decode(int(ts[i]), first + i, int(linktype[i]),
-                                          buf[d:d + int(caplen[i])], int(origlen[i]))
-            else:
-                category = self._tcp(buf, cls, i, int(ts[i]), first + i)  # type: ignore[arg-type]
-            accounting[category] += 1
+        # Columns become lists first: indexing numpy scalars one by one is slow.
+        sel = np.flatnonzero((cat == fastpath.SLOW) | (cat == fastpath.TCP_SEGMENT))
+        if len(sel):
+            fields = [sel, cat[sel], ts[sel], linktype[sel], data_off[sel], caplen[sel],
+                      origlen[sel]]
+            if cls is not None:
+                fields += [cls.l3[sel], cls.l4[sel], cls.ip_version[sel], cls.sport[sel],
+                           cls.dport[sel], cls.payload[sel] + cls.payload_len[sel]]
+            for i, c, t, lt, d, cl, ol, *tcp in zip(*(f.tolist() for f in fields)):
+                if c == fastpath.SLOW:
+                    category = decoder.decode(t, first + i, lt, buf[d:d + cl], ol)
+                else:
+                    l3, l4, ver, sport, dport, end = tcp
+                    if ver == 4:
+                        src, dst = buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]
+                    else:
+                        src, dst = buf[l3 + 8:l3 + 24], buf[l3 + 24:l3 + 40]
+                    category = decoder.tcp_segment(t, first + i, src, dst, sport, dport, ver,
+                                                   buf[l4:end])
+                accounting[category] += 1
         if cls is not None:
-            for i in np.flatnonzero(cat == fastpath.CANDIDATE).tolist():
-                p, l3, ver = int(cls.payload[i]), int(cls.l3[i]), int(cls.ip_version[i])
-                src, dst = (buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]) if ver == 4 else (
-                    buf[l3 + 8:l3 + 24], buf[l3 + 24:l3 + 40])
-                ep = Endpoint(int(ts[i]), first + i, src, dst, int(cls.sport[i]),
-                              int(cls.dport[i]), ver, "udp")
-                accounting[self._response(buf[p:p + int(cls.payload_len[i])], ep)] += 1
+            sel = np.flatnonzero(cat == fastpath.CANDIDATE)
+            fields = [sel, ts[sel], cls.l3[sel], cls.ip_version[sel], cls.sport[sel],
+                      cls.dport[sel], cls.payload[sel], cls.payload_len[sel]]
+            for i, t, l3, ver, sport, dport, p, plen in zip(*(f.tolist() for f in fields)):
+                if ver == 4:
+                    src, dst = buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]
+                else:
+                    src, dst = buf[l3 + 8:l3 + 24], buf[l3 + 24:l3 + 40]
+                ep = Endpoint(t, first + i, src, dst, sport, dport, ver, "udp")
+                accounting[self._response(buf[p:p + plen], ep)] += 1
         self._table.seal()
         self._flush_pending()
-
-    def _tcp(self, buf: bytes, cls: fastpath.Classified, i: int, ts: int, frame_no: int) -> str:
-        l3, l4, ver = int(cls.l3[i]), int(cls.l4[i]), int(cls.ip_version[i])
-        src, dst = (buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]) if ver == 4 else (
-            buf[l3 + 8:l3 + 24], buf[l3 + 24:l3 + 40])
-        end = int(cls.payload[i]) + int(cls.payload_len[i])
-        return self._decoder.tcp_segment(ts, frame_no, src, dst, int(cls.sport[i]),
-                                         int(cls.dport[i]), ver, buf[l4:end])
 
     def _settled(self, chunk: Chunk, cls: fastpath.Classified, counts: np.ndarray) -> None:
         """Book the packets numpy settled: plain responses and queries."""

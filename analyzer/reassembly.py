@@ -111,6 +111,16 @@ class TcpReassembler:
     def __len__(self) -> int:
         return len(self._streams)
 
+    def control(self, key: tuple[object, ...], seq: int, flags: int) -> str:
+        """Handle a segment without data: SYN opens a stream, FIN/RST close it."""
+        if flags & 0x02:
+            self._new(key, (seq + 1) & 0xFFFFFFFF, synced=True)
+        elif flags & 0x05:
+            stream = self._streams.pop(key, None)
+            if stream is not None and stream.ooo:
+                self.flush_gap(stream)
+        return TCP_NO_PAYLOAD
+
     def feed(self, key: tuple[object, ...], seq: int, flags: int, data: bytes,
              on_message: Callable[[bytes], str]) -> str:
         """Add one segment; call ``on_message`` per completed message; return the category.

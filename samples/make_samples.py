@@ -132,9 +132,12 @@ class Sample:
         return sorted(self.frames, key=lambda f: f.ts_ns)
 
     def expected(self, packets: int | None = None) -> dict[str, Any]:
-        """Return this sample's entry of expected.json."""
+        """Return this sample's entry of expected.json; ``packets`` keeps only the first ones."""
+        kept = self.sorted_frames()[:packets]
         out: dict[str, Any] = {
-            "packets": len(self.frames) if packets is None else packets,
+            "packets": len(kept),
+            "first_ts_ns": kept[0].ts_ns if kept else None,
+            "last_ts_ns": kept[-1].ts_ns if kept else None,
             "dns_queries": self.queries,
             "dns_responses": self.responses,
             "responses_with_ede": self.responses_with_ede,
@@ -1222,6 +1225,7 @@ EXPECTED_ABOUT = {
     "what": "Counts an analyzer must find in each sample, from make_samples.py's own "
             "bookkeeping (each message counted when it is built, not by decoding the files).",
     "packets": "records a capture reader returns (for a cut file: the whole records)",
+    "first_ts_ns": "timestamp of the earliest record, ns since the epoch (last_ts_ns: latest)",
     "dns_queries": "DNS messages with QR=0 (several may share a TCP segment)",
     "dns_responses": "DNS messages with QR=1 that decode: header, question and additional "
                      "section, every length inside the bytes present; a message over TCP or "
@@ -1272,8 +1276,7 @@ def build_all() -> dict[str, tuple[bytes, dict[str, Any]]]:
     sample = bogus_linktype()
     files["broken/bogus-linktype.pcap"] = (
         pcap_bytes(sample.sorted_frames(), LINKTYPE_USER0),
-        {"linktypes": [LINKTYPE_USER0], **Sample(extra=sample.extra).expected(
-            packets=len(sample.frames))})
+        {"linktypes": [LINKTYPE_USER0], **Sample(sample.frames, extra=sample.extra).expected()})
     files["broken/empty.pcap"] = (pcap_bytes([], LINKTYPE_ETHERNET),
                                   {"linktypes": [LINKTYPE_ETHERNET], **Sample().expected()})
     pcap("broken/html-injection.pcap", html_injection())
