@@ -19,7 +19,7 @@ import lzma
 import struct
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,6 +34,7 @@ CHUNK_BYTES = 4 << 20
 # captures reach 64 KiB): a record claiming more means the file is corrupt, and accepting it
 # would make us buffer whatever size the length field claims.
 MAX_RECORD = 1 << 20
+PAD = 64
 
 LINKTYPE_NAMES = {
     0: "null", 1: "ethernet", 12: "raw", 14: "raw", 101: "raw", 108: "loop",
@@ -73,9 +74,15 @@ class Chunk:
     ts_ns: np.ndarray      # int64: nanoseconds since the epoch, UTC
     linktype: np.ndarray   # int64: LINKTYPE_* of the interface that captured it
     first_frame: int       # Wireshark frame number of the first record (1-based)
+    arr: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
 
     def __len__(self) -> int:
         return len(self.data_off)
+
+    def __post_init__(self) -> None:
+        # ``buf`` as numpy bytes plus zero padding, so fixed-offset gathers past the end of
+        # a short last packet stay in bounds (their results are masked out by length checks).
+        self.arr = np.frombuffer(self.buf + bytes(PAD), np.uint8)
 
 
 def open_source(source: str | Path | BinaryIO) -> tuple[BinaryIO, str, str | None, BinaryIO]:

@@ -37,7 +37,6 @@ _VLAN_TAGS = (0x8100, 0x88A8, 0x9100)
 _RAW_LINKTYPES = (12, 14, 101)
 # IPv6 next-header values that are extension headers we walk in Python (RFC 8200 §4).
 _IP6_EXTENSIONS = (0, 43, 44, 51, 60, 135, 139, 140, 253, 254)
-_PAD = 64  # zero bytes appended so fixed-offset gathers past a short packet stay in bounds
 
 
 @dataclass(slots=True)
@@ -60,7 +59,7 @@ def _u16(a: np.ndarray, i: np.ndarray) -> np.ndarray:
 
 def classify(chunk: Chunk, ports: np.ndarray, decode_all_responses: bool = False) -> Classified:
     """Return the verdicts for every packet of ``chunk`` (see the module docstring)."""
-    a = np.frombuffer(chunk.buf + bytes(_PAD), np.uint8)
+    a = chunk.arr
     d, cap, lt = chunk.data_off, chunk.caplen, chunk.linktype
     n = len(d)
     end = d + cap

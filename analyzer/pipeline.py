@@ -171,7 +171,7 @@ class Scanner:
         q = np.flatnonzero(cat == fastpath.QUERY)
         if len(q):
             self.dns_queries += len(q)
-            a = np.frombuffer(chunk.buf + bytes(64), np.uint8)
+            a = chunk.arr
             l3, ver = cls.l3[q], cls.ip_version[q]
             src_at = np.where(ver == 4, l3 + 12, l3 + 8)
             dst_at = np.where(ver == 4, l3 + 16, l3 + 24)
