@@ -1272,7 +1272,8 @@ def build_all() -> dict[str, tuple[bytes, dict[str, Any]]]:
     pcap("broken/bad-utf8.pcap", bad_utf8())
     pcap("broken/compression-loop.pcap", compression_loop())
     pcap("broken/lying-lengths.pcap", lying_lengths())
-    files["broken/garbage.pcap"] = (garbage(), {"capture_error": "not-a-capture", "packets": 0})
+    files["broken/garbage.pcap"] = (garbage(), {"linktypes": [], **Sample().expected(),
+                                                "capture_error": "not-a-capture"})
     sample = bogus_linktype()
     files["broken/bogus-linktype.pcap"] = (
         pcap_bytes(sample.sorted_frames(), LINKTYPE_USER0),
