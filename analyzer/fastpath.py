@@ -7,8 +7,9 @@ option: Python decodes its DNS payload, located by the returned offsets), or mar
 ``TCP_SEGMENT`` (a well-formed TCP segment to or from a DNS port that carries data or
 SYN/FIN/RST: it goes to the stream reassembler, located by ``l4``/``payload``), or
 ``SLOW`` (anything unusual: fragments, IPv6 extension headers, short or lying lengths,
-snaplen cuts). Pure ACKs to a DNS port change no stream state and are settled here. ``layers.decode_packet`` handles SLOW packets from the first
-byte and reaches the same verdicts as this module would; tests run every fixture both ways.
+snaplen cuts). Pure ACKs to a DNS port change no stream state and are settled here.
+``layers.PacketDecoder`` handles SLOW packets from the first byte and reaches the same
+verdicts as this module would; tests run every fixture both ways.
 
 The EDE test is deliberately a superset: a response is a candidate when ARCOUNT > 0 and its
 payload holds the OPT type bytes ``00 29`` followed, at least 8 bytes later, by the option

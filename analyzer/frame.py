@@ -90,8 +90,10 @@ def _named(values: Sequence[int | None], namer: Any) -> pd.Categorical:
 
 def _build(rows: Sequence[tuple[Any, ...]], fields: Sequence[str],
            dtypes: dict[str, Any]) -> pd.DataFrame:
-    columns: dict[str, Any] = dict(zip(fields, zip(*rows), strict=True)) if rows else {
-        f: () for f in fields}
+    if rows:
+        columns: dict[str, Any] = dict(zip(fields, zip(*rows, strict=True), strict=True))
+    else:
+        columns = dict.fromkeys(fields, ())
     data: dict[str, Any] = {}
     for name, dtype in dtypes.items():
         if name == "qtype":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import socket
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -133,7 +134,7 @@ class Scanner:
             if cls is not None:
                 fields += [cls.l3[sel], cls.l4[sel], cls.ip_version[sel], cls.sport[sel],
                            cls.dport[sel], cls.payload[sel] + cls.payload_len[sel]]
-            for i, c, t, lt, d, cl, ol, *tcp in zip(*(f.tolist() for f in fields)):
+            for i, c, t, lt, d, cl, ol, *tcp in zip(*(f.tolist() for f in fields), strict=True):
                 if c == fastpath.SLOW:
                     category = decoder.decode(t, first + i, lt, buf[d:d + cl], ol)
                 else:
@@ -149,7 +150,8 @@ class Scanner:
             sel = np.flatnonzero(cat == fastpath.CANDIDATE)
             fields = [sel, ts[sel], cls.l3[sel], cls.ip_version[sel], cls.sport[sel],
                       cls.dport[sel], cls.payload[sel], cls.payload_len[sel]]
-            for i, t, l3, ver, sport, dport, p, plen in zip(*(f.tolist() for f in fields)):
+            columns = (f.tolist() for f in fields)
+            for i, t, l3, ver, sport, dport, p, plen in zip(*columns, strict=True):
                 if ver == 4:
                     src, dst = buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]
                 else:
@@ -248,21 +250,69 @@ class Scanner:
 
     # -- results ---------------------------------------------------------------------------------
 
-    def result(self, rows: list[tuple[Any, ...]] | None = None) -> ScanResult:
-        """Return what the scan found; ``rows`` replaces the accumulated rows when given."""
-        rows = self.rows if rows is None else rows
-        ede = frame.build_responses(rows) if self.all_responses else frame.build_ede(rows)
-        firsts = [c.first_ts_ns for c in self.captures if c.first_ts_ns is not None]
-        lasts = [c.last_ts_ns for c in self.captures if c.last_ts_ns is not None]
-        return ScanResult(
-            ede=frame.empty_ede() if self.all_responses else ede,
-            responses=ede if self.all_responses else None,
-            accounting=self.accounting.as_dict(), problems=self.problems.as_dict(),
-            captures=self.captures, packets=self.packets, dns_queries=self.dns_queries,
-            dns_responses=self.dns_responses, responses_with_ede=self.responses_with_ede,
-            ede_options=self.ede_options, response_seconds=dict(sorted(self.seconds.items())),
-            first_ts_ns=min(firsts) if firsts else None, last_ts_ns=max(lasts) if lasts else None,
-        )
+    def partial(self) -> Partial:
+        """Return what this scanner found, in a form that pickles and merges."""
+        return Partial(self.rows, dict(self.accounting), dict(self.problems), self.captures,
+                       self.dns_queries, self.dns_responses, self.responses_with_ede,
+                       self.ede_options, dict(self.seconds), self.all_responses)
+
+    def result(self) -> ScanResult:
+        """Return what the scan found, with the frame built."""
+        return combine([self.partial()])
+
+
+@dataclass(slots=True)
+class Partial:
+    """One scan's rows and counters before the frame is built; partials add up."""
+
+    rows: list[tuple[Any, ...]]
+    accounting: dict[str, int]
+    problems: dict[str, int]
+    captures: list[CaptureInfo]
+    dns_queries: int
+    dns_responses: int
+    responses_with_ede: int
+    ede_options: int
+    seconds: dict[int, int]
+    all_responses: bool
+
+
+def combine(partials: Sequence[Partial]) -> ScanResult:
+    """Merge partial scans (of different files, in any order) into one result."""
+    accounting, problems, seconds = Tally(), Tally(), Counter[int]()
+    rows: list[tuple[Any, ...]] = []
+    captures: list[CaptureInfo] = []
+    totals = [0, 0, 0, 0]
+    all_responses = any(p.all_responses for p in partials)
+    for p in partials:
+        rows.extend(p.rows)
+        accounting.update(p.accounting)
+        problems.update(p.problems)
+        seconds.update(p.seconds)
+        captures.extend(p.captures)
+        for k, v in enumerate((p.dns_queries, p.dns_responses, p.responses_with_ede,
+                               p.ede_options)):
+            totals[k] += v
+    built = frame.build_responses(rows) if all_responses else frame.build_ede(rows)
+    firsts = [c.first_ts_ns for c in captures if c.first_ts_ns is not None]
+    lasts = [c.last_ts_ns for c in captures if c.last_ts_ns is not None]
+    return ScanResult(
+        ede=frame.empty_ede() if all_responses else built,
+        responses=built if all_responses else None,
+        accounting=accounting.as_dict(), problems=problems.as_dict(), captures=captures,
+        packets=sum(accounting.values()), dns_queries=totals[0], dns_responses=totals[1],
+        responses_with_ede=totals[2], ede_options=totals[3],
+        response_seconds=dict(sorted(seconds.items())),
+        first_ts_ns=min(firsts) if firsts else None, last_ts_ns=max(lasts) if lasts else None,
+    )
+
+
+def scan_partial(source: Source, options: dict[str, Any]) -> Partial:
+    """Scan one capture and return its partial result (the unit of work for --jobs, Dask)."""
+    scanner = Scanner(**options)
+    for _ in scanner.run([source]):
+        pass
+    return scanner.partial()
 
 
 def _ip(addr: bytes) -> str:
@@ -277,16 +327,51 @@ def _as_list(sources: Source | Sequence[Source]) -> list[Source]:
 
 def scan(sources: Source | Sequence[Source], *, ports: Iterable[int] = (53,),
          all_responses: bool = False, strict: bool = False, progress: Progress | None = None,
-         match_window_ns: int = matching.DEFAULT_WINDOW_NS) -> ScanResult:
+         match_window_ns: int = matching.DEFAULT_WINDOW_NS, jobs: int = 1) -> ScanResult:
     """Read captures once and return the EDE frame, accounting and counters.
 
     A capture that cannot be read is recorded in ``captures`` with its error; what was read
-    before the error is kept, and the other captures are still read.
+    before the error is kept, and the other captures are still read. With ``jobs`` > 1,
+    files are scanned in that many processes and merged; the result is the same.
     """
-    scanner = Scanner(ports, all_responses, strict, match_window_ns)
-    for _ in scanner.run(_as_list(sources), progress):
+    options = {"ports": tuple(ports), "all_responses": all_responses, "strict": strict,
+               "match_window_ns": match_window_ns}
+    listed = _as_list(sources)
+    if jobs > 1 and len(listed) > 1:
+        return _scan_parallel(listed, options, jobs, progress)
+    scanner = Scanner(**options)
+    for _ in scanner.run(listed, progress):
         pass
     return scanner.result()
+
+
+def _scan_parallel(sources: list[Source], options: dict[str, Any], jobs: int,
+                   progress: Progress | None) -> ScanResult:
+    from concurrent.futures import ProcessPoolExecutor
+
+    # Standard input and open file objects cannot be handed to another process.
+    local = [s for s in sources if not isinstance(s, (str, Path)) or s == "-"]
+    remote = [s for s in sources if s not in local]
+    partials: dict[int, Partial] = {}
+    with ProcessPoolExecutor(max_workers=min(jobs, len(remote) or 1)) as pool:
+        futures = {pool.submit(scan_partial, s, options): i for i, s in enumerate(remote)}
+        for i, s in enumerate(local):
+            partials[len(remote) + i] = scan_partial(s, options)
+        done_bytes = packets = 0
+        for future in _completed(futures):
+            part = future.result()
+            partials[futures[future]] = part
+            done_bytes += sum(c.bytes_read for c in part.captures)
+            packets += sum(part.accounting.values())
+            if progress is not None:
+                progress(done_bytes, packets)
+    return combine([partials[i] for i in sorted(partials)])
+
+
+def _completed(futures: Any) -> Iterator[Any]:
+    from concurrent.futures import as_completed
+
+    return as_completed(futures)
 
 
 def read_ede(sources: Source | Sequence[Source], **options: Any) -> Any:
