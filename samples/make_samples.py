@@ -687,10 +687,10 @@ def all_codes() -> Sample:
 # ---------------------------------------------------------------------------------------------
 
 def tcp_segment(src: Host, dst: Host, sport: int, dport: int, seq: int, ack: int,
-                flags: str, payload: bytes = b"", link: Link = ethernet) -> bytes:
+                flags: str, payload: bytes = b"") -> bytes:
     ip = IP(src=src.ip4, dst=dst.ip4, ttl=64, flags="DF")
-    return link(ip / TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags,
-                         window=64240) / Raw(payload), src, dst)
+    return ethernet(ip / TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags,
+                             window=64240) / Raw(payload), src, dst)
 
 
 class TcpConversation:
