@@ -1,0 +1,759 @@
+"""ScanResult -> the report: plain, JSON-ready dicts and lists answering the operator's questions.
+
+Each section is one small function named for the question it answers (``code_counts``,
+``affected_domains``, ``affected_zones``, ``resolvers``, ``timeline``, ``incidents``), and
+``build_report`` composes them. Nothing here prints. The functions work on a *work frame*
+(``work_frame``): the EDE rows reduced to the few columns the reports need, with the
+query name lower-cased, the zone attributed, and a response key, all computed once per
+distinct value rather than once per row.
+
+Timestamps in the report are ISO-8601 UTC strings ending in ``Z``; counts are ints; shares
+are floats in 0..1 (rounded to 6 places). The schema is documented in docs/report-schema.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from analyzer.errors import EdePcapError
+
+if TYPE_CHECKING:
+    from analyzer.filters import Filters
+    from analyzer.result import ScanResult
+
+SCHEMA_VERSION = 1
+
+# Packet accounting categories whose packets went into DNS messages (whole, or as pieces
+# of a reassembled datagram or TCP stream, or TCP control segments of such streams); every
+# other category is packets that were skipped, and the category is the reason.
+USED_CATEGORIES = frozenset({
+    "dns-query", "dns-response", "ip-fragment", "tcp-segment", "tcp-no-payload",
+    "tcp-retransmission", "tcp-out-of-order",
+})
+
+# Interval candidates for the time series, in seconds (1s .. 1 week).
+INTERVALS: tuple[int, ...] = (
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+    86400, 172800, 604800,
+)
+TARGET_BUCKETS = 120   # choose the smallest interval giving at most this many buckets
+MAX_BUCKETS = 20_000   # refuse an --interval that would make more buckets than this
+
+# Incident detector: see docs/report-schema.md, "Incidents".
+INCIDENT_RATIO = 3.0       # a bucket must exceed RATIO x baseline ...
+INCIDENT_MAD = 5.0         # ... and baseline + MAD_K x (1.4826 x MAD) ...
+INCIDENT_MIN_COUNT = 5     # ... and hold at least this many EDE options
+INCIDENT_MAX_GAP = 1       # runs separated by at most this many quiet buckets merge
+WARM_RATIO = 1.5           # an incident lasts while buckets exceed WARM_RATIO x baseline ...
+WARM_MAD = 2.0             # ... and baseline + WARM_MAD x (1.4826 x MAD)
+
+# Second-level labels under which a 2-letter ccTLD delegates registrations
+# (``example.co.uk``, ``example.com.au``): the zone of a name under them has 3 labels.
+SECOND_LEVEL = frozenset({
+    "ac", "co", "com", "edu", "gov", "net", "org", "or", "ne", "go", "gob", "gouv", "mil",
+    "nic", "ltd", "plc", "sch", "nom", "int",
+})
+
+_NS = 1_000_000_000
+
+
+class ReportError(EdePcapError):
+    """The report cannot be built with the options given."""
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None = None,
+                 filters: Filters | None = None) -> dict[str, Any]:
+    """Return the whole report for ``scan`` as a JSON-ready dict.
+
+    :param top: how many domains and zones per code, resolvers, and incident domains to keep.
+    :param interval: time-series bucket width (``"10s"``, ``"5min"``, seconds as int);
+        chosen from the time span when None.
+    :param filters: keep only the EDE rows that pass these (``analyzer.filters``).
+    """
+    from analyzer import filters as filtering
+
+    df = filtering.apply(scan.ede, filters)
+    work = work_frame(df)
+    active = bool(filters is not None and filters.active)
+    window = _window_ns(scan, work, filters)
+    seconds = interval_seconds(interval) if interval is not None else choose_interval(
+        window[1] - window[0] if window else 0)
+    summary = summarize(scan, work, filters)
+    series = timeline(work, seconds, window=window, response_seconds=scan.response_seconds)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "options": {"top": top, "interval": interval_label(seconds),
+                    "interval_chosen": interval is None},
+        "filters": filters.to_dict() if active and filters is not None else None,
+        "captures": captures(scan),
+        "summary": summary,
+        "accounting": accounting(scan),
+        "problems": dict(sorted(scan.problems.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "codes": code_counts(work, dns_responses=summary["dns_responses"], top=top),
+        "domains": affected_domains(work, top=top),
+        "zones": affected_zones(work, top=top),
+        "resolvers": resolvers(work, top=top),
+        "timeseries": series,
+        "incidents": incidents(series, work, top=min(top, 5)),
+    }
+
+
+# --- the work frame ------------------------------------------------------------------------
+
+def work_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Return the EDE rows reduced to what the reports use, with derived columns.
+
+    Columns: ``code`` (int64), ``ts`` (int64 ns since the epoch), ``qname`` (lower-case,
+    categorical), ``zone`` and ``zone_source`` (``extra-text`` or ``qname``), ``key_tag``
+    (Int64), ``src_ip``, ``dst_ip``, ``rcode``, ``extra_text`` and ``response`` (one
+    uint64 per DNS response, shared by the EDE options it carried).
+    """
+    n = len(df)
+    if n == 0:
+        return pd.DataFrame({
+            "code": np.array([], dtype=np.int64), "ts": np.array([], dtype=np.int64),
+            "qname": pd.Categorical([]), "zone": pd.Categorical([]),
+            "zone_source": pd.Categorical([]), "key_tag": pd.array([], dtype="Int64"),
+            "src_ip": pd.Categorical([]), "dst_ip": pd.Categorical([]),
+            "rcode": pd.Categorical([]), "extra_text": pd.Categorical([]),
+            "response": np.array([], dtype=np.uint64),
+        })
+    code = df["ede_code"].astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
+    qname_codes, qname_uniques = _factorize(df["qname"])
+    lowered = np.array([_lower_name(q) for q in qname_uniques], dtype=object)
+    qname = _categorical(qname_codes, lowered)
+    text_zone, text_tag = _text_zones(df["extra_text"], code)
+    fallback = np.array([registrable_zone(q) for q in qname_uniques], dtype=object)
+    fallback_zone = fallback[qname_codes] if len(fallback) else np.full(n, ".", dtype=object)
+    fallback_zone = np.where(qname_codes < 0, "", fallback_zone)
+    from_text = pd.notna(text_zone)
+    zone = np.where(from_text, text_zone, fallback_zone)
+    response = pd.util.hash_pandas_object(
+        df[["capture", "frame_number", "src_ip", "src_port", "dns_id", "qname"]], index=False
+    ).to_numpy(dtype=np.uint64)
+    return pd.DataFrame({
+        "code": code,
+        "ts": _ns(df["ts"]),
+        "qname": qname,
+        "zone": pd.Categorical(zone),
+        "zone_source": pd.Categorical(np.where(from_text, "extra-text", "qname"),
+                                      categories=["extra-text", "qname"]),
+        "key_tag": pd.array(text_tag, dtype="Int64"),
+        "src_ip": df["src_ip"].astype("category").to_numpy(),
+        "dst_ip": df["dst_ip"].astype("category").to_numpy(),
+        "rcode": df["rcode"].astype("category").to_numpy(),
+        "extra_text": df["extra_text"].astype("category").to_numpy(),
+        "response": response,
+    })
+
+
+def registrable_zone(qname: str) -> str:
+    """Return the registrable-ish zone of a name: its last two labels, or three under
+    ``co``/``com``/``org``/... below a two-letter ccTLD (``www.example.co.uk`` ->
+    ``example.co.uk``). Uses no public-suffix list and never resolves anything.
+    """
+    name = qname.lower().rstrip(".")
+    head, _, tld = name.rpartition(".")
+    if not head:
+        return name or "."
+    rest, _, second = head.rpartition(".")
+    if not rest:
+        return name
+    if len(tld) == 2 and second in SECOND_LEVEL:
+        return f"{rest.rpartition('.')[2]}.{second}.{tld}"
+    return f"{second}.{tld}"
+
+
+def _text_zones(texts: pd.Series, code: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """Return (zone or None, key tag or None) per row from EXTRA-TEXT, parsing each
+    distinct (text, code) pair once."""
+    from analyzer import textfacts
+
+    n = len(texts)
+    text_codes, text_uniques = _factorize(texts)
+    if len(text_uniques) == 0:
+        return np.full(n, None, dtype=object), [None] * n
+    pair = (text_codes.astype(np.int64) + 1) * 65_537 + (code + 1)
+    pairs, inverse = np.unique(pair, return_inverse=True)
+    zones = np.full(len(pairs), None, dtype=object)
+    tags: list[Any] = [None] * len(pairs)
+    for i, p in enumerate(pairs):
+        t_index, c = divmod(int(p), 65_537)
+        if t_index == 0:
+            continue
+        facts = textfacts.parse_extra_text(str(text_uniques[t_index - 1]), c - 1)
+        zone = getattr(facts, "zone", None)
+        if zone:
+            zones[i] = _lower_name(str(zone))
+        tag = getattr(facts, "key_tag", None)
+        tags[i] = int(tag) if tag is not None else None
+    tag_array = np.array(tags, dtype=object)
+    return zones[inverse], list(tag_array[inverse])
+
+
+# --- sections ------------------------------------------------------------------------------
+
+def captures(scan: ScanResult) -> list[dict[str, Any]]:
+    """Return one entry per capture read: format, packets, bytes, span, and any error."""
+    return [{
+        "path": c.path,
+        "format": c.file_format or None,
+        "compression": c.compression,
+        "linktypes": list(c.linktypes),
+        "packets": int(c.packets),
+        "bytes": int(c.bytes_read),
+        "first_seen": iso(c.first_ts_ns),
+        "last_seen": iso(c.last_ts_ns),
+        "error": c.error,
+        "error_offset": c.error_offset,
+    } for c in scan.captures]
+
+
+def accounting(scan: ScanResult) -> dict[str, int]:
+    """Return packet category -> packets, largest first; the counts sum to ``packets``."""
+    return {k: int(v) for k, v in sorted(scan.accounting.items(), key=lambda kv: (-kv[1], kv[0]))
+            if v}
+
+
+def skipped(counts: dict[str, int]) -> dict[str, int]:
+    """Return the accounting categories that are skipped packets (reason -> packets)."""
+    return {k: v for k, v in counts.items() if k not in USED_CATEGORIES and v}
+
+
+def accounting_line(counts: dict[str, int], packets: int) -> str:
+    """Return the packet accounting in one line: ``N packets: dns-response 10, ...``."""
+    if not counts:
+        return f"{packets} packets"
+    parts = ", ".join(f"{k} {v}" for k, v in counts.items())
+    return f"{packets} packets: {parts}"
+
+
+def summarize(scan: ScanResult, work: pd.DataFrame, filters: Filters | None) -> dict[str, Any]:
+    """Return the headline numbers: captures, packets, responses, EDE share, time span."""
+    active = bool(filters is not None and filters.active)
+    dns_responses = int(scan.dns_responses)
+    if filters is not None and (filters.since or filters.until) and scan.response_seconds:
+        dns_responses = _responses_in_window(scan.response_seconds, filters)
+    if active:
+        with_ede = int(work["response"].nunique())
+        options = len(work)
+    else:
+        with_ede = int(scan.responses_with_ede)
+        options = int(scan.ede_options)
+    skip = skipped(accounting(scan))
+    first, last = scan.first_ts_ns, scan.last_ts_ns
+    ede_first = int(work["ts"].min()) if len(work) else None
+    ede_last = int(work["ts"].max()) if len(work) else None
+    return {
+        "captures": len(scan.captures),
+        "captures_failed": len(scan.failed),
+        "packets": int(scan.packets),
+        "skipped_packets": sum(skip.values()),
+        "accounting_line": accounting_line(accounting(scan), int(scan.packets)),
+        "dns_queries": int(scan.dns_queries),
+        "dns_responses": dns_responses,
+        "responses_with_ede": with_ede,
+        "ede_share": _share(with_ede, dns_responses),
+        "ede_options": options,
+        "codes": int(work["code"].nunique()),
+        "domains": int(work["qname"].nunique()),
+        "zones": int(work["zone"].nunique()),
+        "resolvers": int(work["src_ip"].nunique()),
+        "first_seen": iso(first),
+        "last_seen": iso(last),
+        "span_seconds": _seconds(first, last),
+        "ede_first_seen": iso(ede_first),
+        "ede_last_seen": iso(ede_last),
+        "filtered": active,
+    }
+
+
+def code_counts(work: pd.DataFrame, *, dns_responses: int = 0, top: int = 3
+                ) -> list[dict[str, Any]]:
+    """Return one entry per INFO-CODE, most frequent first, with the catalogue's next step.
+
+    ``count`` is EDE options, ``responses`` the responses carrying the code, ``share`` their
+    fraction of all DNS responses, ``domains`` the distinct query names, ``rcodes`` the
+    RCODEs seen with the code, and ``extra_texts`` its most frequent EXTRA-TEXTs (``top``).
+    """
+    if work.empty:
+        return []
+    from analyzer import codes as catalogue
+
+    g = work.groupby("code", sort=False)
+    table = pd.DataFrame({
+        "count": g.size(),
+        "responses": g["response"].nunique(),
+        "domains": g["qname"].nunique(),
+        "zones": g["zone"].nunique(),
+        "resolvers": g["src_ip"].nunique(),
+        "first": g["ts"].min(),
+        "last": g["ts"].max(),
+    })
+    table = table.reset_index().sort_values(["count", "code"], ascending=[False, True])
+    rcodes = _nested_counts(work, "code", "rcode")
+    texts = _nested_counts(work, "code", "extra_text", limit=top)
+    out = []
+    for row in table.itertuples(index=False):
+        info = catalogue.describe(int(row.code))
+        out.append({
+            "code": int(row.code),
+            "name": info.name,
+            "category": info.category,
+            "count": int(row.count),
+            "responses": int(row.responses),
+            "share": _share(int(row.responses), dns_responses),
+            "domains": int(row.domains),
+            "zones": int(row.zones),
+            "resolvers": int(row.resolvers),
+            "rcodes": dict(rcodes.get(row.code, [])),
+            "first_seen": iso(row.first),
+            "last_seen": iso(row.last),
+            "extra_texts": [{"text": t, "count": c} for t, c in texts.get(row.code, []) if t],
+            "meaning": info.meaning,
+            "next_step": info.next_step,
+            "status": info.status,
+        })
+    return out
+
+
+def affected_domains(work: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]]:
+    """Return the top ``top`` query names per code (by EDE options) with their zone."""
+    if work.empty:
+        return []
+    g = work.groupby(["code", "qname"], sort=False, observed=True)
+    table = pd.DataFrame({
+        "count": g.size(),
+        "responses": g["response"].nunique(),
+        "zone": g["zone"].first(),
+        "first": g["ts"].min(),
+        "last": g["ts"].max(),
+    }).reset_index()
+    table = _top_per_code(table, "qname", top)
+    return [{
+        "code": int(r.code), "qname": str(r.qname), "zone": str(r.zone),
+        "count": int(r.count), "responses": int(r.responses),
+        "first_seen": iso(r.first), "last_seen": iso(r.last),
+    } for r in table.itertuples(index=False)]
+
+
+def affected_zones(work: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]]:
+    """Return the top ``top`` zones per code: the zone named by EXTRA-TEXT when it names
+    one (the broken zone is often a parent of the query name), else the query name's
+    registrable zone. ``source`` says which; ``key_tags`` lists DNSKEY ids the text named.
+    """
+    if work.empty:
+        return []
+    flagged = work.assign(from_text=(work["zone_source"] == "extra-text").astype(np.int64))
+    g = flagged.groupby(["code", "zone"], sort=False, observed=True)
+    table = pd.DataFrame({
+        "count": g.size(),
+        "responses": g["response"].nunique(),
+        "domains": g["qname"].nunique(),
+        "from_text": g["from_text"].sum(),
+        "first": g["ts"].min(),
+        "last": g["ts"].max(),
+    }).reset_index()
+    table = _top_per_code(table, "zone", top)
+    chosen = work.loc[work["zone"].isin(table["zone"].unique())]
+    tags = _key_tags(chosen)
+    examples = _nested_counts(chosen, ["code", "zone"], "qname", limit=3)
+    out = []
+    for r in table.itertuples(index=False):
+        key = (int(r.code), str(r.zone))
+        out.append({
+            "code": int(r.code), "zone": str(r.zone),
+            "source": "extra-text" if r.from_text else "qname",
+            "count": int(r.count), "responses": int(r.responses), "domains": int(r.domains),
+            "key_tags": tags.get(key, []),
+            "examples": [q for q, _ in examples.get(key, [])],
+            "first_seen": iso(r.first), "last_seen": iso(r.last),
+        })
+    return out
+
+
+def resolvers(work: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]]:
+    """Return the top ``top`` servers that sent EDEs, with their codes and the software
+    their EXTRA-TEXTs point to (``textfacts.fingerprint``) and the evidence for it."""
+    if work.empty:
+        return []
+    from analyzer import codes as catalogue
+    from analyzer import textfacts
+
+    g = work.groupby("src_ip", sort=False, observed=True)
+    table = pd.DataFrame({
+        "count": g.size(),
+        "responses": g["response"].nunique(),
+        "clients": g["dst_ip"].nunique(),
+        "domains": g["qname"].nunique(),
+        "first": g["ts"].min(),
+        "last": g["ts"].max(),
+    }).reset_index()
+    table = table.sort_values(["count", "src_ip"], ascending=[False, True],
+                              key=_sort_key).head(top)
+    chosen = work.loc[work["src_ip"].isin(table["src_ip"])]
+    by_code = _nested_counts(chosen, "src_ip", "code")
+    texts = _nested_counts(chosen, "src_ip", "extra_text")
+    out = []
+    for r in table.itertuples(index=False):
+        software, evidence = textfacts.fingerprint([t for t, _ in texts.get(r.src_ip, [])])
+        out.append({
+            "resolver": str(r.src_ip),
+            "count": int(r.count), "responses": int(r.responses),
+            "clients": int(r.clients), "domains": int(r.domains),
+            "codes": [{"code": int(c), "name": catalogue.describe(int(c)).name, "count": n}
+                      for c, n in by_code.get(r.src_ip, [])],
+            "software": software,
+            "evidence": _evidence(evidence),
+            "first_seen": iso(r.first), "last_seen": iso(r.last),
+        })
+    return out
+
+
+def timeline(work: pd.DataFrame, interval: int, *, window: tuple[int, int] | None = None,
+             response_seconds: dict[int, int] | None = None) -> dict[str, Any]:
+    """Return EDE options per code per ``interval`` seconds over ``window`` (ns, inclusive).
+
+    Buckets are aligned to multiples of the interval since the epoch. ``responses`` counts
+    every DNS response per bucket (from the scan, before any filter but the time window).
+    """
+    step = interval * _NS
+    if window is None and len(work):
+        window = (int(work["ts"].min()), int(work["ts"].max()))
+    base = {"interval": interval_label(interval), "interval_seconds": interval,
+            "detector": detector_params()}
+    if window is None:
+        return {**base, "start": None, "end": None, "buckets": 0, "responses": [],
+                "series": []}
+    first_bucket = window[0] // step
+    buckets = int(window[1] // step - first_bucket + 1)
+    if buckets > MAX_BUCKETS:
+        raise ReportError(
+            f"--interval {interval_label(interval)} makes {buckets} buckets over "
+            f"{_duration(window[1] - window[0])}; use a wider interval, e.g. --interval "
+            f"{interval_label(choose_interval(window[1] - window[0]))}")
+    start_ns = int(first_bucket * step)
+    code_index, codes = pd.factorize(work["code"], sort=True)
+    bucket = work["ts"].to_numpy() // step - first_bucket
+    inside = (bucket >= 0) & (bucket < buckets)
+    flat = code_index[inside].astype(np.int64) * buckets + bucket[inside]
+    counts = np.bincount(flat, minlength=len(codes) * buckets).reshape(len(codes), buckets)
+    totals = counts.sum(axis=1)
+    order = np.lexsort((np.asarray(codes), -totals))
+    from analyzer import codes as catalogue
+
+    series = [{
+        "code": int(codes[i]), "name": catalogue.describe(int(codes[i])).name,
+        "total": int(totals[i]), "counts": counts[i].tolist(),
+    } for i in order]
+    return {**base, "start": iso(start_ns), "end": iso(start_ns + buckets * step),
+            "buckets": buckets,
+            "responses": _response_buckets(response_seconds or {}, start_ns, step, buckets),
+            "series": series}
+
+
+def incidents(series: dict[str, Any], work: pd.DataFrame, *, top: int = 3
+              ) -> list[dict[str, Any]]:
+    """Return the windows where a code rose well above its own baseline, by start time.
+
+    Per code: baseline b = median bucket count, sigma = 1.4826 x the median absolute
+    deviation from b. A bucket is *hot* when its count is > RATIO x b, > b + MAD_K x sigma
+    and >= MIN_COUNT; *warm* when > WARM_RATIO x b and > b + WARM_MAD x sigma. An incident
+    is a run of warm buckets (bridging up to MAX_GAP cooler ones) holding a hot bucket.
+    """
+    if not series.get("series"):
+        return []
+    step = int(series["interval_seconds"]) * _NS
+    start_ns = parse_iso_ns(series["start"])
+    out = []
+    ts = work["ts"].to_numpy()
+    code_col = work["code"].to_numpy()
+    for s in series["series"]:
+        counts = np.asarray(s["counts"], dtype=np.int64)
+        for first, last, baseline, threshold in hot_runs(counts):
+            lo = start_ns + first * step
+            hi = start_ns + (last + 1) * step
+            rows = work.loc[(code_col == s["code"]) & (ts >= lo) & (ts < hi)]
+            window = counts[first:last + 1]
+            peak = int(window.max())
+            per_minute = 60 * _NS / step
+            out.append({
+                "code": s["code"], "name": s["name"],
+                "start": iso(lo), "end": iso(hi),
+                "duration_seconds": (hi - lo) // _NS,
+                "buckets": int(last - first + 1),
+                "count": int(window.sum()),
+                "peak": peak,
+                "peak_at": iso(start_ns + (first + int(window.argmax())) * step),
+                "peak_per_minute": round(peak * per_minute, 3),
+                "baseline": round(baseline, 3),
+                "baseline_per_minute": round(baseline * per_minute, 3),
+                "threshold": threshold,
+                "top_domains": _top_values(rows["qname"], "qname", top),
+                "top_zones": _top_values(rows["zone"], "zone", top),
+                "top_resolvers": _top_values(rows["src_ip"], "resolver", top),
+            })
+    out.sort(key=lambda i: (i["start"], -i["count"], i["code"]))
+    return out
+
+
+def hot_runs(counts: np.ndarray) -> list[tuple[int, int, float, int]]:
+    """Return (first, last, baseline, threshold) for each incident in one code's buckets.
+
+    Hysteresis: an incident needs a *hot* bucket (count >= threshold) and spans the run of
+    *warm* buckets around it (count >= the lower ``warm`` level), where runs separated by
+    at most MAX_GAP cooler buckets are one run. With a zero baseline any EDE is warm, so an
+    outage whose rate wobbles stays one incident instead of many fragments.
+    """
+    if len(counts) == 0:
+        return []
+    baseline = float(np.median(counts))
+    sigma = 1.4826 * float(np.median(np.abs(counts - baseline)))
+    # the smallest hot count: strictly above both bounds and at least MIN_COUNT
+    threshold = max(math.floor(max(INCIDENT_RATIO * baseline,
+                                   baseline + INCIDENT_MAD * sigma)) + 1, INCIDENT_MIN_COUNT)
+    hot = counts >= threshold
+    if not hot.any():
+        return []
+    warm_level = math.floor(max(WARM_RATIO * baseline, baseline + WARM_MAD * sigma)) + 1
+    warm = counts >= warm_level
+    for gap in range(1, INCIDENT_MAX_GAP + 1):
+        # fill quiet stretches of ``gap`` buckets between two warm ones
+        if len(warm) > gap + 1:
+            bridged = warm[:-gap - 1] & warm[gap + 1:]
+            for k in range(1, gap + 1):
+                warm[k:len(warm) - gap - 1 + k] |= bridged
+    edges = np.diff(np.concatenate(([0], warm.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    return [(int(a), int(b), baseline, threshold) for a, b in zip(starts, ends, strict=True)
+            if hot[a:b + 1].any()]
+
+
+def detector_params() -> dict[str, Any]:
+    """Return the incident detector's parameters, for the report."""
+    return {"baseline": "median", "ratio": INCIDENT_RATIO, "mad_k": INCIDENT_MAD,
+            "min_count": INCIDENT_MIN_COUNT, "warm_ratio": WARM_RATIO, "warm_mad_k": WARM_MAD,
+            "max_gap": INCIDENT_MAX_GAP}
+
+
+# --- intervals -----------------------------------------------------------------------------
+
+_UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+          "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
+          "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600,
+          "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800}
+
+
+def interval_seconds(value: str | int) -> int:
+    """Return the seconds in an interval such as ``10s``, ``5min``, ``1h``, ``1d`` or ``30``."""
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", value)
+        if not match or match.group(2).lower() not in {"", *_UNITS}:
+            raise ReportError(f"--interval {value}: not an interval; use e.g. 10s, 5min, 1h")
+        seconds = int(match.group(1)) * _UNITS.get(match.group(2).lower(), 1)
+    if seconds <= 0:
+        raise ReportError(f"--interval {value}: must be at least 1s")
+    return seconds
+
+
+def choose_interval(span_ns: int) -> int:
+    """Return the smallest candidate interval giving at most TARGET_BUCKETS buckets."""
+    for seconds in INTERVALS:
+        if span_ns // (seconds * _NS) + 1 <= TARGET_BUCKETS:
+            return seconds
+    weeks = math.ceil(span_ns / (TARGET_BUCKETS * INTERVALS[-1] * _NS))
+    return weeks * INTERVALS[-1]
+
+
+def interval_label(seconds: int) -> str:
+    """Return the short label of an interval: ``1s``, ``5min``, ``2h``, ``1d``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def iso(ns: Any) -> str | None:
+    """Return ISO-8601 UTC with ``Z`` for nanoseconds since the epoch (None for missing)."""
+    if ns is None or (isinstance(ns, float) and math.isnan(ns)) or ns is pd.NaT:
+        return None
+    value = int(ns)
+    seconds, rest = divmod(value, _NS)
+    text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    micros = rest // 1000
+    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
+
+
+def parse_iso_ns(text: str) -> int:
+    """Return nanoseconds since the epoch for a timestamp written by ``iso``."""
+    return int(pd.Timestamp(text).value)
+
+
+def _ns(ts: pd.Series) -> np.ndarray:
+    values = ts.dt.tz_convert("UTC").dt.as_unit("ns").dt.tz_localize(None).to_numpy()
+    return values.view(np.int64)
+
+
+def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    return np.asarray(codes), np.asarray(uniques, dtype=object)
+
+
+def _categorical(codes: np.ndarray, values: np.ndarray) -> pd.Categorical:
+    """Return the categorical with ``values[codes]`` (-1 is missing); lower-casing may have
+    made some values equal, so the categories are factorised again (cheap: one per value)."""
+    if len(values) == 0:
+        return pd.Categorical([None] * len(codes))
+    value_codes, categories = pd.factorize(values)
+    mapped = np.where(codes >= 0, value_codes[np.maximum(codes, 0)], -1)
+    return pd.Categorical.from_codes(mapped, categories=categories)
+
+
+def _lower_name(name: Any) -> str:
+    text = str(name).lower().rstrip(".")
+    return text or "."
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 6) if whole else None
+
+
+def _seconds(first: int | None, last: int | None) -> float | None:
+    if first is None or last is None:
+        return None
+    return round((last - first) / _NS, 6)
+
+
+def _duration(ns: int) -> str:
+    seconds = ns // _NS
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds} seconds"
+
+
+def _window_ns(scan: ScanResult, work: pd.DataFrame, filters: Filters | None
+               ) -> tuple[int, int] | None:
+    """Return the (first, last) ns the time series covers: the captures' span, widened to
+    the EDE rows and narrowed to --since/--until."""
+    lows = [v for v in (scan.first_ts_ns, int(work["ts"].min()) if len(work) else None)
+            if v is not None]
+    highs = [v for v in (scan.last_ts_ns, int(work["ts"].max()) if len(work) else None)
+             if v is not None]
+    if not lows or not highs:
+        return None
+    first, last = min(lows), max(highs)
+    if filters is not None and filters.since is not None:
+        first = max(first, int(pd.Timestamp(filters.since).value))
+    if filters is not None and filters.until is not None:
+        last = min(last, int(pd.Timestamp(filters.until).value) - 1)
+    if last < first:
+        return None
+    return first, last
+
+
+def _responses_in_window(response_seconds: dict[int, int], filters: Filters) -> int:
+    lo = filters.since.timestamp() if filters.since else -math.inf
+    hi = filters.until.timestamp() if filters.until else math.inf
+    return sum(n for s, n in response_seconds.items() if lo <= s + 1 and s < hi)
+
+
+def _response_buckets(response_seconds: dict[int, int], start_ns: int, step: int,
+                      buckets: int) -> list[int]:
+    if not response_seconds:
+        return [0] * buckets
+    seconds = np.fromiter(response_seconds.keys(), dtype=np.int64, count=len(response_seconds))
+    counts = np.fromiter(response_seconds.values(), dtype=np.int64,
+                         count=len(response_seconds))
+    bucket = (seconds * _NS - start_ns) // step
+    inside = (bucket >= 0) & (bucket < buckets)
+    return np.bincount(bucket[inside], weights=counts[inside],
+                       minlength=buckets).astype(np.int64).tolist()
+
+
+def _nested_counts(work: pd.DataFrame, outer: str | list[str], inner: str, *,
+                   limit: int | None = None) -> dict[Any, list[tuple[Any, int]]]:
+    """Return outer key -> [(inner value, rows)], most rows first then by value, keeping
+    the first ``limit`` inner values per key when given."""
+    keys = [outer] if isinstance(outer, str) else list(outer)
+    counts = work.groupby([*keys, inner], sort=False, observed=True).size()
+    counts = counts[counts > 0].reset_index(name="n")
+    counts = counts.sort_values([*keys, "n", inner], ascending=[True] * len(keys) + [False, True],
+                                key=_sort_key)
+    if limit is not None:
+        counts = counts.groupby(keys, sort=False, observed=True).head(limit)
+    out: dict[Any, list[tuple[Any, int]]] = {}
+    for row in counts.itertuples(index=False):
+        key = _plain(row[0]) if len(keys) == 1 else tuple(_plain(v) for v in row[:len(keys)])
+        out.setdefault(key, []).append((_plain(row[len(keys)]), int(row.n)))
+    return out
+
+
+def _key_tags(work: pd.DataFrame) -> dict[tuple[int, str], list[int]]:
+    tagged = work.loc[work["key_tag"].notna(), ["code", "zone", "key_tag"]]
+    if tagged.empty:
+        return {}
+    tagged = tagged.drop_duplicates().sort_values(["code", "zone", "key_tag"])
+    out: dict[tuple[int, str], list[int]] = {}
+    for r in tagged.itertuples(index=False):
+        out.setdefault((int(r.code), str(r.zone)), []).append(int(r.key_tag))
+    return out
+
+
+def _top_per_code(table: pd.DataFrame, column: str, top: int) -> pd.DataFrame:
+    """Return the ``top`` rows per code by count, codes ordered by their total count."""
+    totals = table.groupby("code")["count"].transform("sum")
+    table = table.assign(_total=totals)
+    table = table.sort_values(["_total", "code", "count", column],
+                              ascending=[False, True, False, True], key=_sort_key)
+    return table.groupby("code", sort=False).head(top).drop(columns="_total")
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    # categoricals sort by category order; we want value order for stable ties
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.astype("string")
+    return column
+
+
+def _top_values(column: pd.Series, label: str, top: int) -> list[dict[str, Any]]:
+    counts = column.astype("string").value_counts(dropna=True)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return [{label: str(v), "count": int(n)} for v, n in ranked]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(value)
+
+
+def _evidence(evidence: Any) -> list[str]:
+    if evidence is None:
+        return []
+    if isinstance(evidence, str):
+        return [evidence] if evidence else []
+    if isinstance(evidence, Iterable):
+        return [str(e) for e in evidence]
+    return [str(evidence)]
+
+
+def top_items(items: Sequence[dict[str, Any]], code: int, top: int) -> list[dict[str, Any]]:
+    """Return the first ``top`` entries of a per-code section (domains, zones) for ``code``."""
+    return [i for i in items if i["code"] == code][:top]
