@@ -147,7 +147,7 @@ def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
     if seconds < 120:
-        return f"{seconds:g}s" if seconds < 10 else f"{round(seconds)}s"
+        return f"{seconds:.1f}s" if seconds < 10 else f"{round(seconds)}s"
     if seconds < 7200:
         return f"{round(seconds / 60)}min"
     if seconds < 172800:
@@ -162,6 +162,11 @@ def fmt_counts(pairs: dict[str, int] | list[dict[str, Any]], key: str = "code") 
     return ", ".join(f"{p[key]} {fmt_count(p['count'])}" for p in pairs)
 
 
+def plural(count: int, noun: str) -> str:
+    """Return ``1 packet`` or ``3 packets`` (count with thousands separators)."""
+    return f"{fmt_count(count)} {noun}{'' if count == 1 else 's'}"
+
+
 def skipped_line(report: dict[str, Any]) -> str:
     """Return ``skipped N packets: reason n, ...`` (empty when nothing was skipped)."""
     from analyzer import reports
@@ -169,7 +174,7 @@ def skipped_line(report: dict[str, Any]) -> str:
     skip = reports.skipped(report.get("accounting", {}))
     if not skip:
         return ""
-    return f"skipped {fmt_count(sum(skip.values()))} packets: {fmt_counts(skip)}"
+    return f"skipped {plural(sum(skip.values()), 'packet')}: {fmt_counts(skip)}"
 
 
 def code_label(entry: dict[str, Any]) -> str:

@@ -148,7 +148,8 @@ def plain_frame(df: pd.DataFrame, *, neutralise: bool) -> pd.DataFrame:
             columns[name] = _iso_column(column)
         elif pd.api.types.is_timedelta64_dtype(dtype):
             columns[name] = column.dt.total_seconds()
-        elif isinstance(dtype, (pd.CategoricalDtype, pd.StringDtype)) or dtype == object:
+        elif isinstance(dtype, (pd.CategoricalDtype, pd.StringDtype)) or dtype is object or (
+                pd.api.types.is_object_dtype(dtype)):
             text = column.astype("string")
             columns[name] = _neutralise_column(text) if neutralise else text
         else:

@@ -25,6 +25,7 @@ from analyzer.render import (
     zones_for,
 )
 
+
 def md(value: Any) -> str:
     """Return capture text as an inline code span: nothing in it is interpreted (no
     emphasis, links, autolinks or HTML), and ``safe_text`` has made controls visible."""

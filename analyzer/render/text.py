@@ -8,8 +8,10 @@ prints as typed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+from collections.abc import Iterator
 from typing import IO, Any
 
 import rich.box
@@ -26,6 +28,7 @@ from analyzer.render import (
     fmt_duration,
     fmt_share,
     fmt_time,
+    plural,
     resolvers_for,
     safe_text,
     same_day,
@@ -40,16 +43,48 @@ _LABEL = 26  # width of the code label in the timeline
 def write_report(report: dict[str, Any], out: IO[str], *, width: int | None = None,
                  color: bool = False) -> None:
     """Write ``report`` to ``out`` as terminal text (80 columns unless ``width``)."""
+    with _console(out, width, color) as console:
+        ctx = _Context(report)
+        for section in (_summary, _codes, _incidents, _actions, _zones, _domains, _resolvers,
+                        _timeline, _captures):
+            section(console, report, ctx)
+
+
+def write_codes(records: list[dict[str, Any]], out: IO[str], *, detail: bool = False,
+                width: int | None = None, color: bool = False) -> None:
+    """Write catalogue records (``codes.to_records()``) as a table, or with ``detail`` one
+    block per code with its meaning and next step."""
+    with _console(out, width, color) as console:
+        if detail:
+            for r in records:
+                console.print(f"[bold]{r['code']} {_s(r['name'])}[/] ({_s(r['category'])}, "
+                              f"{_s(r['status'])}; {_s(r['document'])})")
+                console.print(_indent(f"Meaning: {_s(r['meaning'])}"))
+                console.print(_indent(f"Next step: {_s(r['next_step'])}"))
+            return
+        table = _table("Extended DNS Error codes")
+        table.add_column("Code", justify="right", no_wrap=True)
+        table.add_column("Name", overflow="fold")
+        table.add_column("Category", no_wrap=True)
+        for r in records:
+            table.add_row(str(r["code"]), _s(r["name"]), _s(r["category"]))
+        console.print(table)
+        from analyzer import codes
+
+        console.print(f"{max(codes.CATALOGUE) + 1}-{codes.PRIVATE_USE_START - 1} are "
+                      f"unassigned, {codes.PRIVATE_USE_START}-{codes.MAX_CODE} private use. "
+                      "`ede-pcap codes CODE` shows the meaning and next step.")
+
+
+@contextlib.contextmanager
+def _console(out: IO[str], width: int | None, color: bool) -> Iterator[rich.console.Console]:
     buffer = io.StringIO()
     console = rich.console.Console(
         file=buffer, width=width or 80, color_system="auto" if color else None,
         force_terminal=color, no_color=not color, highlight=False, emoji=False,
         markup=True, soft_wrap=False, legacy_windows=False,
     )
-    ctx = _Context(report)
-    for section in (_summary, _codes, _incidents, _actions, _zones, _domains, _resolvers,
-                    _timeline, _captures):
-        section(console, report, ctx)
+    yield console
     text = buffer.getvalue()
     if not color:  # rich pads table rows to the full width; drop the trailing blanks
         text = "\n".join(line.rstrip() for line in text.split("\n"))
@@ -123,9 +158,9 @@ def _summary(console: rich.console.Console, report: dict[str, Any], ctx: _Contex
     if s["ede_options"]:
         grid.add_row("EDE seen", (
             f"{fmt_time(s['ede_first_seen'], date=ctx.dated)} to "
-            f"{fmt_time(s['ede_last_seen'], date=ctx.dated)}; {s['codes']} codes, "
-            f"{fmt_count(s['domains'])} domains, {fmt_count(s['zones'])} zones, "
-            f"{fmt_count(s['resolvers'])} resolvers"))
+            f"{fmt_time(s['ede_last_seen'], date=ctx.dated)}; {plural(s['codes'], 'code')}, "
+            f"{plural(s['domains'], 'domain')}, {plural(s['zones'], 'zone')}, "
+            f"{plural(s['resolvers'], 'resolver')}"))
     if report.get("filters"):
         grid.add_row("Filters", _s(_filters(report["filters"])))
     if report["problems"]:
@@ -188,19 +223,22 @@ def _incidents(console: rich.console.Console, report: dict[str, Any], ctx: _Cont
     console.print()
     interval = report["timeseries"]["interval"]
     table = _table(f"Incidents ({len(found)}): a code well above its baseline",
-                   f"{interval} buckets; rates per minute; detector in docs/report-schema.md")
+                   f"{interval} buckets. Peak, Base: EDEs per minute at the peak and at the "
+                   "code's baseline. Detector: docs/report-schema.md")
     table.add_column("Code", justify="right", no_wrap=True)
     table.add_column("Start", no_wrap=True)
     table.add_column("End", no_wrap=True)
     table.add_column("EDEs", justify="right", no_wrap=True)
-    table.add_column("Peak/min", justify="right", no_wrap=True)
-    table.add_column("Base/min", justify="right", no_wrap=True)
-    table.add_column("Top domains", overflow="fold")
+    table.add_column("Peak", justify="right", no_wrap=True)
+    table.add_column("Base", justify="right", no_wrap=True)
+    table.add_column("Top zone / name", overflow="fold", min_width=20)
     for i in found[:20]:
-        top = ", ".join(d["qname"] for d in i["top_domains"][:2])
+        where = [z["zone"] for z in i["top_zones"][:1]] + [d["qname"] for d in
+                                                           i["top_domains"][:1]]
         table.add_row(str(i["code"]), ctx.time(i["start"]), ctx.time(i["end"]),
                       fmt_count(i["count"]), f"{i['peak_per_minute']:g}",
-                      f"{i['baseline_per_minute']:g}", _s(top))
+                      f"{i['baseline_per_minute']:g}",
+                      "\n".join(_s(w) for w in dict.fromkeys(where)))
     console.print(table)
     if len(found) > 20:
         console.print(f"[dim]... and {len(found) - 20} more incidents (--format json)[/]")
@@ -210,8 +248,9 @@ def _actions(console: rich.console.Console, report: dict[str, Any], ctx: _Contex
     if not report["codes"]:
         return
     _heading(console, "What to do")
-    for n, c in enumerate(report["codes"], 1):
-        console.print(f"{n}. [bold]{_s(code_label(c))}[/]: {fmt_count(c['count'])} EDEs, "
+    top = report.get("options", {}).get("top", 10)
+    for n, c in enumerate(report["codes"][:top], 1):
+        console.print(f"{n}. [bold]{_s(code_label(c))}[/]: {plural(c['count'], 'EDE')}, "
                       f"{ctx.time(c['first_seen'])} to {ctx.time(c['last_seen'])}")
         facts = []
         zones = zones_for(report, c["code"])
@@ -231,6 +270,11 @@ def _actions(console: rich.console.Console, report: dict[str, Any], ctx: _Contex
         for fact in facts:
             console.print(_indent(_s(fact)))
         console.print(_indent(f"[italic]{_s(c['next_step'])}[/]"))
+    rest = report["codes"][top:]
+    if rest:
+        console.print(f"... and {plural(len(rest), 'more code')}: "
+                      + ", ".join(str(c["code"]) for c in rest)
+                      + ". `ede-pcap codes CODE` gives the next step; --top shows more.")
 
 
 def _zones(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
@@ -285,13 +329,17 @@ def _resolvers(console: rich.console.Console, report: dict[str, Any], ctx: _Cont
     table.add_column("Codes (EDEs)", overflow="fold")
     table.add_column("Software", overflow="fold")
     for r in report["resolvers"]:
-        codes = ", ".join(f"{c['code']} ({fmt_count(c['count'])})" for c in r["codes"])
-        software = r["software"] or "-"
-        if r["software"] and r["evidence"]:
-            software += f": {r['evidence'][0]}"
+        codes = ", ".join(f"{c['code']} ({fmt_count(c['count'])})" for c in r["codes"][:6])
+        if len(r["codes"]) > 6:
+            codes += f", +{len(r['codes']) - 6} more"
         table.add_row(_s(r["resolver"]), fmt_count(r["count"]), fmt_count(r["clients"]),
-                      _s(codes), _s(software))
+                      _s(codes), _s(r["software"] or "-"))
     console.print(table)
+    evidence = [(r["resolver"], r["software"], r["evidence"][0]) for r in report["resolvers"]
+                if r["software"] and r["evidence"]]
+    for resolver, software, text in evidence[:3]:
+        console.print(_indent(f"[dim]{_s(resolver)} looks like {_s(software)}: "
+                              f"\"{_s(text)}\"[/]"))
 
 
 def _timeline(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:

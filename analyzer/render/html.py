@@ -1,0 +1,294 @@
+"""The report as one self-contained HTML file with inline SVG charts.
+
+Opening it makes no network request: no script, no external stylesheet, font or image, and
+a Content-Security-Policy meta tag (``default-src 'none'; style-src 'unsafe-inline'``) that
+would block one anyway. Everything taken from a capture goes through ``svg.esc``
+(``safe_text`` then ``html.escape``), so a query name or EXTRA-TEXT holding ``<script>``
+is shown as text.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+from analyzer.render import (
+    code_label,
+    domains_for,
+    fmt_count,
+    fmt_counts,
+    fmt_duration,
+    fmt_share,
+    fmt_time,
+    resolvers_for,
+    same_day,
+    skipped_line,
+    svg,
+    zones_for,
+)
+from analyzer.render.svg import esc
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'"
+MAX_SERIES = 12  # time-series charts drawn; the rest are in the JSON report
+
+STYLE = """
+:root { color-scheme: light dark; --fg: #1d1d1f; --bg: #fff; --muted: #6e6e73;
+  --line: #d2d2d7; --shade: rgba(225, 87, 89, .15); }
+@media (prefers-color-scheme: dark) { :root { --fg: #f5f5f7; --bg: #1d1d1f; --muted: #a1a1a6;
+  --line: #424245; } }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg);
+  background: var(--bg); margin: 2rem auto; max-width: 72rem; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { margin-top: 2rem; font-size: 1.2rem; }
+.muted, caption { color: var(--muted); } caption { text-align: left; caption-side: bottom;
+  padding-top: .3rem; font-size: .9em; }
+table { border-collapse: collapse; margin: .5rem 0; }
+th, td { border-bottom: 1px solid var(--line); padding: .25rem .6rem; text-align: left;
+  vertical-align: top; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  font-size: .92em; overflow-wrap: anywhere; }
+dl.summary { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
+dl.summary dt { font-weight: 600; } dl.summary dd { margin: 0; }
+ol.actions li { margin-bottom: .8rem; } ol.actions p { margin: .15rem 0; }
+svg.chart { display: block; max-width: 100%; height: auto; }
+svg.chart text { font: 11px system-ui, sans-serif; fill: var(--fg); }
+svg.chart text.value { fill: var(--muted); }
+svg.chart .axis { stroke: var(--line); } svg.chart .incident { fill: var(--shade); }
+.series h3 { font-size: 1rem; margin: 1rem 0 .2rem; }
+.error { color: #d70015; }
+"""
+
+
+def write_report(report: dict[str, Any], out: IO[str]) -> None:
+    """Write ``report`` to ``out`` as a standalone HTML document."""
+    dated = not same_day(report)
+    body: list[str] = []
+    s = report["summary"]
+    body.append("<h1>Extended DNS Errors report</h1>")
+    if s["first_seen"]:
+        body.append(f'<p class="muted">{esc(fmt_time(s["first_seen"]))} to '
+                    f'{esc(fmt_time(s["last_seen"], date=dated))} UTC '
+                    f'({esc(fmt_duration(s["span_seconds"]))})</p>')
+    body.append(_summary(report))
+    if report["codes"]:
+        body.append("<h2>Codes</h2>")
+        body.append(svg.bar_chart([(code_label(c), c["count"]) for c in report["codes"]],
+                                  title="EDE options per code"))
+        body.append(_table(
+            ["Code", "Name", "EDEs", "Responses", "Share", "Domains", "RCODEs", "First seen",
+             "Last seen"],
+            [[c["code"], c["name"], fmt_count(c["count"]), fmt_count(c["responses"]),
+              fmt_share(c["share"]), fmt_count(c["domains"]), fmt_counts(c["rcodes"]),
+              fmt_time(c["first_seen"], date=dated), fmt_time(c["last_seen"], date=dated)]
+             for c in report["codes"]],
+            numeric={0, 2, 3, 4, 5},
+            caption="EDEs: EDE options; Responses: responses carrying the code; Share: of all "
+                    "DNS responses."))
+    if report["incidents"]:
+        body.append(_incidents(report, dated))
+    if report["codes"]:
+        body.append(_actions(report, dated))
+    body.append(_timeseries(report, dated))
+    if report["zones"]:
+        body.append("<h2>Affected zones</h2>")
+        body.append(_table(
+            ["Code", "Zone", "From", "EDEs", "Domains", "Key tags", "Examples", "First seen",
+             "Last seen"],
+            [[z["code"], _mono(z["zone"]), "text" if z["source"] == "extra-text" else "qname",
+              fmt_count(z["count"]), fmt_count(z["domains"]),
+              ", ".join(map(str, z["key_tags"])),
+              _mono_list(z["examples"]), fmt_time(z["first_seen"], date=dated),
+              fmt_time(z["last_seen"], date=dated)] for z in report["zones"]],
+            numeric={0, 3, 4},
+            caption="From: text when the EXTRA-TEXT names the zone (the broken zone is often a "
+                    "parent of the query name); qname for the query name's zone."))
+    if report["domains"]:
+        body.append("<h2>Affected domains</h2>")
+        body.append(_table(
+            ["Code", "Query name", "Zone", "EDEs", "Responses", "First seen", "Last seen"],
+            [[d["code"], _mono(d["qname"]), _mono(d["zone"]), fmt_count(d["count"]),
+              fmt_count(d["responses"]), fmt_time(d["first_seen"], date=dated),
+              fmt_time(d["last_seen"], date=dated)] for d in report["domains"]],
+            numeric={0, 3, 4}))
+    if report["resolvers"]:
+        body.append("<h2>Resolvers</h2>")
+        body.append(_table(
+            ["Resolver", "EDEs", "Clients", "Codes", "Software", "Evidence"],
+            [[_mono(r["resolver"]), fmt_count(r["count"]), fmt_count(r["clients"]),
+              ", ".join(f"{c['code']} {c['name']} ({fmt_count(c['count'])})"
+                        for c in r["codes"]),
+              r["software"] or "", _mono_list(r["evidence"][:3])]
+             for r in report["resolvers"]],
+            numeric={1, 2}))
+    body.append(_captures(report))
+    out.write(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        "<title>Extended DNS Errors report</title>\n"
+        f"<style>{STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(part for part in body if part)
+        + "\n</body>\n</html>\n")
+
+
+class _Raw(str):
+    """Markup we built ourselves (already escaped), as opposed to text to escape."""
+
+
+def _mono(value: Any) -> _Raw:
+    return _Raw(f"<code>{esc(value)}</code>")
+
+
+def _mono_list(values: list[Any]) -> _Raw:
+    return _Raw(", ".join(f"<code>{esc(v)}</code>" for v in values))
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, _Raw) else esc(value)
+
+
+def _table(header: list[str], rows: list[list[Any]], *, numeric: set[int],
+           caption: str | None = None) -> str:
+    def cls(i: int) -> str:
+        return ' class="n"' if i in numeric else ""
+
+    head = "".join(f"<th{cls(i)}>{esc(h)}</th>" for i, h in enumerate(header))
+    lines = ["<table>", f"<caption>{esc(caption)}</caption>" if caption else "",
+             f"<thead><tr>{head}</tr></thead>", "<tbody>"]
+    for row in rows:
+        lines.append("<tr>" + "".join(f"<td{cls(i)}>{_cell(v)}</td>"
+                                      for i, v in enumerate(row)) + "</tr>")
+    lines += ["</tbody>", "</table>"]
+    return "\n".join(line for line in lines if line)
+
+
+def _summary(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    items: list[tuple[str, str]] = []
+    captures = report["captures"]
+    files = ", ".join(f"<code>{esc(c['path'])}</code>" for c in captures[:5])
+    if len(captures) > 5:
+        files += f" and {len(captures) - 5} more"
+    if s["captures_failed"]:
+        files += f' <span class="error">({s["captures_failed"]} could not be read)</span>'
+    items.append(("Captures", files))
+    packets = fmt_count(s["packets"])
+    if report["accounting"]:
+        packets += ": " + esc(fmt_counts(report["accounting"]))
+    items.append(("Packets", packets))
+    skipped = skipped_line(report)
+    if skipped:
+        items.append(("Skipped", esc(skipped.removeprefix("skipped "))))
+    responses = f"{fmt_count(s['dns_responses'])} DNS responses, " \
+                f"{fmt_count(s['responses_with_ede'])} with EDE"
+    if s["ede_share"] is not None:
+        responses += f" ({fmt_share(s['ede_share'])})"
+    responses += f", {fmt_count(s['ede_options'])} EDE options"
+    items.append(("Responses", esc(responses)))
+    if s["ede_options"]:
+        items.append(("EDE seen", esc(
+            f"{fmt_time(s['ede_first_seen'])} to {fmt_time(s['ede_last_seen'])} UTC; "
+            f"{s['codes']} codes, {fmt_count(s['domains'])} domains, "
+            f"{fmt_count(s['zones'])} zones, {fmt_count(s['resolvers'])} resolvers")))
+    if report.get("filters"):
+        active = {k: v for k, v in report["filters"].items() if v}
+        items.append(("Filters", "; ".join(
+            f"{esc(k)} " + ", ".join(f"<code>{esc(x)}</code>"
+                                     for x in (v if isinstance(v, list) else [v]))
+            for k, v in active.items())))
+    if report["problems"]:
+        items.append(("Problems", esc(fmt_counts(report["problems"]))))
+    rows = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items)
+    note = ""
+    if not s["ede_options"]:
+        note = ("<p>No Extended DNS Errors: none of the DNS responses carried EDNS0 option 15 "
+                "(RFC 8914).</p>" if s["dns_responses"] else
+                "<p>No DNS responses found. Check the capture filter and --port.</p>")
+    return f'<h2>Summary</h2>\n<dl class="summary">{rows}</dl>{note}'
+
+
+def _incidents(report: dict[str, Any], dated: bool) -> str:
+    interval = report["timeseries"]["interval"]
+    return "<h2>Incidents</h2>\n" + _table(
+        ["Code", "Start", "End", "EDEs", "Peak/min", "Baseline/min", "Top domains",
+         "Top zones", "Resolvers"],
+        [[code_label(i), fmt_time(i["start"], date=dated), fmt_time(i["end"], date=dated),
+          fmt_count(i["count"]), f"{i['peak_per_minute']:g}", f"{i['baseline_per_minute']:g}",
+          _Raw(", ".join(f"<code>{esc(d['qname'])}</code> {d['count']}"
+                         for d in i["top_domains"])),
+          _Raw(", ".join(f"<code>{esc(z['zone'])}</code> {z['count']}"
+                         for z in i["top_zones"])),
+          _Raw(", ".join(f"<code>{esc(r['resolver'])}</code>" for r in i["top_resolvers"]))]
+         for i in report["incidents"]],
+        numeric={3, 4, 5},
+        caption=f"A code well above its own baseline; {interval} buckets. Detector: "
+                "docs/report-schema.md.")
+
+
+def _actions(report: dict[str, Any], dated: bool) -> str:
+    items = []
+    for c in report["codes"]:
+        lines = [f"<strong>{esc(code_label(c))}</strong>: {fmt_count(c['count'])} EDEs, "
+                 f"{esc(fmt_time(c['first_seen'], date=dated))} to "
+                 f"{esc(fmt_time(c['last_seen'], date=dated))}"]
+        zones = zones_for(report, c["code"])
+        if zones:
+            lines.append("Zones: " + ", ".join(
+                f"<code>{esc(z['zone'])}</code>"
+                + (" (named in EXTRA-TEXT)" if z["source"] == "extra-text" else "")
+                for z in zones))
+        domains = domains_for(report, c["code"])
+        if domains:
+            lines.append("Names: " + _mono_list([d["qname"] for d in domains]))
+        servers = resolvers_for(report, c["code"])
+        if servers:
+            lines.append("Resolvers: " + _mono_list(servers[:3]))
+        if c["extra_texts"]:
+            lines.append("EXTRA-TEXT: " + _mono(c["extra_texts"][0]["text"]))
+        lines.append(f"<em>{esc(c['next_step'])}</em>")
+        items.append("<li>" + "".join(f"<p>{line}</p>" for line in lines) + "</li>")
+    return '<h2>What to do</h2>\n<ol class="actions">' + "".join(items) + "</ol>"
+
+
+def _timeseries(report: dict[str, Any], dated: bool) -> str:
+    ts = report["timeseries"]
+    if not ts["series"]:
+        return ""
+    from analyzer import reports
+
+    start_ns = reports.parse_iso_ns(ts["start"])
+    step = ts["interval_seconds"] * 1_000_000_000
+    parts = [f"<h2>Time series</h2>\n<p class=\"muted\">EDE options per {esc(ts['interval'])}, "
+             f"{esc(fmt_time(ts['start']))} to {esc(fmt_time(ts['end']))} UTC. Shaded: "
+             "incidents.</p>", '<div class="series">']
+    for n, s in enumerate(ts["series"][:MAX_SERIES]):
+        windows = []
+        for i in report["incidents"]:
+            if i["code"] == s["code"]:
+                first = (reports.parse_iso_ns(i["start"]) - start_ns) // step
+                last = (reports.parse_iso_ns(i["end"]) - start_ns) // step - 1
+                windows.append((int(first), int(last)))
+        parts.append(f"<h3>{esc(code_label(s))} <span class=\"muted\">"
+                     f"({fmt_count(s['total'])})</span></h3>")
+        parts.append(svg.series_chart(
+            s["counts"], title=f"{code_label(s)}: EDE options per {ts['interval']}",
+            fill=svg.color(n), start=fmt_time(ts["start"], date=dated),
+            end=fmt_time(ts["end"], date=dated), bucket_label=f"per {ts['interval']}",
+            highlights=windows))
+    if len(ts["series"]) > MAX_SERIES:
+        parts.append(f"<p class=\"muted\">{len(ts['series']) - MAX_SERIES} more codes in the "
+                     "JSON report.</p>")
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _captures(report: dict[str, Any]) -> str:
+    captures = report["captures"]
+    if len(captures) < 2 and not any(c["error"] for c in captures):
+        return ""
+    return "<h2>Captures</h2>\n" + _table(
+        ["File", "Format", "Packets", "Status"],
+        [[_mono(c["path"]), c["format"] or "", fmt_count(c["packets"]),
+          _Raw(f'<span class="error">{esc(c["error"])}</span>') if c["error"] else "ok"]
+         for c in captures],
+        numeric={2})
