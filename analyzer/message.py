@@ -107,24 +107,15 @@ def _parse(msg: bytes) -> DnsResponse:
     do = None
     edes: list[EdeOption] = []
     for _ in range(arcount):
-        if off >= n and has_opt:
-            # ARCOUNT promised more records than the message holds, but the OPT was read:
-            # keep what it told us (resolvers' EDEs are worth more than a strict verdict).
-            problems.append("dns-arcount-overrun")
-            break
+        if off >= n:
+            raise Malformed("dns-arcount-overrun")  # ARCOUNT promised more than is here
         name_end = _skip_name(msg, off)
         if name_end + 10 > n:
-            if has_opt:
-                problems.append("dns-arcount-overrun")
-                break
             raise Malformed("dns-rr-truncated")
         rtype, rclass, ttl, rdlen = _RR_FIXED.unpack_from(msg, name_end)
         start = name_end + 10
         stop = start + rdlen
         if stop > n:
-            if has_opt:
-                problems.append("dns-arcount-overrun")
-                break
             raise Malformed("dns-rdata-overrun")
         if rtype == OPT:
             if has_opt:
@@ -144,17 +135,15 @@ def _parse_options(msg: bytes, pos: int, stop: int, edes: list[EdeOption],
                    problems: list[str]) -> None:
     while pos < stop:
         if pos + 4 > stop:
-            problems.append("edns-option-truncated")
-            return
+            raise Malformed("dns-option-truncated")
         code = (msg[pos] << 8) | msg[pos + 1]
         length = (msg[pos + 2] << 8) | msg[pos + 3]
         pos += 4
         if pos + length > stop:
-            problems.append("edns-option-overrun")
-            return
+            raise Malformed("dns-option-overrun")  # an option longer than its OPT RDATA
         if code == EDE_OPTION:
             if length < 2:
-                problems.append("ede-too-short")
+                raise Malformed("dns-ede-too-short")  # RFC 8914 §2: INFO-CODE is 2 octets
             else:
                 raw = msg[pos + 2:pos + length]
                 # RFC 8914 §2: EXTRA-TEXT "SHOULD NOT" be NUL-terminated; tolerate one NUL.
