@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Benchmark `ede-pcap report` against tshark on the same capture, whole process each.
+
+Usage:
+    python3 bench/run.py                       # generate 1M-packet pcap, pcapng, incident-heavy
+    python3 bench/run.py CAPTURE [CAPTURE...]  # captures you have (truth checked if present)
+    python3 bench/run.py --packets 100000 --sizes 100000,1000000,5000000 --no-tshark
+
+For each capture it prints packets/s, MB/s, peak RSS, the ratio to tshark measured in the
+same run, and whether the counts equal the generator's truth file (OUT.truth.json).
+Captures are generated with ../shared/bench/make_capture.py when it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GENERATOR = HERE.parents[1] / "shared" / "bench" / "make_capture.py"
+TSHARK = ["tshark", "-r", "{f}", "-n", "-Y", "dns.opt.ext_error.info_code", "-T", "fields",
+          "-e", "frame.number", "-e", "dns.opt.ext_error.info_code"]
+
+
+def run(cmd: list[str], repeat: int) -> tuple[float, float]:
+    """Return the best wall time (s) and the peak RSS (MiB) of ``cmd`` over ``repeat`` runs."""
+    best, peak = float("inf"), 0.0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr.read().decode()}")  # type: ignore[union-attr]
+        best = min(best, elapsed)
+        peak = max(peak, usage.ru_maxrss / 1024)
+    return best, peak
+
+
+def generate(out: Path, packets: int, fmt: str, share: float, seed: int) -> Path:
+    if not out.exists():
+        subprocess.run([sys.executable, str(GENERATOR), str(out), "--packets", str(packets),
+                        "--format", fmt, "--ede-share", str(share), "--seed", str(seed), "-q"],
+                       check=True)
+    return out
+
+
+def check_truth(capture: Path, report: dict) -> str:
+    truth_path = Path(str(capture) + ".truth.json")
+    if not truth_path.exists():
+        return "no truth file"
+    truth = json.loads(truth_path.read_text())
+    s = report["summary"]
+    got = {"dns_responses": s["dns_responses"], "dns_queries": s["dns_queries"],
+           "responses_with_ede": s["responses_with_ede"], "ede_options": s["ede_options"],
+           "ede_options_by_code": {str(c["code"]): c["count"] for c in report["codes"]}}
+    want = {k: truth[k] for k in got}
+    if got == want:
+        return "exact"
+    bad = [k for k in got if got[k] != want[k]]
+    return "MISMATCH: " + ", ".join(bad)
+
+
+def bench(capture: Path, args: argparse.Namespace) -> dict:
+    ede = [sys.executable, "-m", "analyzer", "report", str(capture), "--format", "json",
+           "--output", "/dev/null", "--quiet"]
+    if shutil.which("ede-pcap"):
+        ede[:3] = [shutil.which("ede-pcap")]  # type: ignore[list-item]
+    if args.jobs > 1:
+        ede += ["--jobs", str(args.jobs)]
+    size = capture.stat().st_size
+    with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+        subprocess.run(ede[:-3] + ["--output", tmp.name, "--quiet"], check=True)
+        report = json.loads(Path(tmp.name).read_text())
+    packets = report["summary"]["packets"]
+    seconds, rss = run(ede, args.repeat)
+    row = {"capture": capture.name, "packets": packets, "MB": size / 1e6,
+           "seconds": seconds, "packets_per_s": packets / seconds, "MB_per_s": size / 1e6 / seconds,
+           "peak_rss_MiB": rss, "truth": check_truth(capture, report)}
+    if not args.no_tshark and shutil.which("tshark"):
+        t_seconds, t_rss = run([a.format(f=capture) for a in TSHARK], 1)
+        row.update(tshark_seconds=t_seconds, tshark_rss_MiB=t_rss, ratio=t_seconds / seconds)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("captures", nargs="*", type=Path)
+    parser.add_argument("--packets", type=int, default=1_000_000)
+    parser.add_argument("--sizes", help="comma-separated packet counts for a scaling run")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ede-bench")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of ede-pcap; best is kept")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--no-tshark", action="store_true")
+    args = parser.parse_args()
+    captures = list(args.captures)
+    if not captures:
+        if not GENERATOR.exists():
+            sys.exit(f"no capture given and no generator at {GENERATOR}")
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        if args.sizes:
+            for n in (int(x) for x in args.sizes.split(",")):
+                captures.append(generate(args.workdir / f"bench-{n}.pcap", n, "pcap", 0.03, 1))
+        else:
+            n = args.packets
+            captures = [generate(args.workdir / f"bench-{n}.pcap", n, "pcap", 0.03, 1),
+                        generate(args.workdir / f"bench-{n}.pcapng", n, "pcapng", 0.03, 1),
+                        generate(args.workdir / f"bench-{n}-ede30.pcap", n, "pcap", 0.3, 1)]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, {platform.platform()}")
+    header = ("| capture | packets | MB | ede-pcap s | packets/s | MB/s | peak RSS MiB | "
+              "tshark s | tshark RSS MiB | x tshark | truth |")
+    print(header)
+    print("|---" * 11 + "|")
+    for capture in captures:
+        r = bench(capture, args)
+        print(f"| {r['capture']} | {r['packets']:,} | {r['MB']:.0f} | {r['seconds']:.2f} | "
+              f"{r['packets_per_s']:,.0f} | {r['MB_per_s']:.0f} | {r['peak_rss_MiB']:.0f} | "
+              f"{r.get('tshark_seconds', float('nan')):.2f} | "
+              f"{r.get('tshark_rss_MiB', float('nan')):.0f} | {r.get('ratio', float('nan')):.1f} | "
+              f"{r['truth']} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
