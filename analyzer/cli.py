@@ -204,6 +204,9 @@ UntilOpt = Annotated[str | None, typer.Option(
 PortOpt = Annotated[list[int] | None, typer.Option(
     "--port", "-p", metavar="PORT", min=1, max=65535,
     help="DNS port to decode; repeatable [default: 53].")]
+JobsOpt = Annotated[int, typer.Option(
+    "--jobs", "-j", min=1, metavar="N",
+    help="Read up to N capture files in parallel processes.")]
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress bar and no skipped-packets line on stderr.")]
 DebugOpt = Annotated[bool, typer.Option(
@@ -243,6 +246,7 @@ def report(
     top: Annotated[int, typer.Option(
         "--top", "-n", min=1, metavar="N",
         help="How many domains and zones per code, and resolvers, to list.")] = 10,
+    jobs: JobsOpt = 1,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -254,7 +258,7 @@ def report(
     fmt = _resolve_format(output_format, output, OutputFormat.TEXT, REPORT_FORMATS)
     with _errors(debug):
         filters = _filters(code, domain, resolver, since, until)
-        result = _scan(captures, port, quiet=quiet, debug=debug)
+        result = _scan(captures, port, quiet=quiet, debug=debug, jobs=jobs)
         from analyzer import reports
 
         try:
@@ -285,6 +289,7 @@ def extract(
     since: SinceOpt = None,
     until: UntilOpt = None,
     port: PortOpt = None,
+    jobs: JobsOpt = 1,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -298,7 +303,8 @@ def extract(
                                  param_hint="'--format'")
     with _errors(debug):
         filters = _filters(code, domain, resolver, since, until)
-        result = _scan(captures, port, quiet=quiet, debug=debug, all_responses=all_responses)
+        result = _scan(captures, port, quiet=quiet, debug=debug, all_responses=all_responses,
+                       jobs=jobs)
         from analyzer import filters as filtering
         from analyzer import render
 
@@ -410,7 +416,7 @@ def expand(captures: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _scan(captures: list[str], port: list[int] | None, *, quiet: bool, debug: bool,
-          all_responses: bool = False) -> ScanResult:
+          all_responses: bool = False, jobs: int = 1) -> ScanResult:
     paths, errors = expand(captures)
     if paths.count("-") > 1:
         raise typer.BadParameter("stdin (-) can be read only once.", param_hint="CAPTURE")
@@ -418,7 +424,7 @@ def _scan(captures: list[str], port: list[int] | None, *, quiet: bool, debug: bo
 
     with _progress(paths, quiet) as progress:
         result = pipeline.scan(paths, ports=tuple(port or (53,)), all_responses=all_responses,
-                               strict=debug, progress=progress)
+                               strict=debug, progress=progress, jobs=jobs)
     if errors:
         from analyzer.result import CaptureInfo
 

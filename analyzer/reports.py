@@ -570,7 +570,7 @@ def interval_seconds(value: str | int) -> int:
 def choose_interval(span_ns: int) -> int:
     """Return the smallest candidate interval giving at most TARGET_BUCKETS buckets."""
     for seconds in INTERVALS:
-        if span_ns // (seconds * _NS) + 1 <= TARGET_BUCKETS:
+        if span_ns <= TARGET_BUCKETS * seconds * _NS:
             return seconds
     weeks = math.ceil(span_ns / (TARGET_BUCKETS * INTERVALS[-1] * _NS))
     return weeks * INTERVALS[-1]

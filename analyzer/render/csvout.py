@@ -8,7 +8,7 @@ fills is documented in docs/report-schema.md.
 
 Text cells a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``,
 TAB or CR) are prefixed with ``'`` in both the report and the row frame (OWASP CSV
-injection). Numbers are written as numbers and never prefixed.
+injection). Numbers are written as numbers and never prefixed. Rows end in CRLF (RFC 4180).
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# RFC 4180 line ends. With "\n" alone, Python's csv writer leaves a field holding a bare CR
+# unquoted, and readers then split the row there.
+LINE_END = "\r\n"
 _FORMULA_RE = r"^[=+\-@\t\r]"
 
 
@@ -41,7 +44,7 @@ def neutralise(value: Any) -> Any:
 
 def write_report(report: dict[str, Any], out: IO[str]) -> None:
     """Write the report as one CSV table (see the module docstring)."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator=LINE_END)
     writer.writerow(CSV_COLUMNS)
     for row in report_rows(report):
         writer.writerow([neutralise(_cell(row.get(c))) for c in CSV_COLUMNS])
@@ -132,7 +135,7 @@ def _pairs(mapping: dict[str, int]) -> str:
 def write_frame(df: pd.DataFrame, out: IO[str]) -> None:
     """Write the row frame as CSV: ISO-8601 UTC timestamps, latency in seconds, formula
     cells neutralised."""
-    plain_frame(df, neutralise=True).to_csv(out, index=False, lineterminator="\n")
+    plain_frame(df, neutralise=True).to_csv(out, index=False, lineterminator=LINE_END)
 
 
 def plain_frame(df: pd.DataFrame, *, neutralise: bool) -> pd.DataFrame:

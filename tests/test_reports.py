@@ -1,0 +1,471 @@
+"""Tests for analyzer.reports and analyzer.filters, on frames built from synthetic rows."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analyzer import filters, frame, reports
+from analyzer.result import CaptureInfo, ScanResult
+
+T0 = 1_714_564_800 * 10**9  # 2024-05-01T12:00:00Z in ns
+SEC = 10**9
+SERVFAIL, NXDOMAIN, NOERROR = 2, 3, 0
+
+
+def ede_row(n: int, *, ts: int, code: int, qname: str = "www.example.com",
+            text: str | None = None, resolver: str = "192.0.2.53", client: str = "192.0.2.10",
+            rcode: int = SERVFAIL, index: int = 0, count: int = 1, dns_id: int | None = None,
+            capture: str = "test.pcap") -> tuple:
+    """Return one decoder row (frame.EDE_FIELDS order) for an EDE option."""
+    return (capture, n, ts, resolver, 53, client, 40000 + n % 20000, "udp", 4,
+            n % 65536 if dns_id is None else dns_id, qname, 1, 1, rcode,
+            False, False, True, True, False, False, 1232, True, count, ts - 2_000_000,
+            index, code, text, True)
+
+
+def make_scan(rows: list[tuple], *, responses: int | None = None,
+              first: int | None = None, last: int | None = None,
+              accounting: dict[str, int] | None = None) -> ScanResult:
+    """Return a ScanResult around ``rows`` with consistent counters."""
+    df = frame.build_ede(rows)
+    stamps = [r[2] for r in rows]
+    first = first if first is not None else (min(stamps) if stamps else None)
+    last = last if last is not None else (max(stamps) if stamps else None)
+    with_ede = len({(r[0], r[1]) for r in rows})
+    responses = responses if responses is not None else max(with_ede, 1) * 4
+    accounting = accounting or {"dns-query": responses, "dns-response": responses}
+    seconds: dict[int, int] = {}
+    if first is not None and last is not None:
+        span = max(1, (last - first) // SEC + 1)
+        per = max(1, responses // span)
+        seconds = {first // SEC + i: per for i in range(span)}
+    return ScanResult(
+        ede=df, responses=None, accounting=accounting, problems={},
+        captures=[CaptureInfo("test.pcap", "pcap", None, ["ethernet"], sum(accounting.values()),
+                              1000, first, last)],
+        packets=sum(accounting.values()), dns_queries=responses, dns_responses=responses,
+        responses_with_ede=with_ede, ede_options=len(rows), response_seconds=seconds,
+        first_ts_ns=first, last_ts_ns=last)
+
+
+def outage_rows(n_background: int = 600, burst: int = 120) -> list[tuple]:
+    """Ten minutes of background EDEs (code 3 every second) with a 60 s burst of code 7
+    starting at +300 s, naming the broken zone in EXTRA-TEXT."""
+    rows = []
+    n = 0
+    for i in range(n_background):
+        n += 1
+        rows.append(ede_row(n, ts=T0 + i * SEC, code=3, qname=f"host{i % 7}.example.net",
+                            rcode=NOERROR))
+    for i in range(burst):
+        n += 1
+        rows.append(ede_row(n, ts=T0 + 300 * SEC + i * SEC // 2, code=7,
+                            qname=f"{'www' if i % 3 else 'api'}.shop.example.com",
+                            text="for key shop.example.com.", resolver="2001:db8::53"))
+    return rows
+
+
+# --- registrable zone ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("qname", "zone"), [
+    ("www.example.com", "example.com"),
+    ("a.b.c.example.com", "example.com"),
+    ("example.com", "example.com"),
+    ("WWW.Example.COM.", "example.com"),
+    ("com", "com"),
+    ("", "."),
+    (".", "."),
+    ("www.example.co.uk", "example.co.uk"),
+    ("shop.example.com.au", "example.com.au"),
+    ("x.y.gov.uk", "y.gov.uk"),
+    ("example.co.uk", "example.co.uk"),
+    ("co.uk", "co.uk"),
+    ("a.example.de", "example.de"),
+    ("a.b.co.com", "co.com"),          # 3-letter TLD: no second-level rule
+    ("host.example.org.br", "example.org.br"),
+])
+def test_registrable_zone(qname: str, zone: str) -> None:
+    assert reports.registrable_zone(qname) == zone
+
+
+@given(st.lists(st.from_regex(r"[a-z0-9-]{1,10}", fullmatch=True), min_size=1, max_size=6))
+def test_registrable_zone_is_a_suffix_of_the_name(labels: list[str]) -> None:
+    name = ".".join(labels)
+    zone = reports.registrable_zone(name)
+    assert name == zone or name.endswith("." + zone)
+    assert 1 <= zone.count(".") + 1 <= 3
+
+
+# --- the report as a whole ------------------------------------------------------------------
+
+def test_report_has_the_documented_shape() -> None:
+    report = reports.build_report(make_scan(outage_rows()))
+    for key in ("schema_version", "captures", "summary", "accounting", "codes", "domains",
+                "zones", "resolvers", "timeseries", "incidents"):
+        assert key in report
+    for key in ("packets", "dns_responses", "responses_with_ede", "ede_options", "first_seen",
+                "last_seen"):
+        assert key in report["summary"]
+    for entry in report["codes"]:
+        assert {"code", "name", "count", "responses"} <= set(entry)
+    assert sum(report["accounting"].values()) == report["summary"]["packets"]
+    json.dumps(report, allow_nan=False)  # plain types only
+
+
+def test_timestamps_are_iso_utc_with_z() -> None:
+    report = reports.build_report(make_scan(outage_rows()))
+    assert report["summary"]["first_seen"] == "2024-05-01T12:00:00Z"
+    stamps = [report["summary"]["ede_last_seen"]] + [c["first_seen"] for c in report["codes"]]
+    for stamp in stamps:
+        assert stamp.endswith("Z")
+        datetime.fromisoformat(stamp)
+
+
+def test_empty_scan_gives_empty_sections() -> None:
+    report = reports.build_report(make_scan([], responses=0, accounting={"not-dns-port": 3}))
+    assert report["codes"] == report["domains"] == report["zones"] == []
+    assert report["resolvers"] == report["incidents"] == []
+    assert report["summary"]["ede_options"] == 0
+    assert report["summary"]["ede_share"] is None
+    assert report["summary"]["skipped_packets"] == 3
+    json.dumps(report, allow_nan=False)
+
+
+def test_no_timestamps_at_all() -> None:
+    empty = make_scan([], responses=0, accounting={})
+    empty.first_ts_ns = empty.last_ts_ns = None
+    report = reports.build_report(empty)
+    assert report["timeseries"]["buckets"] == 0
+    assert report["summary"]["first_seen"] is None
+
+
+# --- codes ---------------------------------------------------------------------------------
+
+def test_code_counts_options_responses_share_and_rcodes() -> None:
+    rows = [
+        # one response carrying two options of code 22 and one of 23
+        ede_row(1, ts=T0, code=22, index=0, count=3, text="at delegation lame.example.net."),
+        ede_row(1, ts=T0, code=22, index=1, count=3),
+        ede_row(1, ts=T0, code=23, index=2, count=3),
+        ede_row(2, ts=T0 + SEC, code=22, qname="b.example.org", rcode=NOERROR),
+        ede_row(3, ts=T0 + 2 * SEC, code=15, qname="ads.example.org", rcode=NXDOMAIN),
+    ]
+    report = reports.build_report(make_scan(rows, responses=10))
+    by_code = {c["code"]: c for c in report["codes"]}
+    assert [c["code"] for c in report["codes"]] == [22, 15, 23]  # by count, then code
+    assert by_code[22]["count"] == 3
+    assert by_code[22]["responses"] == 2
+    assert by_code[22]["share"] == pytest.approx(0.2)
+    assert by_code[22]["domains"] == 2
+    assert by_code[22]["rcodes"] == {"NOERROR": 1, "SERVFAIL": 2}
+    assert by_code[22]["first_seen"] == "2024-05-01T12:00:00Z"
+    assert by_code[22]["last_seen"] == "2024-05-01T12:00:01Z"
+    assert by_code[22]["name"] == "No Reachable Authority"
+    assert by_code[22]["next_step"]
+    assert by_code[22]["extra_texts"] == [{"text": "at delegation lame.example.net.",
+                                          "count": 1}]
+    assert report["summary"]["responses_with_ede"] == 3
+    assert report["summary"]["ede_options"] == 5
+
+
+def test_unassigned_and_private_codes_keep_their_number() -> None:
+    rows = [ede_row(1, ts=T0, code=300), ede_row(2, ts=T0, code=65535)]
+    names = {c["code"]: c["name"] for c in reports.build_report(make_scan(rows))["codes"]}
+    assert names == {300: "Unassigned (300)", 65535: "Private Use (65535)"}
+
+
+# --- domains and zones ---------------------------------------------------------------------
+
+def test_domains_are_case_folded_and_limited_per_code() -> None:
+    rows = [ede_row(i, ts=T0 + i, code=6, qname=q) for i, q in enumerate(
+        ["WWW.example.com", "www.EXAMPLE.com", "a.example.com", "b.example.com",
+         "c.example.com"], 1)]
+    rows.append(ede_row(9, ts=T0, code=9, qname="x.example.org"))
+    domains = reports.build_report(make_scan(rows), top=2)["domains"]
+    assert [(d["code"], d["qname"], d["count"]) for d in domains] == [
+        (6, "www.example.com", 2), (6, "a.example.com", 1), (9, "x.example.org", 1)]
+
+
+@pytest.mark.parametrize(("text", "zone", "tag"), [
+    ("for key expired.test.", "expired.test", None),
+    ("for DNSKEY example.com., id = 12345", "example.com", 12345),
+    ("at delegation example.com.", "example.com", None),
+    ("no SEP matching the DS found for dnssec-failed.org.", "dnssec-failed.org", None),
+])
+def test_zone_named_by_extra_text_wins_over_the_qname(text: str, zone: str,
+                                                     tag: int | None) -> None:
+    rows = [ede_row(1, ts=T0, code=6, qname="deep.www.sub." + zone, text=text)]
+    zones = reports.build_report(make_scan(rows))["zones"]
+    assert zones[0]["zone"] == zone
+    assert zones[0]["source"] == "extra-text"
+    assert zones[0]["key_tags"] == ([tag] if tag else [])
+    assert zones[0]["examples"] == ["deep.www.sub." + zone]
+
+
+def test_zone_falls_back_to_the_registrable_zone() -> None:
+    rows = [ede_row(1, ts=T0, code=15, qname="ads.tracker.example.co.uk", text="blocked"),
+            ede_row(2, ts=T0, code=15, qname="pixel.example.co.uk")]
+    zones = reports.build_report(make_scan(rows))["zones"]
+    assert [(z["zone"], z["source"], z["count"], z["domains"]) for z in zones] == [
+        ("example.co.uk", "qname", 2, 2)]
+
+
+def test_broken_parent_zone_groups_many_names() -> None:
+    report = reports.build_report(make_scan(outage_rows()))
+    zones = {(z["code"], z["zone"]): z for z in report["zones"]}
+    assert zones[(7, "shop.example.com")]["source"] == "extra-text"
+    assert zones[(7, "shop.example.com")]["domains"] == 2
+    assert zones[(3, "example.net")]["domains"] == 7
+
+
+# --- resolvers -----------------------------------------------------------------------------
+
+def test_resolvers_with_codes_and_fingerprint() -> None:
+    unbound = ("validation failure <www.expired.test. A IN>: signature expired from "
+               "192.0.2.1 for key expired.test. while building chain of trust")
+    rows = [ede_row(i, ts=T0 + i, code=7, text=unbound, resolver="192.0.2.53")
+            for i in range(1, 4)]
+    rows.append(ede_row(10, ts=T0, code=15, resolver="2001:db8::53", client="2001:db8::10"))
+    found = reports.build_report(make_scan(rows))["resolvers"]
+    assert [r["resolver"] for r in found] == ["192.0.2.53", "2001:db8::53"]
+    first = found[0]
+    assert first["codes"] == [{"code": 7, "name": "Signature Expired", "count": 3}]
+    assert first["software"] == "unbound"
+    assert first["evidence"] == [unbound]
+    assert found[1]["software"] is None and found[1]["evidence"] == []
+
+
+# --- time series and incidents -------------------------------------------------------------
+
+@pytest.mark.parametrize(("span_s", "interval"), [
+    (0, 1), (5, 1), (120, 1), (121, 2), (600, 5), (1800, 15), (3600, 30), (7200, 60),
+    (86400, 900), (7 * 86400, 7200), (400 * 86400, 604800),
+])
+def test_choose_interval(span_s: int, interval: int) -> None:
+    assert reports.choose_interval(span_s * SEC) == interval
+
+
+@given(st.integers(min_value=30, max_value=400 * 86400))
+def test_chosen_interval_gives_30_to_120_buckets(span_s: int) -> None:
+    seconds = reports.choose_interval(span_s * SEC)
+    buckets = span_s // seconds + 1  # +1: the buckets are aligned, so one may be partial
+    assert 30 <= buckets <= 121 or seconds == 1
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("1s", 1), ("10s", 10), ("1min", 60), ("5m", 300), ("1h", 3600), ("2d", 172800),
+    ("30", 30), (" 15 sec ", 15), ("1w", 604800), (45, 45),
+])
+def test_interval_seconds(text: str | int, seconds: int) -> None:
+    assert reports.interval_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "fast", "0s", "1.5min", "-1h", "10 parsecs"])
+def test_interval_seconds_rejects(text: str) -> None:
+    with pytest.raises(reports.ReportError):
+        reports.interval_seconds(text)
+
+
+@pytest.mark.parametrize(("seconds", "label"), [
+    (1, "1s"), (45, "45s"), (60, "1min"), (300, "5min"), (3600, "1h"), (5400, "90min"),
+    (86400, "1d"),
+])
+def test_interval_label(seconds: int, label: str) -> None:
+    assert reports.interval_label(seconds) == label
+
+
+def test_timeline_buckets_are_aligned_and_complete() -> None:
+    rows = [ede_row(1, ts=T0 + 5 * SEC, code=6), ede_row(2, ts=T0 + 25 * SEC, code=6),
+            ede_row(3, ts=T0 + 29 * SEC, code=9)]
+    scan = make_scan(rows, first=T0 + 3 * SEC, last=T0 + 29 * SEC)
+    ts = reports.build_report(scan, interval="10s")["timeseries"]
+    assert ts["interval"] == "10s" and ts["interval_seconds"] == 10
+    assert ts["start"] == "2024-05-01T12:00:00Z" and ts["end"] == "2024-05-01T12:00:30Z"
+    assert ts["buckets"] == 3
+    assert [(s["code"], s["counts"]) for s in ts["series"]] == [(6, [1, 0, 1]), (9, [0, 0, 1])]
+    assert len(ts["responses"]) == 3
+
+
+def test_too_many_buckets_is_an_error_with_advice() -> None:
+    rows = [ede_row(1, ts=T0, code=6), ede_row(2, ts=T0 + 30 * 86400 * SEC, code=6)]
+    with pytest.raises(reports.ReportError, match="--interval"):
+        reports.build_report(make_scan(rows), interval="1s")
+
+
+def test_incident_found_with_start_end_peak_and_top_domains() -> None:
+    report = reports.build_report(make_scan(outage_rows()), interval="10s")
+    found = report["incidents"]
+    assert len(found) == 1
+    incident = found[0]
+    assert incident["code"] == 7
+    assert incident["start"] == "2024-05-01T12:05:00Z"
+    assert incident["end"] == "2024-05-01T12:06:00Z"
+    assert incident["count"] == 120
+    assert incident["peak"] == 20 and incident["peak_per_minute"] == 120
+    assert incident["baseline"] == 0
+    assert incident["top_domains"][0] == {"qname": "www.shop.example.com", "count": 80}
+    assert incident["top_zones"] == [{"zone": "shop.example.com", "count": 120}]
+    assert incident["top_resolvers"] == [{"resolver": "2001:db8::53", "count": 120}]
+
+
+@pytest.mark.parametrize(("counts", "runs"), [
+    ([], []),
+    ([0] * 50, []),
+    ([2] * 50, []),                                     # steady: no incident
+    ([0] * 20 + [30] + [0] * 20, [(20, 20)]),           # one spike
+    ([0] * 20 + [9, 2, 7, 1, 0, 6, 8] + [0] * 20, [(20, 26)]),  # wobbly outage stays one
+    ([0] * 10 + [9] + [0] * 10 + [9] + [0] * 10, [(10, 10), (21, 21)]),  # far apart: two
+    ([0] * 20 + [4, 4, 4] + [0] * 20, []),              # below the minimum count
+    ([10] * 40 + [31, 40] + [10] * 40, [(40, 41)]),     # above a non-zero baseline
+    ([10] * 40 + [25] + [10] * 40, []),                 # < RATIO x baseline
+])
+def test_hot_runs(counts: list[int], runs: list[tuple[int, int]]) -> None:
+    found = reports.hot_runs(np.asarray(counts, dtype=np.int64))
+    assert [(a, b) for a, b, _, _ in found] == runs
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=150))
+def test_hot_runs_are_ordered_disjoint_and_hold_a_hot_bucket(counts: list[int]) -> None:
+    array = np.asarray(counts, dtype=np.int64)
+    found = reports.hot_runs(array)
+    previous_end = -2
+    for first, last, _baseline, threshold in found:
+        assert 0 <= first <= last < len(counts)
+        assert first > previous_end + 1
+        assert array[first:last + 1].max() >= threshold >= reports.INCIDENT_MIN_COUNT
+        previous_end = last
+
+
+# --- filters -------------------------------------------------------------------------------
+
+def test_filters_build_from_command_line_strings() -> None:
+    f = filters.build(codes=["7", "dnssec-bogus", "DNSSEC Bogus"], domains=["Example.COM."],
+                      resolvers=["192.0.2.0/24", "2001:db8::53"], since="2024-05-01",
+                      until="2024-05-01T13:00:00+01:00")
+    assert f.codes == (7, 6)
+    assert f.domains == ("example.com",)
+    assert [str(n) for n in f.resolvers] == ["192.0.2.0/24", "2001:db8::53/128"]
+    assert f.since == datetime(2024, 5, 1, tzinfo=UTC)
+    assert f.until == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert f.to_dict()["until"] == "2024-05-01T12:00:00Z"
+
+
+@pytest.mark.parametrize(("kwargs", "option"), [
+    ({"codes": ["70000"]}, "--code"),
+    ({"codes": ["not-a-code"]}, "--code"),
+    ({"domains": ["a..b"]}, "--domain"),
+    ({"resolvers": ["300.1.2.3"]}, "--resolver"),
+    ({"since": "yesterday"}, "--since"),
+    ({"since": "2024-05-02", "until": "2024-05-01"}, "--until"),
+])
+def test_filters_reject_bad_values_naming_the_option(kwargs: dict, option: str) -> None:
+    with pytest.raises(filters.FilterError, match=option):
+        filters.build(**kwargs)
+
+
+@pytest.mark.parametrize(("qname", "suffixes", "hit"), [
+    ("www.example.com", ("example.com",), True),
+    ("example.com", ("example.com",), True),
+    ("WWW.EXAMPLE.COM", ("example.com",), True),
+    ("badexample.com", ("example.com",), False),
+    ("example.com.evil", ("example.com",), False),
+    ("anything", (".",), True),
+    (None, ("example.com",), False),
+])
+def test_domain_matches_labels_not_characters(qname: str | None, suffixes: tuple,
+                                              hit: bool) -> None:
+    assert filters.domain_matches(qname, suffixes) is hit
+
+
+def test_apply_each_filter() -> None:
+    rows = [
+        ede_row(1, ts=T0, code=6, qname="www.example.com", resolver="192.0.2.53"),
+        ede_row(2, ts=T0 + 60 * SEC, code=7, qname="a.example.org", resolver="192.0.2.54"),
+        ede_row(3, ts=T0 + 120 * SEC, code=6, qname="badexample.com",
+                resolver="2001:db8::53"),
+    ]
+    df = frame.build_ede(rows)
+
+    def kept(**kw: object) -> list[int]:
+        return filters.apply(df, filters.build(**kw))["frame_number"].tolist()
+
+    assert kept() == [1, 2, 3]
+    assert kept(codes=["6"]) == [1, 3]
+    assert kept(domains=["example.com"]) == [1]
+    assert kept(domains=["example.com", "example.org"]) == [1, 2]
+    assert kept(resolvers=["192.0.2.0/24"]) == [1, 2]
+    assert kept(resolvers=["2001:db8::/32"]) == [3]
+    assert kept(since="2024-05-01T12:01:00Z") == [2, 3]
+    assert kept(until="2024-05-01T12:01:00Z") == [1]
+    assert kept(codes=["6"], resolvers=["192.0.2.53"]) == [1]
+
+
+def test_apply_code_filter_to_response_rows() -> None:
+    import pandas as pd
+
+    df = pd.DataFrame({"ede_codes": pd.array(["6,22", "", "7", None], dtype="string"),
+                       "qname": pd.array(["a", "b", "c", "d"], dtype="string")})
+    out = filters.apply(df, filters.build(codes=["22", "7"]))
+    assert out["qname"].tolist() == ["a", "c"]
+
+
+def test_filtered_report_recounts_from_the_rows() -> None:
+    scan = make_scan(outage_rows())
+    report = reports.build_report(scan, filters=filters.build(codes=["7"]))
+    assert report["summary"]["filtered"] is True
+    assert report["summary"]["ede_options"] == 120
+    assert report["summary"]["responses_with_ede"] == 120
+    assert [c["code"] for c in report["codes"]] == [7]
+    assert report["filters"]["codes"] == [7]
+    assert report["summary"]["dns_responses"] == scan.dns_responses  # capture-wide
+
+
+def test_time_window_narrows_the_time_series() -> None:
+    scan = make_scan(outage_rows())
+    window = filters.build(since="2024-05-01T12:04:00Z", until="2024-05-01T12:07:00Z")
+    report = reports.build_report(scan, filters=window, interval="1min")
+    assert report["timeseries"]["start"] == "2024-05-01T12:04:00Z"
+    assert report["timeseries"]["buckets"] == 3
+    assert report["summary"]["ede_options"] == 180 + 120
+
+
+# --- scale ---------------------------------------------------------------------------------
+
+def test_200k_rows_report_in_seconds() -> None:
+    rng = np.random.default_rng(7)
+    n = 200_000
+    code_pool = np.array([3, 6, 7, 9, 15, 22, 23])
+    texts = [None, "for key shop.example.com.", "at delegation lame.example.net.",
+             "no SEP matching the DS found for dnssec-failed.org."]
+    codes = code_pool[rng.integers(0, len(code_pool), n)]
+    hosts = rng.integers(0, 5000, n)
+    zones = rng.integers(0, 400, n)
+    which_text = rng.integers(0, len(texts), n)
+    rows = [ede_row(i + 1, ts=T0 + i * 10_000_000, code=int(codes[i]),
+                    qname=f"h{hosts[i]}.z{zones[i]}.example.com", text=texts[which_text[i]],
+                    resolver=f"192.0.2.{i % 40}") for i in range(n)]
+    scan = make_scan(rows, responses=n)
+    start = time.perf_counter()
+    report = reports.build_report(scan)
+    elapsed = time.perf_counter() - start
+    assert report["summary"]["ede_options"] == n
+    assert sum(c["count"] for c in report["codes"]) == n
+    assert elapsed < 10, f"build_report took {elapsed:.1f}s on {n} rows"
+
+
+def test_iso() -> None:
+    assert reports.iso(None) is None
+    assert reports.iso(T0) == "2024-05-01T12:00:00Z"
+    assert reports.iso(T0 + 1500) == "2024-05-01T12:00:00.000001Z"
+    assert reports.iso(T0 + 250_000_000) == "2024-05-01T12:00:00.250000Z"
+    assert reports.parse_iso_ns("2024-05-01T12:00:00.250000Z") == T0 + 250_000_000
+    assert not math.isnan(reports.parse_iso_ns("2024-05-01T12:00:00Z"))
