@@ -74,6 +74,7 @@ class Chunk:
     ts_ns: np.ndarray      # int64: nanoseconds since the epoch, UTC
     linktype: np.ndarray   # int64: LINKTYPE_* of the interface that captured it
     first_frame: int       # Wireshark frame number of the first record (1-based)
+    warm: int = 0          # leading records read only to warm up state (see CaptureReader span)
     arr: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
 
     def __len__(self) -> int:
@@ -82,7 +83,8 @@ class Chunk:
     def __post_init__(self) -> None:
         # ``buf`` as numpy bytes plus zero padding, so fixed-offset gathers past the end of
         # a short last packet stay in bounds (their results are masked out by length checks).
-        self.arr = np.frombuffer(self.buf + bytes(PAD), np.uint8)
+        if not len(self.arr):
+            self.arr = np.frombuffer(self.buf + bytes(PAD), np.uint8)
 
 
 def open_source(source: str | Path | BinaryIO) -> tuple[BinaryIO, str, str | None, BinaryIO]:
@@ -148,6 +150,11 @@ def _decompressor(stream: BinaryIO, kind: str, name: str) -> BinaryIO:
     return lz4.frame.LZ4FrameFile(stream)  # type: ignore[return-value]
 
 
+def compression_of(reader: CaptureReader) -> str | None:
+    """Return the compression of the reader's file (split reading needs plain files)."""
+    return reader.info.compression
+
+
 class CaptureReader:
     """Stream one capture as ``Chunk`` objects; ``info`` fills in as it goes.
 
@@ -156,11 +163,21 @@ class CaptureReader:
     raises ``CaptureError`` after the chunks before it were delivered.
     """
 
-    def __init__(self, source: str | Path | BinaryIO, chunk_bytes: int = CHUNK_BYTES):
+    def __init__(self, source: str | Path | BinaryIO, chunk_bytes: int = CHUNK_BYTES,
+                 span: tuple[int, int, int] | None = None):
+        """``span`` = (lead_in, start, stop) reads only part of a plain pcap file.
+
+        Records from ``lead_in`` to ``start`` come marked as warm-up (``Chunk.warm``), so
+        that a worker can rebuild the state (queries, TCP streams) its part begins in;
+        records from ``start`` up to the first at or after ``stop`` are the part proper.
+        All three must be record boundaries (see ``split.find_boundary``).
+        """
         self.stream, self.name, compression, self._raw = open_source(source)
         self.info = CaptureInfo(path=self.name, compression=compression)
         self.chunk_bytes = chunk_bytes
         self.truncated_at: int | None = None
+        self.span = span
+        self.end_position: int | None = None  # with a span: where the next part must begin
         self._frame = 1
         self._pos = 0  # offset of the next unread byte in the decompressed stream
 
@@ -233,6 +250,13 @@ class CaptureReader:
         self.info.linktypes = [LINKTYPE_NAMES.get(linktype, f"linktype-{linktype}")]
         incl_of = struct.Struct(endian + "I").unpack_from
         hdr_dtype = np.dtype(endian + "u4")
+        start = stop = 0
+        if self.span is not None:
+            lead_in, start, stop = self.span
+            if compression_of(self) or lead_in < 24:
+                raise CaptureError(self.name, "cannot be split", hint="read it whole")
+            self.stream.seek(lead_in)
+            self._pos = lead_in
         carry = b""
         while True:
             block_start = self._pos - len(carry)
@@ -242,12 +266,19 @@ class CaptureReader:
             offs: list[int] = []
             append = offs.append
             off = 0
-            while off + 16 <= n:
+            limit = stop - block_start if self.span is not None else n + 1
+            while off + 16 <= n and off < limit:
                 end = off + 16 + incl_of(buf, off + 8)[0]
                 if end > n:
                     break
                 append(off)
                 off = end
+            finished = self.span is not None and off >= limit
+            if finished:
+                self.end_position = block_start + off
+            warm = 0
+            if self.span is not None and block_start < start:
+                warm = sum(1 for o in offs if block_start + o < start)
             bad = None
             if offs:
                 arr = np.frombuffer(buf, np.uint8)
@@ -262,15 +293,19 @@ class CaptureReader:
                 if len(idx):
                     yield self._emit(buf, idx + 16, incl, fields[:, 3],
                                      fields[:, 0] * 1_000_000_000 + fields[:, 1] * ts_scale,
-                                     np.full(len(idx), linktype, dtype=np.int64))
+                                     np.full(len(idx), linktype, dtype=np.int64), warm)
                 if bad is not None:
                     raise CaptureError(
                         self.name, f"record {self._frame} claims {claimed} bytes",
                         block_start + offs[bad], "the file is corrupt from here on; "
                         "the records before it were read")
+            if finished:
+                return
             if not data:
                 if off < n:
                     self._truncated(block_start + off)
+                if self.span is not None:
+                    self.end_position = block_start + off
                 return
             if off == 0 and n >= 16 and incl_of(buf, 8)[0] > MAX_RECORD:
                 raise CaptureError(self.name, f"record {self._frame} claims "
@@ -280,20 +315,22 @@ class CaptureReader:
             carry = buf[off:]
 
     def _emit(self, buf: bytes, data_off: np.ndarray, caplen: np.ndarray, origlen: np.ndarray,
-              ts_ns: np.ndarray, linktype: np.ndarray) -> Chunk:
-        chunk = Chunk(buf, data_off, caplen, origlen, ts_ns, linktype, self._frame)
-        count = len(data_off)
+              ts_ns: np.ndarray, linktype: np.ndarray, warm: int = 0) -> Chunk:
+        chunk = Chunk(buf, data_off, caplen, origlen, ts_ns, linktype, self._frame - warm, warm)
+        count = len(data_off) - warm
         self._frame += count
         info = self.info
         info.packets += count
         info.bytes_read = self._pos
-        first, last = int(ts_ns[0]), int(ts_ns[-1])
+        if not count:
+            return chunk
+        first, last = int(ts_ns[warm]), int(ts_ns[-1])
         if info.first_ts_ns is None:
             info.first_ts_ns = first
         info.last_ts_ns = last if info.last_ts_ns is None else max(info.last_ts_ns, last)
         return chunk
 
-    def _truncated(self, offset: int) -> None:
+    def _truncated(self, offset: int) -> None:  # noqa: D401
         self.truncated_at = offset
         self.info.error_offset = offset
 

@@ -68,6 +68,7 @@ class _Batch:
     ts: np.ndarray     # int64, in key order
     start: np.ndarray  # int64 offset of each query's DNS message in ``buf``
     buf: bytes
+    min_ts: int
     max_ts: int
 
 
@@ -80,6 +81,7 @@ class QueryTable:
         self.max_bytes = max_bytes
         self._batches: deque[_Batch] = deque()
         self._held = 0
+        self._fresh: list[_Batch] = []  # batches added since the last seal
         self._py_keys: list[int] = []
         self._py_ts: list[int] = []
         self._py_msgs: list[bytes] = []
@@ -88,7 +90,8 @@ class QueryTable:
         """Add queries found column-wise in one chunk buffer."""
         if len(keys):
             order = np.argsort(keys, kind="stable")
-            self._push(_Batch(keys[order], ts[order], start[order], buf, int(ts.max())))
+            self._push(_Batch(keys[order], ts[order], start[order], buf, int(ts.min()),
+                              int(ts.max())))
 
     def add(self, key: int, ts: int, msg: bytes) -> None:
         """Add one query found by the per-packet decoder (held until ``seal``)."""
@@ -103,15 +106,19 @@ class QueryTable:
             self.add_many(b"".join(self._py_msgs), np.array(self._py_keys, np.uint64),
                           np.array(self._py_ts, np.int64), starts)
             self._py_keys, self._py_ts, self._py_msgs = [], [], []
-        if self._batches:
-            newest = max(b.max_ts for b in self._batches)
+        if self._fresh:
+            # The earliest response of this chunk may still need queries from the window
+            # before it, so keep every batch that reaches into that window.
+            oldest = min(b.min_ts for b in self._fresh)
+            self._fresh = []
             while len(self._batches) > 1 and (
-                    self._batches[0].max_ts < newest - self.window_ns
+                    self._batches[0].max_ts < oldest - self.window_ns
                     or self._held > self.max_bytes):
                 self._held -= len(self._batches.popleft().buf)
 
     def _push(self, batch: _Batch) -> None:
         self._batches.append(batch)
+        self._fresh.append(batch)
         self._held += len(batch.buf)
 
     def match(self, keys: np.ndarray, ts: np.ndarray, questions: list[bytes]) -> list[int | None]:

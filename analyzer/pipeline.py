@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from analyzer import fastpath, frame, matching
+from analyzer import fastpath, frame, matching, split
 from analyzer.capture import CaptureReader, Chunk
 from analyzer.errors import CaptureError, Malformed, Tally
 from analyzer.layers import Endpoint, PacketDecoder
@@ -64,16 +64,22 @@ class Scanner:
         self._pending: list[tuple[Endpoint, Any]] = []
         self._table = matching.QueryTable(match_window_ns)
         self._decoder = PacketDecoder(self.ports, self._on_dns, self.problems)
+        self.end_position: int | None = None
 
     # -- files ----------------------------------------------------------------------------------
 
-    def run(self, sources: Sequence[Source], progress: Progress | None = None) -> Iterator[None]:
-        """Scan ``sources`` one after another, yielding after every chunk."""
+    def run(self, sources: Sequence[Source], progress: Progress | None = None,
+            part: split.Part | None = None) -> Iterator[None]:
+        """Scan ``sources`` one after another, yielding after every chunk.
+
+        With ``part``, read only that part of the (single) source; see ``split``.
+        """
         done_bytes = 0
         for source in sources:
             name = "-" if source == "-" else str(getattr(source, "name", source))
             try:
-                reader = CaptureReader(source)
+                span = None if part is None else (part.lead_in, part.start, part.stop)
+                reader = CaptureReader(source, span=span)
             except CaptureError as e:
                 self.captures.append(CaptureInfo(path=name, error=str(e), error_offset=e.offset))
                 continue
@@ -96,6 +102,7 @@ class Scanner:
             self._decoder.finish()
             self._table.seal()
             self._flush_pending()
+            self.end_position = reader.end_position
             if reader.truncated_at is not None:
                 self.accounting["capture-truncated"] += 1
                 info.packets += 1
@@ -108,6 +115,16 @@ class Scanner:
     # -- one chunk -----------------------------------------------------------------------------
 
     def _chunk(self, chunk: Chunk) -> None:
+        if chunk.warm:
+            w = chunk.warm
+            self._warm_up(Chunk(chunk.buf, chunk.data_off[:w], chunk.caplen[:w],
+                                chunk.origlen[:w], chunk.ts_ns[:w], chunk.linktype[:w],
+                                chunk.first_frame, 0, chunk.arr))
+            if w == len(chunk):
+                return
+            chunk = Chunk(chunk.buf, chunk.data_off[w:], chunk.caplen[w:], chunk.origlen[w:],
+                          chunk.ts_ns[w:], chunk.linktype[w:], chunk.first_frame + w, 0,
+                          chunk.arr)
         if self.force_slow:
             cat = np.full(len(chunk), fastpath.SLOW, np.int8)
             cls = None
@@ -160,6 +177,17 @@ class Scanner:
                 accounting[self._response(buf[p:p + plen], ep)] += 1
         self._table.seal()
         self._flush_pending()
+
+    def _warm_up(self, chunk: Chunk) -> None:
+        """Decode records before a part's start for their state only: nothing is counted."""
+        kept = (self.accounting, self.rows, self.seconds, self.dns_queries, self.dns_responses,
+                self.responses_with_ede, self.ede_options)
+        self.accounting, self.rows, self.seconds = Tally(), [], Counter()
+        try:
+            self._chunk(chunk)
+        finally:
+            (self.accounting, self.rows, self.seconds, self.dns_queries, self.dns_responses,
+             self.responses_with_ede, self.ede_options) = kept
 
     def _settled(self, chunk: Chunk, cls: fastpath.Classified, counts: np.ndarray) -> None:
         """Book the packets numpy settled: plain responses and queries."""
@@ -254,7 +282,8 @@ class Scanner:
         """Return what this scanner found, in a form that pickles and merges."""
         return Partial(self.rows, dict(self.accounting), dict(self.problems), self.captures,
                        self.dns_queries, self.dns_responses, self.responses_with_ede,
-                       self.ede_options, dict(self.seconds), self.all_responses)
+                       self.ede_options, dict(self.seconds), self.all_responses,
+                       None, self.end_position)
 
     def result(self) -> ScanResult:
         """Return what the scan found, with the frame built."""
@@ -275,6 +304,8 @@ class Partial:
     ede_options: int
     seconds: dict[int, int]
     all_responses: bool
+    part: split.Part | None = None   # which part of a split file, if it was split
+    end_position: int | None = None  # where that part's reading actually stopped
 
 
 def combine(partials: Sequence[Partial]) -> ScanResult:
@@ -307,12 +338,62 @@ def combine(partials: Sequence[Partial]) -> ScanResult:
     )
 
 
-def scan_partial(source: Source, options: dict[str, Any]) -> Partial:
-    """Scan one capture and return its partial result (the unit of work for --jobs, Dask)."""
+def scan_partial(source: Source, options: dict[str, Any],
+                 part: split.Part | None = None) -> Partial:
+    """Scan one capture, or one part of it, and return the partial result.
+
+    This is the unit of work for ``--jobs`` and for Dask workers.
+    """
     scanner = Scanner(**options)
-    for _ in scanner.run([source]):
+    for _ in scanner.run([source], part=part):
         pass
-    return scanner.partial()
+    result = scanner.partial()
+    result.part = part
+    return result
+
+
+def join_parts(parts: Sequence[Partial]) -> Partial | None:
+    """Join the partials of one split file into one, or None if the cuts did not line up.
+
+    Frame numbers restart at 1 in each part; here they become the file's.
+    """
+    parts = sorted(parts, key=lambda p: p.part.index)  # type: ignore[union-attr]
+    for before, after in zip(parts, parts[1:], strict=False):
+        if before.end_position != after.part.start:  # type: ignore[union-attr]
+            return None
+    rows: list[tuple[Any, ...]] = []
+    offset = 0
+    accounting, problems, seconds = Counter[str](), Counter[str](), Counter[int]()
+    info = CaptureInfo(path=parts[0].captures[0].path)
+    for p in parts:
+        rows.extend(p.rows if not offset else
+                    [r[:1] + (r[1] + offset,) + r[2:] for r in p.rows])
+        part_info = p.captures[0]
+        offset += part_info.packets
+        accounting.update(p.accounting)
+        problems.update(p.problems)
+        seconds.update(p.seconds)
+        _absorb(info, part_info)
+    first = parts[0]
+    return Partial(rows, dict(accounting), dict(problems), [info],
+                   sum(p.dns_queries for p in parts), sum(p.dns_responses for p in parts),
+                   sum(p.responses_with_ede for p in parts), sum(p.ede_options for p in parts),
+                   dict(seconds), first.all_responses)
+
+
+def _absorb(info: CaptureInfo, part: CaptureInfo) -> None:
+    info.file_format = info.file_format or part.file_format
+    info.compression = info.compression or part.compression
+    info.linktypes = info.linktypes or part.linktypes
+    info.packets += part.packets
+    info.bytes_read = max(info.bytes_read, part.bytes_read)
+    for name, pick in (("first_ts_ns", min), ("last_ts_ns", max)):
+        values = [v for v in (getattr(info, name), getattr(part, name)) if v is not None]
+        setattr(info, name, pick(values) if values else None)
+    if part.error and not info.error:
+        info.error, info.error_offset = part.error, part.error_offset
+    elif part.error_offset is not None and info.error_offset is None:
+        info.error_offset = part.error_offset
 
 
 def _ip(addr: bytes) -> str:
@@ -337,7 +418,7 @@ def scan(sources: Source | Sequence[Source], *, ports: Iterable[int] = (53,),
     options = {"ports": tuple(ports), "all_responses": all_responses, "strict": strict,
                "match_window_ns": match_window_ns}
     listed = _as_list(sources)
-    if jobs > 1 and len(listed) > 1:
+    if jobs > 1:
         return _scan_parallel(listed, options, jobs, progress)
     scanner = Scanner(**options)
     for _ in scanner.run(listed, progress):
@@ -349,23 +430,58 @@ def _scan_parallel(sources: list[Source], options: dict[str, Any], jobs: int,
                    progress: Progress | None) -> ScanResult:
     from concurrent.futures import ProcessPoolExecutor
 
-    # Standard input and open file objects cannot be handed to another process.
-    local = [s for s in sources if not isinstance(s, (str, Path)) or s == "-"]
-    remote = [s for s in sources if s not in local]
-    partials: dict[int, Partial] = {}
-    with ProcessPoolExecutor(max_workers=min(jobs, len(remote) or 1)) as pool:
-        futures = {pool.submit(scan_partial, s, options): i for i, s in enumerate(remote)}
-        for i, s in enumerate(local):
-            partials[len(remote) + i] = scan_partial(s, options)
+    tasks = plan_tasks(sources, jobs)
+    results: dict[int, Partial] = {}
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+        futures = {}
+        for i, (source, part) in enumerate(tasks):
+            if isinstance(source, (str, Path)) and source != "-":
+                futures[pool.submit(scan_partial, source, options, part)] = i
+            else:  # standard input and open files cannot be handed to another process
+                results[i] = scan_partial(source, options, part)
         done_bytes = packets = 0
         for future in _completed(futures):
-            part = future.result()
-            partials[futures[future]] = part
-            done_bytes += sum(c.bytes_read for c in part.captures)
-            packets += sum(part.accounting.values())
+            part_result = future.result()
+            results[futures[future]] = part_result
+            done_bytes += sum(c.bytes_read for c in part_result.captures)
+            packets += sum(part_result.accounting.values())
             if progress is not None:
                 progress(done_bytes, packets)
-    return combine([partials[i] for i in sorted(partials)])
+    return combine(merge_tasks(tasks, [results[i] for i in range(len(tasks))], options))
+
+
+def plan_tasks(sources: Sequence[Source], jobs: int) -> list[tuple[Source, split.Part | None]]:
+    """Return the units of work: one per file, or one per part of a large plain pcap."""
+    tasks: list[tuple[Source, split.Part | None]] = []
+    for source in sources:
+        parts = None
+        if isinstance(source, (str, Path)) and source != "-" and jobs > len(sources):
+            parts = split.plan(source, max(2, jobs // max(1, len(sources))))
+        if parts:
+            tasks.extend((source, part) for part in parts)
+        else:
+            tasks.append((source, None))
+    return tasks
+
+
+def merge_tasks(tasks: Sequence[tuple[Source, split.Part | None]], results: Sequence[Partial],
+                options: dict[str, Any]) -> list[Partial]:
+    """Return one partial per source, joining split parts (rereading if cuts misaligned)."""
+    merged: list[Partial] = []
+    i = 0
+    while i < len(tasks):
+        source, part = tasks[i]
+        if part is None:
+            merged.append(results[i])
+            i += 1
+            continue
+        j = i
+        while j < len(tasks) and tasks[j][0] is source and tasks[j][1] is not None:
+            j += 1
+        joined = join_parts(results[i:j])
+        merged.append(joined if joined is not None else scan_partial(source, options))
+        i = j
+    return merged
 
 
 def _completed(futures: Any) -> Iterator[Any]:
