@@ -207,6 +207,10 @@ PortOpt = Annotated[list[int] | None, typer.Option(
 JobsOpt = Annotated[int, typer.Option(
     "--jobs", "-j", min=1, metavar="N",
     help="Read up to N capture files in parallel processes.")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", metavar="ADDRESS",
+    help="Decode on this running Dask cluster (e.g. tcp://host:8786), one task per capture; "
+         "workers read the paths from a shared filesystem, or URLs (s3://...) with fsspec.")]
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress bar and no skipped-packets line on stderr.")]
 DebugOpt = Annotated[bool, typer.Option(
@@ -247,6 +251,7 @@ def report(
         "--top", "-n", min=1, metavar="N",
         help="How many domains and zones per code, and resolvers, to list.")] = 10,
     jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -258,7 +263,7 @@ def report(
     fmt = _resolve_format(output_format, output, OutputFormat.TEXT, REPORT_FORMATS)
     with _errors(debug):
         filters = _filters(code, domain, resolver, since, until)
-        result = _scan(captures, port, quiet=quiet, debug=debug, jobs=jobs)
+        result = _scan(captures, port, quiet=quiet, debug=debug, jobs=jobs, scheduler=scheduler)
         from analyzer import reports
 
         try:
@@ -290,6 +295,7 @@ def extract(
     until: UntilOpt = None,
     port: PortOpt = None,
     jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -304,13 +310,17 @@ def extract(
     with _errors(debug):
         filters = _filters(code, domain, resolver, since, until)
         result = _scan(captures, port, quiet=quiet, debug=debug, all_responses=all_responses,
-                       jobs=jobs)
+                       jobs=jobs, scheduler=scheduler)
         from analyzer import filters as filtering
         from analyzer import render
 
         frame = result.responses if all_responses else result.ede
         frame = filtering.apply(frame, filters)
-        if _readable(result):
+        if _readable(result) and fmt is OutputFormat.PARQUET and _is_dataset(output):
+            from analyzer import dataset
+
+            dataset.write(frame, output, captures=[c.path for c in result.captures])
+        elif _readable(result):
             binary = fmt is OutputFormat.PARQUET
             with _open_output(output, binary=binary) as (out, _):
                 render.write_frame(frame, fmt.value, out)
@@ -391,7 +401,7 @@ def expand(captures: list[str]) -> tuple[list[str], list[str]]:
     paths: list[str] = []
     errors: list[str] = []
     for arg in captures:
-        if arg == "-" or os.path.isfile(arg):
+        if arg == "-" or os.path.isfile(arg) or "://" in arg:
             paths.append(arg)
         elif os.path.isdir(arg):
             found = sorted(str(p) for p in Path(arg).rglob("*")
@@ -416,15 +426,28 @@ def expand(captures: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _scan(captures: list[str], port: list[int] | None, *, quiet: bool, debug: bool,
-          all_responses: bool = False, jobs: int = 1) -> ScanResult:
+          all_responses: bool = False, jobs: int = 1, scheduler: str | None = None,
+          ) -> ScanResult:
     paths, errors = expand(captures)
     if paths.count("-") > 1:
         raise typer.BadParameter("stdin (-) can be read only once.", param_hint="CAPTURE")
-    from analyzer import pipeline
+    if scheduler is not None:
+        if jobs > 1:
+            raise typer.BadParameter("the cluster's workers do the work with --scheduler; drop "
+                                     "--jobs.", param_hint="'--jobs'")
+        from analyzer import distributed
 
-    with _progress(paths, quiet) as progress:
-        result = pipeline.scan(paths, ports=tuple(port or (53,)), all_responses=all_responses,
-                               strict=debug, progress=progress, jobs=jobs)
+        with _task_progress(quiet) as task_progress:
+            result = distributed.scan(paths, scheduler, ports=tuple(port or (53,)),
+                                      all_responses=all_responses, strict=debug,
+                                      progress=task_progress)
+    else:
+        from analyzer import pipeline
+
+        with _progress(paths, quiet) as progress:
+            result = pipeline.scan(paths, ports=tuple(port or (53,)),
+                                   all_responses=all_responses, strict=debug,
+                                   progress=progress, jobs=jobs)
     if errors:
         from analyzer.result import CaptureInfo
 
@@ -565,6 +588,39 @@ def _progress(paths: list[str], quiet: bool) -> Iterator[Callable[[int, int], No
 
     with bar:
         yield update
+
+
+@contextlib.contextmanager
+def _task_progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """Yield a callback drawing tasks done/total on stderr while a cluster works, or None
+    when stderr is not a terminal or with --quiet."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    import rich.console
+    import rich.progress
+
+    bar = rich.progress.Progress(
+        rich.progress.TextColumn("decoding on the cluster"),
+        rich.progress.BarColumn(),
+        rich.progress.MofNCompleteColumn(),
+        rich.progress.TextColumn("tasks"),
+        rich.progress.TimeElapsedColumn(),
+        console=rich.console.Console(stderr=True), transient=True,
+    )
+    task = bar.add_task("tasks", total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def _is_dataset(output: str) -> bool:
+    """Return True when --output names a directory for a Parquet dataset, not one file."""
+    return output != "-" and (os.path.isdir(output) or output.endswith(("/", os.sep))
+                              or not Path(output).suffix)
 
 
 def _asdict(info: Any) -> dict[str, Any]:
