@@ -30,8 +30,13 @@ def fold_ip(addr: bytes) -> int:
 def query_key(client: bytes, server: bytes, cport: int, sport: int, dns_id: int,
               tcp: bool) -> int:
     """Return the key shared by a query and its response (client = the query's source)."""
+    return mix_key(fold_ip(client), fold_ip(server), cport, sport, dns_id, tcp)
+
+
+def mix_key(client: int, server: int, cport: int, sport: int, dns_id: int, tcp: bool) -> int:
+    """``query_key`` for addresses already folded with ``fold_ip``."""
     mix = (cport << 32) | (sport << 16) | dns_id | (int(tcp) << 48)
-    return (fold_ip(client) * _M1 + fold_ip(server) * _M2 + mix) & _MASK
+    return (client * _M1 + server * _M2 + mix) & _MASK
 
 
 def _gather_u64(a: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:

@@ -21,7 +21,7 @@ _HEADER = struct.Struct("!6H")
 _TYPE_CLASS = struct.Struct("!HH")
 _RR_FIXED = struct.Struct("!HHIH")
 _MAX_NAME = 255  # RFC 1035 §3.1, in wire octets
-_PLAIN_LABEL = re.compile(rb"[A-Za-z0-9_*-]+")
+_PLAIN_NAME = re.compile(rb"[A-Za-z0-9_*.-]+")
 
 FLAG_QR, FLAG_AA, FLAG_TC, FLAG_RD = 0x8000, 0x0400, 0x0200, 0x0100
 FLAG_RA, FLAG_AD, FLAG_CD = 0x0080, 0x0020, 0x0010
@@ -95,7 +95,17 @@ def _parse(msg: bytes) -> DnsResponse:
             if off > n:
                 raise Malformed("dns-question-truncated")
     for _ in range(ancount + nscount):
-        off = _skip_name(msg, off)
+        while True:  # the owner name, inlined: this loop is the decoder's hottest
+            length = msg[off]
+            if length == 0:
+                off += 1
+                break
+            if length >= 0xC0:
+                off += 2
+                break
+            if length > 63:
+                raise Malformed("dns-bad-label-type")
+            off += length + 1
         if off + 10 > n:
             raise Malformed("dns-rr-truncated")
         off += 10 + ((msg[off + 8] << 8) | msg[off + 9])
@@ -174,10 +184,11 @@ def _skip_name(msg: bytes, off: int) -> int:
 
 def read_name(msg: bytes, off: int) -> tuple[str, int]:
     """Return the name at ``off`` in presentation format and the offset just past it."""
-    labels: list[str] = []
+    labels: list[bytes] = []
     after: int | None = None
     limit = off  # every pointer must point strictly before the last place we jumped from
     wire = 0
+    n = len(msg)
     while True:
         length = msg[off]
         if length == 0:
@@ -197,12 +208,18 @@ def read_name(msg: bytes, off: int) -> tuple[str, int]:
         wire += length + 1
         if wire > _MAX_NAME:
             raise Malformed("dns-name-too-long")
-        label = msg[off + 1:off + 1 + length]
-        if len(label) < length:
+        end = off + 1 + length
+        if end > n:
             raise Malformed("dns-name-truncated")
-        labels.append(label.decode() if _PLAIN_LABEL.fullmatch(label) else _escape(label))
-        off += length + 1
-    return (".".join(labels) if labels else "."), after
+        labels.append(msg[off + 1:end])
+        off = end
+    if not labels:
+        return ".", after
+    raw = b".".join(labels)
+    # One check for the whole name; a label holding a dot itself must be escaped.
+    if _PLAIN_NAME.fullmatch(raw) and raw.count(b".") == len(labels) - 1:
+        return raw.decode(), after
+    return ".".join(_escape(label) for label in labels), after
 
 
 def _escape(label: bytes) -> str:
