@@ -52,6 +52,7 @@ class Classified:
     dport: np.ndarray
     payload: np.ndarray    # int64 offset of the DNS message
     payload_len: np.ndarray  # int64 length of the DNS message
+    reports: np.ndarray    # indices of QUERY packets that may be RFC 9567 error reports
 
 
 def _u16(a: np.ndarray, i: np.ndarray) -> np.ndarray:
@@ -171,7 +172,9 @@ def classify(chunk: Chunk, ports: np.ndarray, decode_all_responses: bool = False
     payload = np.where(proto == 6, l4 + (a[l4 + 12] >> 4).astype(np.int64) * 4, l4 + 8)
     payload_len = np.where(proto == 6, ip_end - payload, ulen - 8)
     qr = a[payload + 2] >> 7
-    cat[dns & (qr == 0)] = QUERY
+    query = dns & (qr == 0)
+    cat[query] = QUERY
+    reports = _holding(a, np.flatnonzero(query), payload, payload_len, b"\x03_er")
     resp = dns & (qr == 1)
     if decode_all_responses:
         cat[resp] = CANDIDATE
@@ -182,7 +185,25 @@ def classify(chunk: Chunk, ports: np.ndarray, decode_all_responses: bool = False
         if len(maybe):
             cat[maybe[_may_hold_ede(a, payload[maybe] + 12, (payload + payload_len)[maybe])]] = \
                 CANDIDATE
-    return Classified(cat, l3, l4, ipver, sport, dport, payload, payload_len)
+    return Classified(cat, l3, l4, ipver, sport, dport, payload, payload_len, reports)
+
+
+def _holding(a: np.ndarray, which: np.ndarray, payload: np.ndarray, payload_len: np.ndarray,
+             pattern: bytes) -> np.ndarray:
+    """Return those of ``which`` whose DNS message holds ``pattern`` after its header."""
+    if not len(which):
+        return which
+    # The pattern's second byte is rare ("_"): find it, then check the rest around it.
+    at = np.flatnonzero(a[1:] == pattern[1]) + 1
+    for k, byte in enumerate(pattern):
+        if k != 1:
+            at = at[a[at - 1 + k] == byte]
+    if not len(at):
+        return at
+    start, stop = payload[which] + 12, payload[which] + payload_len[which]
+    i = np.searchsorted(at - 1, start)
+    first = (at - 1)[np.minimum(i, len(at) - 1)]
+    return which[(i < len(at)) & (first + len(pattern) <= stop)]
 
 
 def _may_hold_ede(a: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:

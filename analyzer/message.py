@@ -17,6 +17,7 @@ from analyzer.errors import Malformed
 
 OPT = 41
 EDE_OPTION = 15  # RFC 8914 §2
+REPORT_CHANNEL_OPTION = 18  # RFC 9567 §5: the agent domain for DNS error reports
 _HEADER = struct.Struct("!6H")
 _TYPE_CLASS = struct.Struct("!HH")
 _RR_FIXED = struct.Struct("!HHIH")
@@ -50,6 +51,7 @@ class DnsResponse(NamedTuple):
     do: bool | None
     edes: list[EdeOption]
     problems: list[str]    # findings that did not stop decoding, as reason slugs
+    report_channel: str | None = None  # RFC 9567 agent domain, when the response names one
 
 
 def may_hold_ede(msg: bytes) -> bool:
@@ -116,6 +118,7 @@ def _parse(msg: bytes) -> DnsResponse:
     udp_size = None
     do = None
     edes: list[EdeOption] = []
+    agent = None
     for _ in range(arcount):
         if off >= n:
             raise Malformed("dns-arcount-overrun")  # ARCOUNT promised more than is here
@@ -135,14 +138,16 @@ def _parse(msg: bytes) -> DnsResponse:
                 udp_size = rclass
                 rcode |= (ttl >> 24) << 4
                 do = bool(ttl & 0x8000)
-                _parse_options(msg, start, stop, edes, problems)
+                agent = _parse_options(msg, start, stop, edes, problems)
         off = stop
     return DnsResponse(dns_id, flags, qname, qtype, qclass, question, rcode, has_opt, udp_size,
-                       do, edes, problems)
+                       do, edes, problems, agent)
 
 
 def _parse_options(msg: bytes, pos: int, stop: int, edes: list[EdeOption],
-                   problems: list[str]) -> None:
+                   problems: list[str]) -> str | None:
+    """Append the EDE options to ``edes``; return the Report-Channel agent domain, if any."""
+    agent = None
     while pos < stop:
         if pos + 4 > stop:
             raise Malformed("dns-option-truncated")
@@ -165,7 +170,16 @@ def _parse_options(msg: bytes, pos: int, stop: int, edes: list[EdeOption],
                     problems.append("ede-text-not-utf8")
                     edes.append(EdeOption((msg[pos] << 8) | msg[pos + 1],
                                           raw.decode("utf-8", "backslashreplace"), False))
+        elif code == REPORT_CHANNEL_OPTION:
+            try:  # an uncompressed name (RFC 9567 §5); a broken one is noted, not fatal
+                name, end = read_name(msg[pos:pos + length], 0)
+                agent = name if end == length else None
+            except (Malformed, IndexError):
+                agent = None
+            if agent is None:
+                problems.append("report-channel-malformed")
         pos += length
+    return agent
 
 
 def _skip_name(msg: bytes, off: int) -> int:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import socket
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from analyzer import fastpath, frame, matching, split
+from analyzer import errorreport, fastpath, frame, matching, split
 from analyzer.capture import CaptureReader, Chunk
 from analyzer.errors import CaptureError, Malformed, Tally
 from analyzer.layers import Endpoint, PacketDecoder
@@ -34,6 +34,7 @@ from analyzer.message import (
     FLAG_TC,
     may_hold_ede,
     parse_response,
+    read_name,
 )
 from analyzer.result import CaptureInfo, ScanResult
 
@@ -56,6 +57,7 @@ class Scanner:
         self.problems = Tally()
         self.captures: list[CaptureInfo] = []
         self.rows: list[tuple[Any, ...]] = []
+        self.report_rows: list[tuple[Any, ...]] = []
         self.dns_queries = self.dns_responses = self.responses_with_ede = self.ede_options = 0
         self.seconds: Counter[int] = Counter()
         self._window = match_window_ns
@@ -181,14 +183,14 @@ class Scanner:
 
     def _warm_up(self, chunk: Chunk) -> None:
         """Decode records before a part's start for their state only: nothing is counted."""
-        kept = (self.accounting, self.rows, self.seconds, self.dns_queries, self.dns_responses,
-                self.responses_with_ede, self.ede_options)
-        self.accounting, self.rows, self.seconds = Tally(), [], Counter()
+        kept = (self.accounting, self.rows, self.report_rows, self.seconds, self.dns_queries,
+                self.dns_responses, self.responses_with_ede, self.ede_options)
+        self.accounting, self.rows, self.report_rows, self.seconds = Tally(), [], [], Counter()
         try:
             self._chunk(chunk)
         finally:
-            (self.accounting, self.rows, self.seconds, self.dns_queries, self.dns_responses,
-             self.responses_with_ede, self.ede_options) = kept
+            (self.accounting, self.rows, self.report_rows, self.seconds, self.dns_queries,
+             self.dns_responses, self.responses_with_ede, self.ede_options) = kept
 
     def _settled(self, chunk: Chunk, cls: fastpath.Classified, counts: np.ndarray) -> None:
         """Book the packets numpy settled: plain responses and queries."""
@@ -212,6 +214,25 @@ class Scanner:
                                          matching.fold_ip_np(a, dst_at, ver),
                                          cls.sport[q], cls.dport[q], dns_id)
             self._table.add_many(chunk.buf, keys, ts[q], payload)
+        for i in cls.reports.tolist():
+            l3, ver, p = int(cls.l3[i]), int(cls.ip_version[i]), int(cls.payload[i])
+            src, dst = (chunk.buf[l3 + 12:l3 + 16], chunk.buf[l3 + 16:l3 + 20]) if ver == 4 \
+                else (chunk.buf[l3 + 8:l3 + 24], chunk.buf[l3 + 24:l3 + 40])
+            self._error_report(chunk.buf[p:p + int(cls.payload_len[i])],
+                               Endpoint(int(ts[i]), chunk.first_frame + i, src, dst,
+                                        int(cls.sport[i]), int(cls.dport[i]), ver, "udp"))
+
+    def _error_report(self, msg: bytes, ep: Endpoint) -> None:
+        """Record an RFC 9567 error-report query, if ``msg`` is one."""
+        try:
+            qname, _ = read_name(msg, 12)
+        except (Malformed, IndexError):
+            return
+        found = errorreport.parse_report_name(qname)
+        if found is not None:
+            self.report_rows.append((self._capture, ep.frame, ep.ts, _ip(ep.src), ep.sport,
+                                     _ip(ep.dst), ep.dport, ep.transport, found.qname,
+                                     found.qtype, found.info_code, found.agent))
 
     # -- DNS messages ----------------------------------------------------------------------------
 
@@ -224,6 +245,8 @@ class Scanner:
             key = matching.query_key(ep.src, ep.dst, ep.sport, ep.dport,
                                      (msg[0] << 8) | msg[1], ep.transport == "tcp")
             self._table.add(key, ep.ts, msg)
+            if errorreport.MARK in msg:
+                self._error_report(msg, ep)
             return "dns-query"
         return self._response(msg, ep)
 
@@ -276,10 +299,12 @@ class Scanner:
                     ep.ip_version, r.dns_id, r.qname, r.qtype, r.qclass, r.rcode,
                     *flag_bits[r.flags & 0x07B0], r.edns_udp_size, r.do, len(r.edes), query_ts)
             if self.all_responses:
-                rows.append(head + (",".join(str(e.info_code) for e in r.edes),))
+                rows.append(head + (",".join(str(e.info_code) for e in r.edes),
+                                    r.report_channel))
             else:
                 for index, ede in enumerate(r.edes):
-                    rows.append(head + (index, ede.info_code, ede.extra_text, ede.utf8_valid))
+                    rows.append(head + (index, ede.info_code, ede.extra_text, ede.utf8_valid,
+                                        r.report_channel))
 
     # -- results ---------------------------------------------------------------------------------
 
@@ -288,7 +313,7 @@ class Scanner:
         return Partial(self.rows, dict(self.accounting), dict(self.problems), self.captures,
                        self.dns_queries, self.dns_responses, self.responses_with_ede,
                        self.ede_options, dict(self.seconds), self.all_responses,
-                       None, self.end_position)
+                       None, self.end_position, self.report_rows)
 
     def result(self) -> ScanResult:
         """Return what the scan found, with the frame built."""
@@ -311,17 +336,20 @@ class Partial:
     all_responses: bool
     part: split.Part | None = None   # which part of a split file, if it was split
     end_position: int | None = None  # where that part's reading actually stopped
+    report_rows: list[tuple[Any, ...]] = field(default_factory=list)  # RFC 9567 reports
 
 
 def combine(partials: Sequence[Partial]) -> ScanResult:
     """Merge partial scans (of different files, in any order) into one result."""
     accounting, problems, seconds = Tally(), Tally(), Counter[int]()
     rows: list[tuple[Any, ...]] = []
+    report_rows: list[tuple[Any, ...]] = []
     captures: list[CaptureInfo] = []
     totals = [0, 0, 0, 0]
     all_responses = any(p.all_responses for p in partials)
     for p in partials:
         rows.extend(p.rows)
+        report_rows.extend(p.report_rows)
         accounting.update(p.accounting)
         problems.update(p.problems)
         seconds.update(p.seconds)
@@ -340,6 +368,7 @@ def combine(partials: Sequence[Partial]) -> ScanResult:
         responses_with_ede=totals[2], ede_options=totals[3],
         response_seconds=dict(sorted(seconds.items())),
         first_ts_ns=min(firsts) if firsts else None, last_ts_ns=max(lasts) if lasts else None,
+        error_reports=frame.build_error_reports(report_rows),
     )
 
 
@@ -367,12 +396,14 @@ def join_parts(parts: Sequence[Partial]) -> Partial | None:
         if before.end_position != after.part.start:  # type: ignore[union-attr]
             return None
     rows: list[tuple[Any, ...]] = []
+    report_rows: list[tuple[Any, ...]] = []
     offset = 0
     accounting, problems, seconds = Counter[str](), Counter[str](), Counter[int]()
     info = CaptureInfo(path=parts[0].captures[0].path)
     for p in parts:
-        rows.extend(p.rows if not offset else
-                    [r[:1] + (r[1] + offset,) + r[2:] for r in p.rows])
+        for mine, theirs in ((rows, p.rows), (report_rows, p.report_rows)):
+            mine.extend(theirs if not offset else
+                        [r[:1] + (r[1] + offset,) + r[2:] for r in theirs])
         part_info = p.captures[0]
         offset += part_info.packets
         accounting.update(p.accounting)
@@ -383,7 +414,7 @@ def join_parts(parts: Sequence[Partial]) -> Partial | None:
     return Partial(rows, dict(accounting), dict(problems), [info],
                    sum(p.dns_queries for p in parts), sum(p.dns_responses for p in parts),
                    sum(p.responses_with_ede for p in parts), sum(p.ede_options for p in parts),
-                   dict(seconds), first.all_responses)
+                   dict(seconds), first.all_responses, report_rows=report_rows)
 
 
 def _absorb(info: CaptureInfo, part: CaptureInfo) -> None:

@@ -42,6 +42,7 @@ class ScanResult:
     response_seconds: dict[int, int] = field(default_factory=dict)  # epoch second -> responses
     first_ts_ns: int | None = None
     last_ts_ns: int | None = None
+    error_reports: pd.DataFrame | None = None  # RFC 9567 report queries (frame.REPORT_FIELDS)
 
     @property
     def failed(self) -> list[CaptureInfo]:
