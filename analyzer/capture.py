@@ -332,7 +332,7 @@ class CaptureReader:
 
     def _truncated(self, offset: int) -> None:  # noqa: D401
         self.truncated_at = offset
-        self.info.error_offset = offset
+        self.info.truncated_at = offset
 
     # -- pcapng ---------------------------------------------------------------------------------
 

@@ -428,8 +428,8 @@ def _absorb(info: CaptureInfo, part: CaptureInfo) -> None:
         setattr(info, name, pick(values) if values else None)
     if part.error and not info.error:
         info.error, info.error_offset = part.error, part.error_offset
-    elif part.error_offset is not None and info.error_offset is None:
-        info.error_offset = part.error_offset
+    if part.truncated_at is not None:
+        info.truncated_at = part.truncated_at
 
 
 # AA, TC, RD, RA, AD, CD for every combination of those header bits (RFC 1035 §4.1.1,

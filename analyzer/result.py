@@ -23,6 +23,7 @@ class CaptureInfo:
     last_ts_ns: int | None = None
     error: str | None = None         # one-line CaptureError message when reading failed
     error_offset: int | None = None  # byte offset (in the decompressed stream) where it failed
+    truncated_at: int | None = None  # the file ends inside a record starting at this offset
 
 
 @dataclass(slots=True)
