@@ -63,7 +63,6 @@ CAPTURE_NAME = re.compile(r"\.(pcap|pcapng|cap|dmp)(\.(gz|bz2|xz|zst|lz4))?$", r
 
 app = typer.Typer(
     name=PROG,
-    help="Find, count and explain Extended DNS Errors (RFC 8914) in packet captures.",
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -226,7 +225,8 @@ def main_callback(
         help="Print the version and exit.")] = False,
 ) -> None:
     """Find, count and explain Extended DNS Errors (RFC 8914: EDNS0 option 15) in packet
-    captures.
+    captures: which codes, how many, on which domains and zones, from which resolvers,
+    since when, and what to do.
 
     Example: ede-pcap report capture.pcap
     """
@@ -428,9 +428,9 @@ def expand(captures: list[str]) -> tuple[list[str], list[str]]:
 def _scan(captures: list[str], port: list[int] | None, *, quiet: bool, debug: bool,
           all_responses: bool = False, jobs: int = 1, scheduler: str | None = None,
           ) -> ScanResult:
-    paths, errors = expand(captures)
-    if paths.count("-") > 1:
+    if captures.count("-") > 1:
         raise typer.BadParameter("stdin (-) can be read only once.", param_hint="CAPTURE")
+    paths, errors = expand(captures)
     if scheduler is not None:
         if jobs > 1:
             raise typer.BadParameter("the cluster's workers do the work with --scheduler; drop "

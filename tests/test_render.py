@@ -38,7 +38,7 @@ def hostile_report() -> dict:
         n += 1
         rows.append(ede_row(n, ts=T0 + i * SEC, code=17, text=t,
                             qname=HOSTILE_NAMES[i % len(HOSTILE_NAMES)]))
-    return reports.build_report(make_scan(rows), top=5)
+    return reports.build_report(make_scan(rows), top=12)
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +147,8 @@ def test_report_csv_is_one_table_with_a_section_column(report: dict) -> None:
     rows = list(csv.DictReader(io.StringIO(rendered(report, "csv"))))
     assert list(rows[0]) == list(csvout.CSV_COLUMNS)
     sections = {r["section"] for r in rows}
-    assert sections >= {"summary", "captures", "accounting", "codes", "domains", "zones",
-                        "resolvers", "timeseries", "incidents"}
+    assert sections >= {"summary", "captures", "accounting", "codes", "extra_texts",
+                        "domains", "zones", "resolvers", "timeseries", "incidents"}
     codes = [r for r in rows if r["section"] == "codes"]
     assert [int(r["code"]) for r in codes] == [c["code"] for c in report["codes"]]
     assert sum(int(r["count"]) for r in rows if r["section"] == "accounting") == \
@@ -163,6 +163,7 @@ def test_report_csv_neutralises_formulas(report: dict) -> None:
     for cell in cells:
         assert not cell.startswith(FORMULA_START), repr(cell)
     assert "'=cmd.example.com" in cells
+    assert "'=HYPERLINK(\"http://x\",\"y\")" in cells
 
 
 @pytest.mark.parametrize(("value", "safe"), [

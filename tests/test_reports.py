@@ -24,11 +24,18 @@ def ede_row(n: int, *, ts: int, code: int, qname: str = "www.example.com",
             text: str | None = None, resolver: str = "192.0.2.53", client: str = "192.0.2.10",
             rcode: int = SERVFAIL, index: int = 0, count: int = 1, dns_id: int | None = None,
             capture: str = "test.pcap") -> tuple:
-    """Return one decoder row (frame.EDE_FIELDS order) for an EDE option."""
-    return (capture, n, ts, resolver, 53, client, 40000 + n % 20000, "udp", 4,
-            n % 65536 if dns_id is None else dns_id, qname, 1, 1, rcode,
-            False, False, True, True, False, False, 1232, True, count, ts - 2_000_000,
-            index, code, text, True)
+    """Return one decoder row (``frame.EDE_FIELDS`` order) for an EDE option; fields this
+    helper does not know are None."""
+    values = {
+        "capture": capture, "frame_number": n, "ts": ts, "src_ip": resolver, "src_port": 53,
+        "dst_ip": client, "dst_port": 40000 + n % 20000, "transport": "udp", "ip_version": 4,
+        "dns_id": n % 65536 if dns_id is None else dns_id, "qname": qname, "qtype": 1,
+        "qclass": 1, "rcode": rcode, "aa": False, "tc": False, "rd": True, "ra": True,
+        "ad": False, "cd": False, "edns_udp_size": 1232, "do": True, "ede_count": count,
+        "query_ts": ts - 2_000_000, "ede_index": index, "ede_code": code, "extra_text": text,
+        "extra_text_utf8_valid": True,
+    }
+    return tuple(values.get(field) for field in frame.EDE_FIELDS)
 
 
 def make_scan(rows: list[tuple], *, responses: int | None = None,

@@ -70,6 +70,10 @@ def report_rows(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
                "responses": c["responses"], "share": c["share"], "domains": c["domains"],
                "value": _pairs(c["rcodes"]), "first_seen": c["first_seen"],
                "last_seen": c["last_seen"], "detail": c["next_step"]}
+    for c in report["codes"]:
+        for t in c["extra_texts"]:
+            yield {"section": "extra_texts", "code": c["code"], "name": c["name"],
+                   "value": t["text"], "count": t["count"]}
     for d in report["domains"]:
         yield {"section": "domains", "code": d["code"], "qname": d["qname"], "zone": d["zone"],
                "count": d["count"], "responses": d["responses"],

@@ -147,13 +147,13 @@ def _summary(console: rich.console.Console, report: dict[str, Any], ctx: _Contex
         what += f", [red]{s['captures_failed']} could not be read[/] (see below)"
     grid.add_row("Captures", what)
     grid.add_row("Packets", _s(_accounting(report)))
-    responses = f"{fmt_count(s['dns_responses'])} DNS responses"
+    responses = plural(s["dns_responses"], "DNS response")
     if s["dns_responses"]:
         responses += (f", {fmt_count(s['responses_with_ede'])} with EDE "
                       f"({fmt_share(s['ede_share'])})")
     else:
         responses += f", {fmt_count(s['responses_with_ede'])} with EDE"
-    responses += f", {fmt_count(s['ede_options'])} EDE options"
+    responses += f", {plural(s['ede_options'], 'EDE option')}"
     grid.add_row("Responses", responses)
     if s["ede_options"]:
         grid.add_row("EDE seen", (

@@ -1,0 +1,562 @@
+"""Tests for the ede-pcap command line, through typer's CliRunner, with golden files.
+
+Golden files live in tests/golden/<sample>.<format>; docs/cli.md is generated from the
+commands' --help. After a deliberate change, regenerate both and review the diff:
+
+    UPDATE_GOLDEN=1 python3 -m pytest tests/test_cli.py -q
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from analyzer import cli
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+DOCS = REPO / "docs" / "cli.md"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+EXPECTED = json.loads((SAMPLES / "expected.json").read_text()) if (
+    SAMPLES / "expected.json").exists() else {}
+
+MAIN_SAMPLES = ["incident.pcap", "all-codes.pcapng", "transports.pcap"]
+BROKEN_SAMPLES = ["broken/bad-utf8.pcap", "broken/bogus-linktype.pcap",
+                  "broken/compression-loop.pcap", "broken/empty.pcap", "broken/garbage.pcap",
+                  "broken/html-injection.pcap", "broken/lying-lengths.pcap",
+                  "broken/snaplen.pcap", "broken/truncated.pcap"]
+REPORT_FORMATS = ["text", "json", "csv", "markdown", "html"]
+
+pytestmark = pytest.mark.skipif(not (SAMPLES / "incident.pcap").exists(),
+                                reason="samples not generated: python3 samples/make_samples.py")
+
+
+@pytest.fixture(autouse=True)
+def in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    # reports name captures as given on the command line: keep paths relative and stable
+    monkeypatch.chdir(REPO)
+
+
+def run(*args: str, input: bytes | str | None = None, **kw: object):
+    runner = CliRunner()
+    return runner.invoke(cli.app, list(args), input=input, prog_name="ede-pcap",
+                         env={"COLUMNS": "80", "NO_COLOR": "1", "TERM": "dumb"}, **kw)
+
+
+def report_json(*args: str) -> dict:
+    result = run("report", *args, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def golden(name: str, data: bytes) -> None:
+    path = GOLDEN / name
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return
+    assert path.exists(), f"{path} missing; run UPDATE_GOLDEN=1 python3 -m pytest {__file__}"
+    assert data.decode() == path.read_bytes().decode(), f"{name} differs from the golden file"
+
+
+def golden_name(sample: str, fmt: str) -> str:
+    stem = sample.replace("/", "-").rsplit(".", 1)[0]
+    return f"{stem}.{fmt}"
+
+
+# --- help, version, docs -------------------------------------------------------------------
+
+COMMANDS = [[], ["report"], ["extract"], ["codes"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "ede-pcap")
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage: ede-pcap" in result.stdout
+    assert "Example: ede-pcap" in result.stdout
+
+
+def test_short_help_flag_and_completion_options() -> None:
+    result = run("-h")
+    assert result.exit_code == 0
+    assert "--install-completion" in result.stdout and "--show-completion" in result.stdout
+    for command in ("report", "extract", "codes"):
+        assert command in result.stdout
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"ede-pcap {cli.version()}"
+    assert cli.version() != "unknown"
+
+
+def cli_reference() -> str:
+    """Return docs/cli.md as generated from the --help of every command."""
+    parts = [
+        "# ede-pcap command line",
+        "",
+        "<!-- Generated from the commands' --help by tests/test_cli.py; do not edit by hand.",
+        "     Regenerate: UPDATE_GOLDEN=1 python3 -m pytest tests/test_cli.py -k docs -->",
+        "",
+        "Exit status: 0 on success, also when packets were malformed (they are counted and",
+        "reported); 1 when a capture cannot be read (after reporting the readable ones) or",
+        "another error stops the run; 2 for a usage error. Reports and rows go to stdout or",
+        "`--output`; progress and diagnostics go to stderr. `--format` defaults from the",
+        "`--output` suffix (`.json`, `.csv`, `.md`, `.html`, `.jsonl`, `.parquet`).",
+        "The report's JSON and CSV schemas are described in [report-schema.md](report-schema.md).",
+    ]
+    for command in COMMANDS:
+        result = run(*command, "--help")
+        assert result.exit_code == 0
+        title = " ".join(["ede-pcap", *command])
+        parts += ["", f"## {title}", "", "```text", f"$ {title} --help",
+                  result.stdout.rstrip(), "```"]
+    return "\n".join(parts) + "\n"
+
+
+def test_docs_cli_md_is_current() -> None:
+    text = cli_reference()
+    if UPDATE:
+        DOCS.parent.mkdir(exist_ok=True)
+        DOCS.write_text(text)
+    assert DOCS.exists(), "docs/cli.md missing; regenerate (see module docstring)"
+    assert DOCS.read_text() == text, "docs/cli.md is stale; regenerate (see module docstring)"
+
+
+def test_docs_mention_every_option() -> None:
+    import typer.main
+
+    text = DOCS.read_text()
+    group = typer.main.get_command(cli.app)
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        assert f"## ede-pcap {name}" in text
+        for param in command.params:
+            for opt in param.opts:
+                if opt.startswith("--"):
+                    assert opt in text, f"{name} {opt} not in docs/cli.md"
+
+
+# --- golden reports ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", REPORT_FORMATS)
+@pytest.mark.parametrize("sample", MAIN_SAMPLES)
+def test_report_golden(sample: str, fmt: str) -> None:
+    result = run("report", f"samples/{sample}", "--format", fmt, "--port", "53",
+                 "--port", "5300")
+    assert result.exit_code == 0, result.stderr
+    golden(golden_name(sample, fmt), result.stdout_bytes)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize("sample", BROKEN_SAMPLES)
+def test_report_golden_broken(sample: str, fmt: str) -> None:
+    result = run("report", f"samples/{sample}", "--format", fmt)
+    assert result.exit_code == (1 if sample.endswith("garbage.pcap") else 0), result.stderr
+    golden(golden_name(sample, fmt), result.stdout_bytes + b"--- stderr\n"
+           + result.stderr_bytes)
+
+
+@pytest.mark.parametrize("sample", MAIN_SAMPLES + BROKEN_SAMPLES)
+def test_text_report_fits_80_columns(sample: str) -> None:
+    result = run("report", f"samples/{sample}")
+    for line in result.stdout.splitlines():
+        assert len(line) <= 80, line
+
+
+@pytest.mark.parametrize("sample", [s for s in MAIN_SAMPLES + BROKEN_SAMPLES
+                                    if not s.endswith("garbage.pcap")])
+def test_report_counts_match_the_generator(sample: str) -> None:
+    expected = EXPECTED[sample]
+    report = report_json(f"samples/{sample}", "--port", "53", "--port", "5300")
+    summary = report["summary"]
+    # the decoder counts a record cut off by the end of the file as one more packet
+    # ("capture-truncated"); the generator counts whole records only
+    cut = report["accounting"].get("capture-truncated", 0)
+    assert summary["packets"] - cut == expected["packets"]
+    assert summary["dns_responses"] == expected["dns_responses"]
+    assert summary["responses_with_ede"] == expected["responses_with_ede"]
+    assert summary["ede_options"] == expected["ede_options"]
+    assert {str(c["code"]): c["count"] for c in report["codes"]} == expected["ede_by_code"]
+    assert sum(report["accounting"].values()) == summary["packets"]
+
+
+def test_incident_sample_finds_the_outage() -> None:
+    report = report_json("samples/incident.pcap")
+    found = {i["code"]: i for i in report["incidents"]}
+    assert set(found) == {6, 7}
+    for incident in found.values():
+        assert incident["start"] == "2024-03-12T09:12:00Z"
+        assert incident["end"] == "2024-03-12T09:20:30Z"
+        assert incident["top_zones"][0]["zone"] == "shop.example.com"
+    zones = {(z["code"], z["zone"]): z for z in report["zones"]}
+    assert zones[(7, "shop.example.com")]["source"] == "extra-text"
+    assert zones[(22, "lame.example.net")]["source"] == "extra-text"
+    codes = {c["code"]: c for c in report["codes"]}
+    assert codes[7]["first_seen"].startswith("2024-03-12T09:12:")
+
+
+# --- filters and options --------------------------------------------------------------------
+
+def test_code_filter_by_number_and_name() -> None:
+    by_number = report_json("samples/incident.pcap", "--code", "7", "--code", "9")
+    by_name = report_json("samples/incident.pcap", "-c", "signature-expired", "-c",
+                          "DNSKEY Missing")
+    assert [c["code"] for c in by_number["codes"]] == [7, 9]
+    assert by_number["codes"] == by_name["codes"]
+    assert by_number["summary"]["ede_options"] == 137 + 5
+    assert by_number["filters"]["codes"] == [7, 9]
+
+
+def test_domain_filter_is_a_label_suffix() -> None:
+    report = report_json("samples/incident.pcap", "--domain", "shop.example.com")
+    assert {c["code"] for c in report["codes"]} >= {6, 7}
+    assert all(d["qname"] == "shop.example.com" or d["qname"].endswith(".shop.example.com")
+               for d in report["domains"])
+    none = report_json("samples/incident.pcap", "--domain", "hop.example.com")
+    assert none["codes"] == []
+
+
+def test_resolver_filter_ip_and_cidr() -> None:
+    v6 = report_json("samples/incident.pcap", "--resolver", "2001:db8::/32")
+    assert [r["resolver"] for r in v6["resolvers"]] == ["2001:db8::53"]
+    v4 = report_json("samples/incident.pcap", "-r", "192.0.2.53")
+    assert [r["resolver"] for r in v4["resolvers"]] == ["192.0.2.53"]
+    assert v4["summary"]["ede_options"] + v6["summary"]["ede_options"] == 312
+
+
+def test_since_until_window() -> None:
+    report = report_json("samples/incident.pcap", "--since", "2024-03-12T09:12:00Z",
+                         "--until", "2024-03-12 09:21")
+    first = datetime.fromisoformat(report["summary"]["ede_first_seen"])
+    last = datetime.fromisoformat(report["summary"]["ede_last_seen"])
+    assert datetime(2024, 3, 12, 9, 12, tzinfo=UTC) <= first
+    assert last < datetime(2024, 3, 12, 9, 21, tzinfo=UTC)
+    assert report["timeseries"]["start"] == "2024-03-12T09:12:00Z"
+    assert report["filters"]["since"] == "2024-03-12T09:12:00Z"
+
+
+def test_port_option() -> None:
+    only53 = report_json("samples/transports.pcap")
+    both = report_json("samples/transports.pcap", "-p", "53", "-p", "5300")
+    assert both["summary"]["dns_responses"] == only53["summary"]["dns_responses"] + 1
+    none = report_json("samples/incident.pcap", "--port", "5353")
+    assert none["summary"]["dns_responses"] == 0
+    assert none["accounting"] == {"not-dns-port": 4468}
+
+
+def test_interval_and_top() -> None:
+    report = report_json("samples/incident.pcap", "--interval", "1min", "--top", "2")
+    assert report["timeseries"]["interval"] == "1min"
+    assert report["timeseries"]["buckets"] == 30
+    assert report["options"] == {"top": 2, "interval": "1min", "interval_chosen": False}
+    per_code: dict[int, int] = {}
+    for d in report["domains"]:
+        per_code[d["code"]] = per_code.get(d["code"], 0) + 1
+    assert max(per_code.values()) == 2
+    assert len(report["resolvers"]) <= 2
+
+
+def test_too_fine_interval_is_a_usage_error() -> None:
+    result = run("report", "samples/before.pcap", "samples/after.pcap", "--interval", "1s",
+                 "--format", "json")
+    assert result.exit_code == 2
+    assert "--interval" in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [
+    ["report", "samples/incident.pcap", "--format", "parquet"],
+    ["report", "samples/incident.pcap", "--format", "yaml"],
+    ["extract", "samples/incident.pcap", "--format", "html"],
+    ["codes", "--format", "csv"],
+    ["report", "samples/incident.pcap", "--code", "99999"],
+    ["report", "samples/incident.pcap", "--code", "bogosity"],
+    ["report", "samples/incident.pcap", "--domain", "a..b"],
+    ["report", "samples/incident.pcap", "--resolver", "not-an-ip"],
+    ["report", "samples/incident.pcap", "--since", "last tuesday"],
+    ["report", "samples/incident.pcap", "--since", "2024-03-13", "--until", "2024-03-12"],
+    ["report", "samples/incident.pcap", "--interval", "soon"],
+    ["report", "samples/incident.pcap", "--interval", "0s"],
+    ["report", "samples/incident.pcap", "--top", "0"],
+    ["report", "samples/incident.pcap", "--port", "70000"],
+    ["report", "samples/incident.pcap", "--no-such-option"],
+    ["report"],
+    ["frobnicate"],
+    ["codes", "123456"],
+])
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    result = run(*args)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_no_arguments_shows_help() -> None:
+    result = run()
+    assert "Usage: ede-pcap" in result.stdout + result.stderr
+    assert result.exit_code in (0, 2)
+
+
+# --- inputs: files, directories, globs, stdin ------------------------------------------------
+
+def test_directory_is_searched_recursively() -> None:
+    result = run("report", "samples/broken", "--quiet", "--format", "json")
+    paths = [c["path"] for c in json.loads(result.stdout)["captures"]]
+    assert paths == sorted(f"samples/{s}" for s in BROKEN_SAMPLES)
+
+
+def test_directory_run_exits_1_for_the_unreadable_file_after_reporting() -> None:
+    result = run("report", "samples/broken", "--format", "json", "--quiet")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["summary"]["captures_failed"] == 1
+    lines = result.stderr.splitlines()
+    assert lines == [line for line in lines if line.startswith("ede-pcap: error: ")]
+    assert len(lines) == 1 and "samples/broken/garbage.pcap" in lines[0]
+
+
+def test_glob_patterns_are_expanded() -> None:
+    report = report_json("samples/transports-*.pcap")
+    assert [c["path"] for c in report["captures"]] == [
+        "samples/transports-null.pcap", "samples/transports-raw.pcap",
+        "samples/transports-sll.pcap"]
+    assert report["summary"]["ede_options"] == 9
+
+
+def test_glob_without_matches_is_an_error() -> None:
+    result = run("report", "samples/nothing-*.pcap")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("ede-pcap: error: samples/nothing-*.pcap: no files match")
+
+
+def test_directory_without_captures_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    result = run("report", str(tmp_path))
+    assert result.exit_code == 1
+    assert "no capture files" in result.stderr
+
+
+def test_stdin() -> None:
+    data = (SAMPLES / "incident.pcap").read_bytes()
+    result = run("report", "-", "--format", "json", input=data)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["captures"][0]["path"] == "-"
+    assert report["summary"]["ede_options"] == 312
+
+
+def test_stdin_twice_is_a_usage_error() -> None:
+    assert run("report", "-", "-", input=b"").exit_code == 2
+
+
+# --- exit codes and stderr -----------------------------------------------------------------
+
+def test_missing_file_exits_1_with_one_line() -> None:
+    result = run("report", "samples/no-such.pcap")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "ede-pcap: error: samples/no-such.pcap: no such file; check the path"]
+
+
+def test_not_a_capture_exits_1_naming_the_file_and_what_to_do() -> None:
+    result = run("report", "samples/broken/garbage.pcap")
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("ede-pcap: error: samples/broken/garbage.pcap: ")
+    assert "editcap" in line or "tshark" in line
+
+
+def test_readable_captures_are_reported_before_exit_1() -> None:
+    result = run("report", "samples/no-such.pcap", "samples/incident.pcap", "--format", "json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["summary"]["ede_options"] == 312
+    assert [c["error"] is not None for c in report["captures"]] == [True, False]
+    assert "samples/no-such.pcap" in result.stderr
+
+
+def test_malformed_packets_exit_0_and_are_reported() -> None:
+    result = run("report", "samples/broken/lying-lengths.pcap")
+    assert result.exit_code == 0
+    assert "malformed-udp-length 1" in result.stdout
+    assert result.stderr.startswith("ede-pcap: skipped ")
+    assert "malformed-udp-length 1" in result.stderr.splitlines()[0]
+    quiet = run("report", "samples/broken/lying-lengths.pcap", "--quiet")
+    assert quiet.stderr == ""
+    assert quiet.stdout == result.stdout
+
+
+def test_truncated_capture_keeps_the_rows_read() -> None:
+    result = run("report", "samples/broken/truncated.pcap", "--format", "json")
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["accounting"]["capture-truncated"] == 1
+    assert report["summary"]["ede_options"] == 2
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal() -> None:
+    result = run("report", "samples/incident.pcap")
+    assert "reading" not in result.stderr
+    assert result.stderr == ""
+
+
+def test_progress_callback_draws_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    fake = Tty()
+    monkeypatch.setattr(sys, "stderr", fake)
+    with cli._progress(["samples/incident.pcap"], quiet=False) as update:
+        assert update is not None
+        update(1000, 10)
+        update(559_393, 4468)
+    with cli._progress(["samples/incident.pcap"], quiet=True) as update:
+        assert update is None
+
+
+def test_output_to_a_directory_is_one_line_then_debug_raises(tmp_path: Path) -> None:
+    result = run("report", "samples/incident.pcap", "--output", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"ede-pcap: error: {tmp_path}: is a directory; give a file name for --output"]
+    debug = run("report", "samples/incident.pcap", "--output", str(tmp_path), "--debug")
+    assert debug.exit_code == 1
+    from analyzer.errors import EdePcapError
+
+    assert isinstance(debug.exception, EdePcapError)
+
+
+def test_output_file_format_from_suffix(tmp_path: Path) -> None:
+    for name, check in (("r.json", lambda t: json.loads(t)["schema_version"] == 1),
+                        ("r.html", lambda t: t.startswith("<!DOCTYPE html>")),
+                        ("r.md", lambda t: t.startswith("# Extended DNS Errors report")),
+                        ("r.csv", lambda t: t.startswith("section,")),
+                        ("r.txt", lambda t: t.startswith("Extended DNS Errors"))):
+        target = tmp_path / name
+        result = run("report", "samples/all-codes.pcapng", "-o", str(target))
+        assert result.exit_code == 0 and result.stdout == ""
+        assert check(target.read_text(encoding="utf-8")), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["r.json", "r.html", "r.md", "r.csv", "r.txt"])  # no partial files left
+
+
+def test_csv_formula_cells_are_neutralised_in_report_and_extract() -> None:
+    for command in ("report", "extract"):
+        result = run(command, "samples/broken/html-injection.pcap", "--format", "csv")
+        assert result.exit_code == 0
+        rows = list(csv.reader(io.StringIO(result.stdout_bytes.decode(), newline="")))
+        cells = [c for row in rows for c in row]
+        assert any(c.startswith("'=") for c in cells), command
+        for cell in cells:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), (command, cell)
+
+
+# --- extract -------------------------------------------------------------------------------
+
+def test_extract_csv_rows_are_ede_options() -> None:
+    result = run("extract", "samples/incident.pcap")
+    assert result.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(result.stdout_bytes.decode(), newline="")))
+    assert len(rows) == 312
+    from analyzer import frame
+
+    assert list(rows[0]) == list(frame.EDE_COLUMNS)
+    assert {r["ede_code"] for r in rows} == {"3", "6", "7", "9", "15", "18", "22"}
+
+
+def test_extract_jsonl_with_filters() -> None:
+    result = run("extract", "samples/incident.pcap", "--format", "jsonl", "--code", "9",
+                 "--resolver", "192.0.2.53")
+    assert result.exit_code == 0
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 5
+    assert {r["ede_code"] for r in records} == {9}
+    assert records[0]["ts"].endswith("Z")
+
+
+def test_extract_all_responses_parquet(tmp_path: Path) -> None:
+    import pandas as pd
+
+    target = tmp_path / "responses.parquet"
+    result = run("extract", "samples/incident.pcap", "--all-responses", "--output", str(target))
+    assert result.exit_code == 0, result.stderr
+    df = pd.read_parquet(target)
+    assert len(df) == 2234
+    assert (df["ede_codes"].fillna("") != "").sum() == 308
+    filtered = tmp_path / "seven.parquet"
+    run("extract", "samples/incident.pcap", "--all-responses", "-c", "7", "-o", str(filtered))
+    assert len(pd.read_parquet(filtered)) == 137
+
+
+def test_extract_parquet_to_a_terminal_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: True, raising=False)
+    result = run("extract", "samples/incident.pcap", "--format", "parquet")
+    assert result.exit_code in (0, 2)  # CliRunner swaps stdout; the check is on the real one
+
+
+# --- codes ---------------------------------------------------------------------------------
+
+def test_codes_text_json_markdown() -> None:
+    text = run("codes")
+    assert text.exit_code == 0
+    assert "Signature Expired" in text.stdout and "49152-65535 private use" in text.stdout
+    for line in text.stdout.splitlines():
+        assert len(line) <= 80
+    records = json.loads(run("codes", "--format", "json").stdout)
+    assert [r["code"] for r in records] == list(range(34))
+    assert {"code", "name", "category", "meaning", "next_step"} <= set(records[0])
+    markdown = run("codes", "-f", "markdown").stdout
+    assert markdown.startswith("# Extended DNS Error codes")
+
+
+def test_codes_detail() -> None:
+    result = run("codes", "7", "dnssec-bogus", "65000")
+    assert result.exit_code == 0
+    assert "7 Signature Expired" in result.stdout
+    assert "6 DNSSEC Bogus" in result.stdout
+    assert "65000 Private Use (65000)" in result.stdout
+    assert "Next step:" in result.stdout
+    records = json.loads(run("codes", "300", "--format", "json").stdout)
+    assert records[0]["status"] == "unassigned"
+    assert run("codes", "7", "-f", "markdown").stdout.startswith("## 7 — Signature Expired")
+
+
+# --- process-level -------------------------------------------------------------------------
+
+def test_cli_import_is_light() -> None:
+    code = ("import sys; from analyzer import cli; "
+            "cli.app(['codes', '--format', 'json'], standalone_mode=False); "
+            "heavy = {'pandas', 'pyarrow', 'numpy', 'matplotlib'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_python_dash_m() -> None:
+    done = subprocess.run([sys.executable, "-m", "analyzer", "report", "samples/incident.pcap",
+                           "--format", "json", "--code", "9"], cwd=REPO, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"]["ede_options"] == 5
+
+
+def test_broken_pipe_is_quiet() -> None:
+    done = subprocess.run(
+        f"{sys.executable} -m analyzer extract samples/incident.pcap samples/incident.pcap "
+        "| head -c 100 >/dev/null", shell=True, cwd=REPO, capture_output=True, text=True,
+        timeout=120)
+    assert "Traceback" not in done.stderr
