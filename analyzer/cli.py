@@ -213,7 +213,9 @@ SchedulerOpt = Annotated[str | None, typer.Option(
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress bar and no skipped-packets line on stderr.")]
 DebugOpt = Annotated[bool, typer.Option(
-    "--debug", help="Show the traceback of an error; stop at the first malformed packet.")]
+    "--debug", help="Show the traceback of an error instead of one line.")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Stop at the first malformed packet (exit 1) instead of counting it.")]
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -253,6 +255,7 @@ def report(
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     quiet: QuietOpt = False,
+    strict: StrictOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Report which EDE codes were seen, how often, on which domains and zones, from which
@@ -263,7 +266,8 @@ def report(
     fmt = _resolve_format(output_format, output, OutputFormat.TEXT, REPORT_FORMATS)
     with _errors(debug):
         filters = _filters(code, domain, resolver, since, until)
-        result = _scan(captures, port, quiet=quiet, debug=debug, jobs=jobs, scheduler=scheduler)
+        result = _scan(captures, port, quiet=quiet, strict=strict, jobs=jobs,
+                       scheduler=scheduler)
         from analyzer import reports
 
         try:
@@ -297,6 +301,7 @@ def extract(
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     quiet: QuietOpt = False,
+    strict: StrictOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Write the row-level frame: one row per EDE option (columns in docs/report-schema.md).
@@ -309,8 +314,8 @@ def extract(
                                  param_hint="'--format'")
     with _errors(debug):
         filters = _filters(code, domain, resolver, since, until)
-        result = _scan(captures, port, quiet=quiet, debug=debug, all_responses=all_responses,
-                       jobs=jobs, scheduler=scheduler)
+        result = _scan(captures, port, quiet=quiet, strict=strict,
+                       all_responses=all_responses, jobs=jobs, scheduler=scheduler)
         from analyzer import filters as filtering
         from analyzer import render
 
@@ -425,7 +430,7 @@ def expand(captures: list[str]) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(paths)), errors
 
 
-def _scan(captures: list[str], port: list[int] | None, *, quiet: bool, debug: bool,
+def _scan(captures: list[str], port: list[int] | None, *, quiet: bool, strict: bool,
           all_responses: bool = False, jobs: int = 1, scheduler: str | None = None,
           ) -> ScanResult:
     if captures.count("-") > 1:
@@ -439,14 +444,14 @@ def _scan(captures: list[str], port: list[int] | None, *, quiet: bool, debug: bo
 
         with _task_progress(quiet) as task_progress:
             result = distributed.scan(paths, scheduler, ports=tuple(port or (53,)),
-                                      all_responses=all_responses, strict=debug,
+                                      all_responses=all_responses, strict=strict,
                                       progress=task_progress)
     else:
         from analyzer import pipeline
 
         with _progress(paths, quiet) as progress:
             result = pipeline.scan(paths, ports=tuple(port or (53,)),
-                                   all_responses=all_responses, strict=debug,
+                                   all_responses=all_responses, strict=strict,
                                    progress=progress, jobs=jobs)
     if errors:
         from analyzer.result import CaptureInfo
@@ -503,7 +508,13 @@ def _errors(debug: bool) -> Iterator[None]:
     except EdePcapError as e:
         if debug:
             raise
-        _fail(str(e))
+        from analyzer.errors import Malformed
+
+        if isinstance(e, Malformed):
+            _fail(f"--strict: stopped at a malformed packet ({e.reason}); run without --strict "
+                  "to count such packets and go on, or with --debug for the traceback")
+        else:
+            _fail(str(e))
         raise typer.Exit(1) from None
     except OSError as e:
         if debug:

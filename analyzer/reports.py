@@ -62,6 +62,7 @@ SECOND_LEVEL = frozenset({
 })
 
 _NS = 1_000_000_000
+FINGERPRINT_TEXTS = 100  # distinct EXTRA-TEXTs per resolver given to textfacts.fingerprint
 
 
 class ReportError(EdePcapError):
@@ -402,7 +403,8 @@ def resolvers(work: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]]:
                               key=_sort_key).head(top)
     chosen = work.loc[work["src_ip"].isin(table["src_ip"])]
     by_code = _nested_counts(chosen, "src_ip", "code")
-    texts = _nested_counts(chosen, "src_ip", "extra_text")
+    # the most frequent texts carry the wording; parsing thousands of rare ones adds nothing
+    texts = _nested_counts(chosen, "src_ip", "extra_text", limit=FINGERPRINT_TEXTS)
     out = []
     for r in table.itertuples(index=False):
         software, evidence = textfacts.fingerprint([t for t, _ in texts.get(r.src_ip, [])])

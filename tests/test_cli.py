@@ -398,6 +398,18 @@ def test_malformed_packets_exit_0_and_are_reported() -> None:
     assert quiet.stdout == result.stdout
 
 
+def test_strict_stops_at_the_first_malformed_packet() -> None:
+    result = run("report", "samples/broken/compression-loop.pcap", "--strict")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "ede-pcap: error: --strict: stopped at a malformed packet (dns-bad-pointer); run "
+        "without --strict to count such packets and go on, or with --debug for the traceback"]
+    debug = run("report", "samples/broken/compression-loop.pcap", "--strict", "--debug")
+    from analyzer.errors import Malformed
+
+    assert isinstance(debug.exception, Malformed)
+
+
 def test_truncated_capture_keeps_the_rows_read() -> None:
     result = run("report", "samples/broken/truncated.pcap", "--format", "json")
     assert result.exit_code == 0
