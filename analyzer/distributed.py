@@ -16,6 +16,7 @@ running ``ede-pcap report`` without ``--scheduler``, costs nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import re
@@ -191,13 +192,27 @@ def _worker_address() -> str:
         return "this machine"
 
 
+@functools.cache
 def _version() -> str:
+    """Return the installed ede-pcap version and a digest of its source files.
+
+    Two checkouts of one version can decode differently; the digest tells them apart. It
+    is taken once per process, so a worker started before the files changed still shows
+    the code it runs.
+    """
+    import hashlib
     from importlib import metadata
 
     try:
-        return metadata.version("ede-pcap")
+        version = metadata.version("ede-pcap")
     except metadata.PackageNotFoundError:
-        return "unknown"
+        version = "unknown"
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return f"{version} ({digest.hexdigest()[:12]})"
 
 
 # --- on the client -------------------------------------------------------------------------
@@ -287,14 +302,14 @@ def _check_workers(client: distributed.Client, timeout: float) -> None:
     try:
         versions = client.run(_version)
     except (ImportError, AttributeError) as e:  # raised as the worker failed to unpickle
-        raise ClusterError(f"a worker cannot import ede-pcap ({e}); install ede-pcap "
-                           f"{_version()} on every worker") from None
+        raise ClusterError(f"a worker cannot import ede-pcap ({e}); install the same "
+                           "ede-pcap as here on every worker") from None
     mine = _version()
     other = {addr: v for addr, v in versions.items() if v != mine}
     if other:
-        listed = ", ".join(f"{addr} has {v}" for addr, v in sorted(other.items()))
-        raise ClusterError(f"workers run another ede-pcap than this one ({mine}): {listed}; "
-                           "install the same version everywhere")
+        listed = ", ".join(f"{addr} runs {v}" for addr, v in sorted(other.items()))
+        raise ClusterError(f"workers run other ede-pcap code than this one, {mine}: {listed}; "
+                           "install the same ede-pcap everywhere and restart the workers")
 
 
 # --- dask.dataframe ------------------------------------------------------------------------
