@@ -1,0 +1,28 @@
+"""Fixtures and helpers shared by the test modules."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def require_tool(name: str) -> str:
+    """Return the path of the command ``name``; skip the test when it is missing.
+
+    In CI (``CI=true``) a missing tool fails the test instead: the comparison it guards must
+    run there.
+    """
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is required when CI=true but is not installed")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tshark() -> str:
+    """Return the path of tshark (see ``require_tool``)."""
+    return require_tool("tshark")
