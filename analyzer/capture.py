@@ -196,9 +196,12 @@ class CaptureReader:
         """Read up to ``n`` bytes, fewer only at the end of the stream."""
         parts = []
         want = n
+        # read1 returns what one step of a decompressor yields, so a damaged or cut-off
+        # compressed file loses only that step, not a whole chunk of good records.
+        read = getattr(self.stream, "read1", self.stream.read)
         while want > 0:
             try:
-                data = self.stream.read(want)
+                data = read(want)
             except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
                 # A decompressor that hits corrupt or cut-off input: keep what came before.
                 if parts:
@@ -301,17 +304,17 @@ class CaptureReader:
                         "the records before it were read")
             if finished:
                 return
+            if off + 16 <= n and incl_of(buf, off + 8)[0] > MAX_RECORD:
+                raise CaptureError(self.name, f"record {self._frame} claims "
+                                   f"{incl_of(buf, off + 8)[0]} bytes", block_start + off,
+                                   "the file is corrupt from here on; the records before it "
+                                   "were read")
             if not data:
                 if off < n:
                     self._truncated(block_start + off)
                 if self.span is not None:
                     self.end_position = block_start + off
                 return
-            if off == 0 and n >= 16 and incl_of(buf, 8)[0] > MAX_RECORD:
-                raise CaptureError(self.name, f"record {self._frame} claims "
-                                   f"{incl_of(buf, 8)[0]} bytes", block_start,
-                                   "the file is corrupt from here on; the records before it "
-                                   "were read")
             carry = buf[off:]
 
     def _emit(self, buf: bytes, data_off: np.ndarray, caplen: np.ndarray, origlen: np.ndarray,
@@ -342,11 +345,13 @@ class CaptureReader:
         ifaces: list[tuple[int, float, int, int]] = []
         carry = first4
         eof = False
+        stalled = False
         while True:
             block_start = self._pos - len(carry)
-            # Read more only when the carried-over bytes are short of a chunk, so that many
-            # section or interface boundaries cannot make the buffer grow.
-            if not eof and len(carry) < self.chunk_bytes:
+            # Read more only when the carried-over bytes are short of a chunk (so that many
+            # section or interface boundaries cannot make the buffer grow) or hold no whole
+            # block (a block larger than a chunk).
+            if not eof and (len(carry) < self.chunk_bytes or stalled):
                 data = self._read(self.chunk_bytes)
                 eof = not data
                 buf = carry + data
@@ -398,6 +403,7 @@ class CaptureReader:
             if chunk is not None:
                 yield chunk
             carry = buf[off:]
+            stalled = off == 0
             if eof and off == 0:
                 if carry:
                     self._truncated(block_start)

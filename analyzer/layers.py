@@ -213,5 +213,7 @@ class PacketDecoder:
         if hlen == len(l4):  # SYN, FIN, RST or ACK without data: no message can complete
             return self.tcp.control((src, dst, sport, dport), seq, l4[13])
         meta = Endpoint(ts, frame, src, dst, sport, dport, ver, "tcp")
+        from_server, to_server = sport in self.ports, dport in self.ports
+        qr = None if from_server == to_server else int(from_server)
         return self.tcp.feed((src, dst, sport, dport), seq, l4[13], l4[hlen:],
-                             lambda msg: self.on_dns(msg, meta))
+                             lambda msg: self.on_dns(msg, meta), qr)

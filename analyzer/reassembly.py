@@ -78,10 +78,11 @@ class IpReassembler:
 
 
 class _Stream:
-    __slots__ = ("next_seq", "buf", "ooo", "synced")
+    __slots__ = ("next_seq", "buf", "ooo", "synced", "qr")
 
-    def __init__(self, next_seq: int, synced: bool):
+    def __init__(self, next_seq: int, synced: bool, qr: int | None = None):
         self.next_seq = next_seq
+        self.qr = qr  # the QR bit messages in this direction must have, when known
         self.buf = bytearray()
         self.ooo: dict[int, tuple[bytes, Callable[[bytes], str]]] = {}
         self.synced = synced
@@ -122,15 +123,18 @@ class TcpReassembler:
         return TCP_NO_PAYLOAD
 
     def feed(self, key: tuple[object, ...], seq: int, flags: int, data: bytes,
-             on_message: Callable[[bytes], str]) -> str:
+             on_message: Callable[[bytes], str], qr: int | None = None) -> str:
         """Add one segment; call ``on_message`` per completed message; return the category.
 
         The category is that of the last message the segment completed, or a ``TCP_*`` slug.
+        ``qr`` is the QR bit that messages in this direction carry (1 from the server's
+        port), used to recognise where a message starts after a gap.
         """
         syn, fin, rst = flags & 0x02, flags & 0x01, flags & 0x04
         stream = self._streams.get(key)
         if syn:
             stream = self._new(key, (seq + 1) & 0xFFFFFFFF, synced=True)
+            stream.qr = qr
             if not data:
                 return TCP_NO_PAYLOAD
             seq = (seq + 1) & 0xFFFFFFFF
@@ -143,7 +147,8 @@ class TcpReassembler:
         if stream is None:
             # Captured mid-stream: assume the segment starts on a message boundary, and check
             # the framing looks like DNS before trusting it.
-            stream = self._new(key, seq, synced=_looks_framed(data))
+            stream = self._new(key, seq, synced=_looks_framed(data, qr))
+            stream.qr = qr
             if not stream.synced:
                 stream.next_seq = (seq + len(data)) & 0xFFFFFFFF
                 return TCP_UNSYNCED
@@ -171,7 +176,7 @@ class TcpReassembler:
             data = data[behind:]
             ahead = 0
         if ahead:
-            if not stream.buf and _looks_framed(data):
+            if not stream.buf and _looks_framed(data, stream.qr):
                 # A gap at a message boundary, followed by what looks like a new message:
                 # the missing segment was not captured. Resume here, as Wireshark does.
                 self._evicted["tcp-gaps-skipped"] += 1
@@ -187,7 +192,7 @@ class TcpReassembler:
     def _append(self, stream: _Stream, data: bytes, on_message: Callable[[bytes], str]) -> str:
         """Add in-order data, then any held segments that now follow; deliver messages."""
         if not stream.synced:
-            if not _looks_framed(data):
+            if not _looks_framed(data, stream.qr):
                 stream.next_seq = (stream.next_seq + len(data)) & 0xFFFFFFFF
                 return TCP_UNSYNCED
             stream.synced = True
@@ -208,10 +213,11 @@ class TcpReassembler:
                     if cut < len(part):
                         stream.ooo.setdefault(stream.next_seq, (part[cut:], cb))
                 continue
-            part, cb = held
+            part, _ = held
             stream.buf += part
             stream.next_seq = (stream.next_seq + len(part)) & 0xFFFFFFFF
-            category = self._deliver(stream, cb)
+            # Messages completed now were completed by the segment that filled the gap.
+            category = self._deliver(stream, on_message)
         return category
 
     def _deliver(self, stream: _Stream, on_message: Callable[[bytes], str]) -> str:
@@ -255,15 +261,22 @@ class TcpReassembler:
         self._streams.clear()
 
 
-def _looks_framed(data: bytes) -> bool:
-    """Return whether ``data`` plausibly starts with a length-prefixed DNS message."""
+def _looks_framed(data: bytes, qr: int | None = None) -> bool:
+    """Return whether ``data`` plausibly starts with a length-prefixed DNS message.
+
+    A length of at least a header and a question, one question, a standard opcode and,
+    when the direction is known, the QR bit it must have (RFC 1035 §4.1.1, §4.2.2).
+    """
     if len(data) < 2:
         return False
     size = (data[0] << 8) | data[1]
-    if size < 12:
+    if size < 17:
         return False
     if len(data) >= 8:
         qdcount = (data[6] << 8) | data[7]
         opcode = (data[4] >> 3) & 0xF
-        return qdcount <= 1 and opcode in (0, 4, 5)
+        if qdcount != 1 or opcode not in (0, 4, 5):
+            return False
+        if qr is not None and data[4] >> 7 != qr:
+            return False
     return True

@@ -192,9 +192,6 @@ def test_pcapng_chunk_boundaries_and_byte_order(big_endian: bool, chunk_bytes: i
     assert [r[5] for r in got] == FRAMES
 
 
-@pytest.mark.xfail(strict=True, reason="capture._pcapng_chunks stops reading once the carried "
-                   "bytes reach chunk_bytes, so a block longer than chunk_bytes never completes "
-                   "and the loop spins forever (pcap reads on; default chunk is safe)")
 def test_pcapng_block_longer_than_a_chunk() -> None:
     reader = CaptureReader(io.BytesIO(_pcapng_four()), chunk_bytes=64)
     flush, calls = reader._flush_ng, []
@@ -355,9 +352,6 @@ def test_absurd_record_length_mid_file_is_an_error_naming_the_offset() -> None:
         "from here on; the records before it were read")
 
 
-@pytest.mark.xfail(strict=True, reason="capture._pcap_chunks checks MAX_RECORD only for a "
-                   "record at the start of a carried buffer: in the last chunk of a file an "
-                   "absurd length is taken for a cut-off file (capture-truncated)")
 def test_absurd_record_length_in_a_small_file_is_an_error() -> None:
     offs = record_offsets(PLAIN)
     bad = bytearray(PLAIN + PLAIN[24:])
@@ -403,9 +397,6 @@ def test_a_bad_file_between_good_ones_does_not_lose_their_rows() -> None:
     assert result.accounting == {"dns-query": 2, "dns-response": 2}
 
 
-@pytest.mark.xfail(strict=True, reason="capture.CaptureReader._read asks the decompressor for "
-                   "a whole chunk at once; GzipFile.read raises EOFError on a cut-off file and "
-                   "drops everything it decompressed in that call")
 @pytest.mark.parametrize("cut", [4, 30], ids=["in-trailer", "in-data"])
 def test_cut_off_gzip_keeps_the_records_before_the_cut(cut: int) -> None:
     data = gzip.compress(PLAIN)[:-cut]

@@ -160,9 +160,6 @@ def test_tcp_out_of_order_pair_is_delivered_once() -> None:
     assert result.dns_responses == 1
 
 
-@pytest.mark.xfail(strict=True, reason="reassembly.TcpReassembler._append delivers held "
-                   "segments through their own callback, so the message gets the frame number "
-                   "and time of the held segment (5), not of the segment that completed it (6)")
 def test_tcp_out_of_order_pair_is_reported_at_the_completing_frame() -> None:
     result = scan_checked(tcp_capture(tcp_out_of_order_segments()))
     assert ede_rows(result) == [(6, 7, "signature expired")]
@@ -170,10 +167,6 @@ def test_tcp_out_of_order_pair_is_reported_at_the_completing_frame() -> None:
     assert result.ede.latency.tolist() == [_ms(2)]
 
 
-@pytest.mark.xfail(strict=True, reason="reassembly.TcpReassembler._add takes an early segment "
-                   "that happens to start like a length prefix and DNS header (here the OPT "
-                   "RR: 00 29 ...) for a resynchronisation point, so the segment before it "
-                   "counts as a retransmission and the message is lost")
 def test_tcp_out_of_order_segment_that_looks_framed_is_still_held() -> None:
     result = scan_checked(tcp_capture(tcp_out_of_order_segments(tail_at_opt=True)))
     assert [r[1:] for r in ede_rows(result)] == [(7, "signature expired")]
@@ -205,9 +198,6 @@ def test_tcp_stream_picked_up_mid_message_resynchronises() -> None:
     assert ede_rows(result) == [(2, 3, "stale")]
 
 
-@pytest.mark.xfail(strict=True, reason="reassembly._looks_framed accepts QDCOUNT 0 and any "
-                   "ANCOUNT/NSCOUNT/ARCOUNT: a tail starting at the question's last label byte "
-                   "reads as a 27904-byte message, which swallows the next real one")
 def test_tcp_stream_picked_up_where_the_tail_looks_framed_resynchronises() -> None:
     # 6d 00 | 00 01 | 00 01 | 00 00 | 29 04: size 27904, opcode 0, QDCOUNT 0, ANCOUNT 10500.
     result = scan_checked(_picked_up_mid_message(30))
