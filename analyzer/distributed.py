@@ -250,14 +250,15 @@ def _connect(address: str, timeout: float) -> Iterator[distributed.Client]:
     import distributed
 
     try:
-        client = distributed.Client(address, timeout=timeout, set_as_default=False)
+        client = distributed.Client(  # type: ignore[no-untyped-call]
+            address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as e:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} ({e}); check the "
                            "address and that 'dask scheduler' runs there") from None
     try:
         yield client
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
 
 
 def _run(client: distributed.Client, tasks: list[Task],
@@ -273,7 +274,9 @@ def _run(client: distributed.Client, tasks: list[Task],
     try:
         if progress is not None:
             progress(0, len(futures))
-        for done, _ in enumerate(distributed.as_completed(futures, loop=client.loop), 1):
+        completed = distributed.as_completed(  # type: ignore[no-untyped-call]
+            futures, loop=client.loop)
+        for done, _ in enumerate(completed, 1):
             if progress is not None:
                 progress(done, len(futures))
         partials = []
@@ -288,7 +291,7 @@ def _run(client: distributed.Client, tasks: list[Task],
                 raise result
             partials.append(result)
     finally:
-        client.cancel(futures)
+        client.cancel(futures)  # type: ignore[no-untyped-call]
     return partials
 
 
@@ -338,8 +341,10 @@ def read_ede_dask(sources: str | Path | Sequence[str | Path], *, ports: Sequence
     tasks = build_tasks([str(s) for s in listed], options)
     # Keep the declared Python-backed strings: Dask would turn them into pyarrow strings.
     with dask.config.set({"dataframe.convert-string": False}):
-        return dd.from_map(_ede_partition, tasks, meta=clear_known_categories(frame.empty_ede()),
-                           enforce_metadata=False, label="read-ede")
+        meta = clear_known_categories(frame.empty_ede())  # type: ignore[no-untyped-call]
+        collection: dask.dataframe.DataFrame = dd.from_map(  # type: ignore[no-untyped-call]
+            _ede_partition, tasks, meta=meta, enforce_metadata=False, label="read-ede")
+    return collection
 
 
 def _ede_partition(task: Task) -> Any:
