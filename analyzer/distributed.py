@@ -1,8 +1,8 @@
 """Captures -> tasks on a Dask cluster -> partial scans -> one ScanResult.
 
-    tasks = build_tasks(sources, options)          # one Task per capture file
+    tasks = build_tasks(sources, options, slots)   # one Task per capture, or per byte range
     client.submit(run_task, task, retries=2)       # on a worker: open, pipeline.scan_partial
-    pipeline.combine(partials in task order)       # the same merge --jobs uses
+    pipeline.combine(joined partials, in order)    # the same merge --jobs uses
 
 The cluster is one that already runs (``dask scheduler`` and ``dask worker`` processes);
 this module only connects to it. Workers open each capture by path (so the captures must
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import io
 import os
 import re
 import uuid
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from analyzer import matching, pipeline
+from analyzer import matching, pipeline, split
 from analyzer.errors import CaptureError, EdePcapError
 from analyzer.result import CaptureInfo
 
@@ -50,17 +51,13 @@ class ClusterError(EdePcapError):
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """One unit of work for a worker: a capture and the scan options.
-
-    A task covers one whole capture today; a byte range of a large pcap (``split``) would be
-    one more field here, read by ``run_task``, with the partials of one file joined before
-    ``pipeline.combine``.
-    """
+    """One unit of work for a worker: a capture, or a byte range of one, and scan options."""
 
     source: str                      # the capture as the user named it (the capture column)
     location: str                    # what the worker opens: an absolute path or a URL
     options: dict[str, Any] = field(default_factory=dict)  # pipeline.Scanner keywords
-    size: int | None = None          # bytes, when known: larger files are started first
+    size: int | None = None          # bytes to read, when known: larger tasks start first
+    part: split.Part | None = None   # a byte range of a large plain pcap (split.plan)
 
 
 def is_url(source: str) -> bool:
@@ -68,13 +65,16 @@ def is_url(source: str) -> bool:
     return bool(_URL.match(source))
 
 
-def build_tasks(sources: Sequence[str | Path], options: dict[str, Any]) -> list[Task]:
+def build_tasks(sources: Sequence[str | Path], options: dict[str, Any],
+                slots: int = 1) -> list[Task]:
     """Return one task per capture; relative paths become absolute for the workers.
 
     Workers run in directories of their own, so a path is resolved here, against this
-    process's working directory, while the capture keeps the name it was given.
+    process's working directory, while the capture keeps the name it was given. With more
+    ``slots`` (worker threads) than captures, a large plain pcap that this process can read
+    becomes one task per byte range, as ``--jobs`` does (``split.plan``).
     """
-    tasks = []
+    tasks: list[Task] = []
     for source in sources:
         name = str(source)
         if name == "-":
@@ -88,7 +88,13 @@ def build_tasks(sources: Sequence[str | Path], options: dict[str, Any]) -> list[
             size: int | None = os.path.getsize(location)
         except OSError:
             size = None  # the worker reports it: the path may exist only there
-        tasks.append(Task(name, location, options, size))
+        parts = None
+        if slots > len(sources) and size is not None:
+            parts = split.plan(location, max(2, slots // len(sources)))
+        if parts:
+            tasks.extend(Task(name, location, options, p.stop - p.start, p) for p in parts)
+        else:
+            tasks.append(Task(name, location, options, size))
     return tasks
 
 
@@ -140,8 +146,11 @@ def _opened(task: Task) -> Iterator[BinaryIO]:
         with fsspec.open(task.location, "rb") as stream:
             yield _Named(stream, task.source)  # type: ignore[misc]
     else:
-        with open(task.location, "rb") as stream:
-            yield _Named(stream, task.source)  # type: ignore[misc]
+        raw = io.FileIO(task.location, "rb")
+        # Named as the user named the capture, and still a seekable file (byte ranges).
+        raw.name = task.source
+        with io.BufferedReader(raw) as stream:
+            yield stream
 
 
 def run_task(task: Task) -> pipeline.Partial | EdePcapError:
@@ -155,7 +164,7 @@ def run_task(task: Task) -> pipeline.Partial | EdePcapError:
     try:
         with _opened(task) as stream:
             try:
-                return pipeline.scan_partial(stream, task.options)
+                return pipeline.scan_partial(stream, task.options, task.part)
             except EdePcapError as e:
                 return e
     except (OSError, ImportError, ValueError) as e:
@@ -163,7 +172,9 @@ def run_task(task: Task) -> pipeline.Partial | EdePcapError:
         # ValueError: fsspec does not know the scheme at all.
         scanner = pipeline.Scanner(**task.options)
         scanner.captures.append(CaptureInfo(path=task.source, error=_open_error(task, e)))
-        return scanner.partial()
+        failed = scanner.partial()
+        failed.part = task.part
+        return failed
 
 
 def _open_error(task: Task, error: Exception) -> str:
@@ -236,12 +247,12 @@ def scan(sources: Sequence[str | Path], scheduler: str | distributed.Client, *,
     """
     options = {"ports": tuple(ports), "all_responses": all_responses, "strict": strict,
                "match_window_ns": match_window_ns}
-    tasks = build_tasks(expand_urls([str(s) for s in sources]), options)
+    names = expand_urls([str(s) for s in sources])
     if isinstance(scheduler, str):
         with _connect(scheduler, timeout) as client:
-            partials = _run(client, tasks, progress, retries, timeout)
+            partials = _run(client, names, options, progress, retries, timeout)
     else:
-        partials = _run(scheduler, tasks, progress, retries, timeout)
+        partials = _run(scheduler, names, options, progress, retries, timeout)
     return pipeline.combine(partials)
 
 
@@ -261,16 +272,22 @@ def _connect(address: str, timeout: float) -> Iterator[distributed.Client]:
         client.close()  # type: ignore[no-untyped-call]
 
 
-def _run(client: distributed.Client, tasks: list[Task],
+def _run(client: distributed.Client, names: list[str], options: dict[str, Any],
          progress: Callable[[int, int], None] | None, retries: int,
          timeout: float) -> list[pipeline.Partial]:
+    """Return one partial per capture, in the order of ``names``."""
     import distributed
 
     _check_workers(client, timeout)
+    slots = sum(client.nthreads().values())  # type: ignore[no-untyped-call]
+    tasks = build_tasks(names, options, slots)
     run = uuid.uuid4().hex[:8]
-    futures = [client.submit(run_task, task, key=f"ede-pcap-scan-{run}-{i}", retries=retries,
+
+    def submit(task: Task, key: str) -> Any:
+        return client.submit(run_task, task, key=f"ede-pcap-scan-{run}-{key}", retries=retries,
                              pure=False, priority=task.size or 0)
-               for i, task in enumerate(tasks)]
+
+    futures = [submit(task, str(i)) for i, task in enumerate(tasks)]
     try:
         if progress is not None:
             progress(0, len(futures))
@@ -292,7 +309,37 @@ def _run(client: distributed.Client, tasks: list[Task],
             partials.append(result)
     finally:
         client.cancel(futures)  # type: ignore[no-untyped-call]
-    return partials
+    return _join(tasks, partials, lambda task: _result(submit(task, f"{task.source}-whole")))
+
+
+def _result(future: Any) -> pipeline.Partial:
+    result = future.result()
+    if isinstance(result, EdePcapError):
+        raise result
+    return result  # type: ignore[no-any-return]
+
+
+def _join(tasks: list[Task], partials: list[pipeline.Partial],
+          whole: Callable[[Task], pipeline.Partial]) -> list[pipeline.Partial]:
+    """Return one partial per capture: the byte ranges of a file joined, or, when the cuts
+    did not line up, the file read again whole by ``whole``."""
+    joined: list[pipeline.Partial] = []
+    i = 0
+    while i < len(tasks):
+        j = i + 1
+        if tasks[i].part is None:
+            joined.append(partials[i])
+            i = j
+            continue
+        while j < len(tasks) and getattr(tasks[j].part, "index", 0) == j - i:
+            j += 1
+        parts = pipeline.join_parts(partials[i:j])
+        if parts is None:
+            task = tasks[i]
+            parts = whole(Task(task.source, task.location, task.options, None, None))
+        joined.append(parts)
+        i = j
+    return joined
 
 
 def _check_workers(client: distributed.Client, timeout: float) -> None:
