@@ -104,15 +104,13 @@ def _generate(path: Path, packets: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A generated capture of about 20k packets."""
-    return _generate(tmp_path_factory.mktemp("gen") / "generated-20k.pcap", 20_000)
-
-
-@pytest.fixture(scope="module")
-def captures(generated: str) -> list[str]:
-    """Sample captures (relative paths), a broken one, a missing one and a generated one."""
-    return [*SAMPLES, "samples/broken/truncated.pcap", "samples/no-such.pcap", generated]
+def captures(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Sample captures (relative paths), a broken one, a missing one and, when
+    ../shared/bench is here, a generated one."""
+    listed = [*SAMPLES, "samples/broken/truncated.pcap", "samples/no-such.pcap"]
+    if MAKE_CAPTURE.exists():
+        listed.append(_generate(tmp_path_factory.mktemp("gen") / "generated-20k.pcap", 20_000))
+    return listed
 
 
 @pytest.fixture(autouse=True)
@@ -197,8 +195,8 @@ def test_report_without_scheduler_does_not_import_dask() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
 
 
-def test_read_ede_dask_without_a_cluster(generated: str) -> None:
-    paths = ["samples/incident.pcap", generated]
+def test_read_ede_dask_without_a_cluster() -> None:
+    paths = ["samples/incident.pcap", "samples/all-codes.pcapng"]
     ddf = analyzer.read_ede_dask(paths)
     want = analyzer.read_ede(paths)
     assert ddf.npartitions == 2
