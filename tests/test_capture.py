@@ -171,6 +171,18 @@ def test_pcapng_if_tsresol(tsresol: int, ts_offset_ns: int) -> None:
     assert got[0][1] == T0 + ts_offset_ns
 
 
+@pytest.mark.xfail(strict=True, reason="capture._flush_ng converts ticks with "
+                   "np.uint64(ticks_per_s // 10**9) or np.uint64(ticks_per_s): an if_tsresol of "
+                   "10^-29 or finer, or 2^-64 or finer, raises OverflowError out of scan()")
+@pytest.mark.parametrize("tsresol", [29, 0x80 | 64], ids=["1e-29", "2^-64"])
+def test_pcapng_absurd_if_tsresol_does_not_escape_scan(tsresol: int) -> None:
+    data = bytearray(pcapng_section([Iface(1, 6)], [Rec(T0, FRAMES[1])]))
+    at = data.index(bytes([9, 0, 1, 0, 6]))  # the if_tsresol option: code 9, length 1, 10^-6
+    data[at + 4] = tsresol
+    result = scan([io.BytesIO(bytes(data))])  # must not raise: read it, or record an error
+    assert result.captures[0].error is not None or result.accounting == {"dns-response": 1}
+
+
 def test_pcapng_if_tsoffset_adds_seconds() -> None:
     data = pcapng_section([Iface(1, 9, tsoffset=1_000_000)],
                           [Rec(T0 + 42, FRAMES[0])])
