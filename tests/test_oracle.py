@@ -205,3 +205,14 @@ def test_sample_agrees_with_tshark(path: Path, sample_files: dict[Path, Found]) 
     assert len(only_theirs) <= malformed
     theirs = {k: v for k, v in theirs.items() if k not in only_theirs}
     assert_same_as_tshark(ours, not_utf8, theirs)
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_a_missing_tool_skips_but_fails_in_ci(ci: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import require_tool
+
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match="no-such-tool"):
+        require_tool("no-such-tool")
