@@ -233,7 +233,10 @@ def scan(sources: Sequence[str | Path], scheduler: str | distributed.Client, *,
          match_window_ns: int = matching.DEFAULT_WINDOW_NS,
          progress: Callable[[int, int], None] | None = None,
          retries: int = RETRIES, timeout: float = CONNECT_TIMEOUT) -> ScanResult:
-    """Scan captures as one Dask task each on a running cluster; return the merged result.
+    """Scan captures as Dask tasks on a running cluster; return the merged result.
+
+    Each capture is one task, or, when the cluster has more worker threads than there are
+    captures, a large plain pcap is one task per byte range (``build_tasks``).
 
     The result equals ``pipeline.scan`` over the same captures, row for row and count for
     count. A capture that cannot be read is recorded in ``captures`` with its error, and
