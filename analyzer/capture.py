@@ -35,6 +35,7 @@ CHUNK_BYTES = 4 << 20
 # would make us buffer whatever size the length field claims.
 MAX_RECORD = 1 << 20
 PAD = 64
+_MAX_TS_NS = (1 << 62)  # about year 2116: later timestamps in a capture are lies
 
 LINKTYPE_NAMES = {
     0: "null", 1: "ethernet", 12: "raw", 14: "raw", 101: "raw", 108: "loop",
@@ -59,6 +60,10 @@ _PCAPNG_IDB = 1
 _PCAPNG_PB = 2      # obsolete Packet Block
 _PCAPNG_SPB = 3
 _PCAPNG_EPB = 6
+# The fixed part of each block type (pcapng §4): a shorter block is corrupt.
+_MIN_BLOCK = {_PCAPNG_SHB: 28, _PCAPNG_IDB: 20, _PCAPNG_PB: 32, _PCAPNG_SPB: 16, _PCAPNG_EPB: 32}
+# Finer than 1 ns per tick cannot be represented; coarser than a day per tick is nonsense.
+_MAX_TICKS_PER_S = 10**18
 _OPT_IF_TSRESOL = 9
 _OPT_IF_TSOFFSET = 14
 
@@ -376,7 +381,7 @@ class CaptureReader:
                     hdr_of = struct.Struct(endian + "II").unpack_from
                     blen = hdr_of(buf, off)[1]
                     ifaces = []
-                if blen < 12 or blen % 4 or blen > MAX_RECORD + 64:
+                if blen < _MIN_BLOCK.get(btype, 12) or blen % 4 or blen > MAX_RECORD + 64:
                     chunk = self._flush_ng(buf, epb_offs, other, endian, ifaces)
                     if chunk is not None:
                         yield chunk
@@ -423,8 +428,14 @@ class CaptureReader:
             if opt.code == _OPT_IF_TSRESOL and opt.data:
                 v = opt.data[0]
                 ticks_per_s = 2 ** (v & 0x7F) if v & 0x80 else 10 ** v
+                if ticks_per_s > _MAX_TICKS_PER_S:
+                    raise CaptureError(self.name, f"pcapng interface has an impossible "
+                                       f"timestamp resolution (if_tsresol {v:#x})", where)
             elif opt.code == _OPT_IF_TSOFFSET and len(opt.data) == 8:
                 offset_s = struct.unpack(endian + "q", opt.data)[0]
+                if abs(offset_s) > 1 << 33:  # ±270 years: anything more is a lie
+                    raise CaptureError(self.name, "pcapng interface has an impossible "
+                                       f"timestamp offset ({offset_s} s)", where)
         return (idb.linktype, 1e9 / ticks_per_s, ticks_per_s, offset_s)
 
     def _flush_ng(self, buf: bytes, epb_offs: list[int], other: list[tuple[int, int]],
@@ -486,6 +497,8 @@ class CaptureReader:
                 ns = secs.astype(np.int64) * 1_000_000_000 + (
                     frac.astype(np.float64) * ns_per_tick).astype(np.int64)
             ts_ns[sel] = ns + offset_s * 1_000_000_000
+        # Lying timestamps must not wrap into negative times (NaT downstream): clamp them.
+        np.clip(ts_ns, 0, _MAX_TS_NS, out=ts_ns)
         # Packets naming an interface that was never described keep linktype -1: the layer
         # decoder counts them as unsupported rather than guessing.
         return self._emit(buf, data_off, caplen, origlen, ts_ns, linktype)
