@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
-from scapy.layers.inet import IP, TCP, UDP, fragment
+from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import (
     IPv6,
     IPv6ExtHdrDestOpt,
@@ -453,8 +453,6 @@ def tcp_gap_segments() -> list[Packet]:
 
 def noise_capture() -> bytes:
     """Queries and responses among non-DNS packets: ARP, ICMP, TCP/443, UDP/123, IPv6 UDP."""
-    from scapy.layers.inet import ICMP
-
     frames = [
         bytes(Ether(src=MAC_SERVER, dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=SERVER4)),
         frame(IP(src=CLIENT4, dst=SERVER4) / ICMP()),

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from captures import CRAFTED, assert_same_result
+from captures import CRAFTED, Iface, Rec, assert_same_result, pcapng_section
 
+from analyzer.capture import CaptureReader
 from analyzer.pipeline import Scanner, scan
 from analyzer.result import ScanResult
 
@@ -153,16 +154,46 @@ def tshark_many(tshark: str, jobs: list[tuple[Path, tuple[str, ...]]]) -> list[F
         return list(pool.map(lambda job: tshark_ede(tshark, *job), jobs))
 
 
+def _pcap_records(path: Path) -> tuple[int, list[Rec]]:
+    """Return the link type and records of a one-link-type capture."""
+    reader = CaptureReader(path)
+    chunks = list(reader.chunks())
+    reader.close()
+    recs = [Rec(int(c.ts_ns[i]), c.buf[int(c.data_off[i]):int(c.data_off[i] + c.caplen[i])],
+                int(c.origlen[i])) for c in chunks for i in range(len(c))]
+    return int(chunks[0].linktype[0]), recs
+
+
 @pytest.fixture(scope="module")
 def crafted_files(tshark: str, tmp_path_factory: pytest.TempPathFactory) -> CraftedFound:
-    """Write every crafted capture and decode each with tshark: name -> (path, tshark's EDE)."""
+    """Write every crafted capture and decode each with tshark: name -> (path, tshark's EDE).
+
+    The link-type captures hold independent UDP exchanges, so tshark reads them all at once
+    from one pcapng with an interface per capture (its start-up costs more than the work).
+    """
     folder = tmp_path_factory.mktemp("crafted")
     paths = {}
     for name, crafted in CRAFTED.items():
         paths[name] = folder / f"{name}.pcap"
         paths[name].write_bytes(crafted.build())
-    found = tshark_many(tshark, [(paths[n], TSHARK_OPTIONS.get(n, ())) for n in CRAFTED])
-    return {n: (paths[n], f) for n, f in zip(CRAFTED, found, strict=True)}
+    links = [n for n in CRAFTED if n.startswith("link-")]
+    ifaces, recs, first = [], [], {}
+    for i, name in enumerate(links):
+        linktype, these = _pcap_records(paths[name])
+        ifaces.append(Iface(linktype, 9))
+        first[name] = len(recs)
+        recs += [Rec(r.ts_ns, r.data, r.origlen, i) for r in these]
+    combined = folder / "links.pcapng"
+    combined.write_bytes(pcapng_section(ifaces, recs))
+    others = [n for n in CRAFTED if n not in first]
+    found = tshark_many(tshark, [(combined, ()), *((paths[n], TSHARK_OPTIONS.get(n, ()))
+                                                    for n in others)])
+    result = {n: (paths[n], f) for n, f in zip(others, found[1:], strict=True)}
+    ends = [*(first[n] for n in links[1:]), len(recs)]
+    for name, end in zip(links, ends, strict=True):
+        result[name] = (paths[name], {k - first[name]: v for k, v in found[0].items()
+                                      if first[name] < k <= end})
+    return result
 
 
 @pytest.mark.parametrize("name", list(CRAFTED))
