@@ -17,6 +17,8 @@ from captures import (
     exchange,
     frame,
     framed,
+    ip_fragments,
+    ipv6_with_ext_headers,
     message,
     opt_rr,
     pcap,
@@ -26,6 +28,7 @@ from captures import (
     response,
     scan_bytes,
     tcp_capture,
+    udp,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -106,6 +109,14 @@ def test_ede_round_trip_through_a_capture(code: int, text: str) -> None:
 
 PCAP_HEADER = pcap([])
 FRAMES = exchange() + exchange(v6=True)
+# IP packets of every kind the decoder walks: UDP over IPv4/IPv6, extension headers,
+# fragments, and TCP segments (one with a whole message, one with part of one).
+_FLOW = TcpFlow()
+_BIG = response(edes=[(22, "x" * 100)])
+IP_PACKETS = [f[14:] for f in FRAMES] + [bytes(p) for p in (
+    ipv6_with_ext_headers(response()), *ip_fragments(udp(_BIG))[:2],
+    *ip_fragments(udp(_BIG, v6=True))[:2], _FLOW.server(framed(_BIG)),
+    _FLOW.server(framed(_BIG)[:50]))]
 
 
 def _scan_anything(data: bytes) -> None:
@@ -130,7 +141,7 @@ def test_damaged_captures_are_read_or_recorded(data: bytes) -> None:
 def odd_packets(draw: st.DrawFn) -> tuple[int, list[Rec]]:
     """Records of one link type: damaged copies of real DNS frames, some cut by a snaplen."""
     link = draw(st.sampled_from(sorted(LINKS)))
-    seeds = [frame(f[14:], link) for f in FRAMES]  # re-wrap the IP packets of FRAMES
+    seeds = [frame(p, link) for p in IP_PACKETS]
     recs = []
     for i in range(draw(st.integers(1, 4))):
         data = draw(mutated(seeds))
