@@ -36,11 +36,14 @@ def test_not_report_names(qname: str) -> None:
 
 def _capture(tmp_path):
     DNS, DNSQR, DNSRROPT, EDNS0TLV = scapy.DNS, scapy.DNSQR, scapy.DNSRROPT, scapy.EDNS0TLV
-    Ether, IP, UDP = scapy.Ether, scapy.IP, scapy.UDP
+    IP, UDP = scapy.IP, scapy.UDP
+    macs = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}  # no ARP lookups
     report_name = "_er.1.www.shop.example.com.7._er.agent.example.net."
-    report = (Ether() / IP(src="192.0.2.53", dst="198.51.100.9") / UDP(sport=33333, dport=53)
+    report = (scapy.Ether(**macs) / IP(src="192.0.2.53", dst="198.51.100.9")
+              / UDP(sport=33333, dport=53)
               / DNS(id=7, rd=0, qd=DNSQR(qname=report_name, qtype="TXT")))
-    answer = (Ether() / IP(src="192.0.2.53", dst="198.51.100.10") / UDP(sport=53, dport=4444)
+    answer = (scapy.Ether(**macs) / IP(src="192.0.2.53", dst="198.51.100.10")
+              / UDP(sport=53, dport=4444)
               / DNS(id=8, qr=1, rcode=2, qd=DNSQR(qname="www.shop.example.com"),
                     ar=DNSRROPT(rclass=1232, rdata=[EDNS0TLV(optcode=18, optdata=AGENT_WIRE),
                                                     EDNS0TLV(optcode=15, optdata=b"\x00\x07exp")])))

@@ -1,0 +1,221 @@
+"""Link a resolver's client-facing EDEs to its own upstream exchanges (a second, targeted pass).
+
+When a capture holds both sides of a resolver - its answers to clients and its queries to
+authorities or to a forwarder's upstream - the upstream side says *why*: the authority
+timed out, answered REFUSED or SERVFAIL, or sent its own EDE. And when a forwarder
+received an EDE from upstream, its answer to the client shows whether it passed the EDE
+on, dropped it or rewrote it.
+
+Only the resolvers that sent EDEs, and only names related to the EDEs (the query name and
+its parents, since validation fetches DNSKEY/DS of the zones above), are decoded, so this
+pass costs little more than reading the file. UDP exchanges only: upstream DNS over TCP
+is left to the main frame.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analyzer import dnsnames, fastpath, matching
+from analyzer.capture import CaptureReader
+from analyzer.errors import CaptureError, Malformed
+from analyzer.message import parse_response
+
+DEFAULT_WINDOW_S = 10.0
+_MAX_PENDING = 100_000  # unanswered upstream queries remembered for pairing
+
+
+@dataclass(slots=True)
+class _Exchange:
+    ts: int
+    frame: int
+    capture: str
+    resolver: str
+    server: str
+    qname: str
+    qtype: int | None
+    rcode: int | None = None      # None while unanswered
+    answered_ts: int | None = None
+    edes: tuple[int, ...] = ()
+    answered_frame: int | None = None
+
+
+def _related(qname: str) -> list[str]:
+    """Return the name and its parents, lower-case: what validating it may query upstream."""
+    labels = qname.lower().rstrip(".").split(".")
+    return [".".join(labels[i:]) for i in range(len(labels))] if qname != "." else ["."]
+
+
+def _ip(addr: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
+
+
+def collect(sources: Sequence[Any], ede: pd.DataFrame, *, ports: Iterable[int] = (53,),
+            window_s: float = DEFAULT_WINDOW_S, receivers: bool = False,
+            ) -> tuple[list[_Exchange], list[_Exchange]]:
+    """Return (upstream exchanges, client-facing answers) of the hosts the EDEs involve.
+
+    The hosts are the EDEs' senders, and with ``receivers`` their recipients too (a
+    forwarder receives EDEs from upstream and may answer its clients without them).
+    """
+    resolvers = set(ede["src_ip"].dropna().unique())
+    if receivers:
+        resolvers |= set(ede["dst_ip"].dropna().unique())
+    names = {n for q in ede["qname"].dropna().unique() for n in _related(q)}
+    if not resolvers:
+        return [], []
+    folded = np.array(sorted({matching.fold_ip(socket.inet_pton(
+        socket.AF_INET6 if ":" in r else socket.AF_INET, r)) for r in resolvers}), np.uint64)
+    port_array = np.array(sorted(set(ports)), np.int64)
+    upstream: list[_Exchange] = []
+    answers: list[_Exchange] = []
+    for source in sources:
+        try:
+            reader = CaptureReader(source)
+        except CaptureError:
+            continue
+        pending: dict[tuple[str, str, int, int, str], _Exchange] = {}
+        try:
+            for chunk in reader.chunks():
+                _chunk(chunk, reader.name, folded, port_array, names, pending, upstream,
+                       answers, int(window_s * 1e9))
+        except CaptureError:
+            pass
+        finally:
+            reader.close()
+    return upstream, answers
+
+
+def _chunk(chunk: Any, capture: str, folded: np.ndarray, ports: np.ndarray, names: set[str],
+           pending: dict[Any, _Exchange], upstream: list[_Exchange], answers: list[_Exchange],
+           window_ns: int) -> None:
+    cls = fastpath.classify(chunk, ports, decode_all_responses=True)
+    dns = np.flatnonzero((cls.cat == fastpath.QUERY) | (cls.cat == fastpath.CANDIDATE))
+    if not len(dns):
+        return
+    a, l3, ver = chunk.arr, cls.l3[dns], cls.ip_version[dns]
+    src = matching.fold_ip_np(a, np.where(ver == 4, l3 + 12, l3 + 8), ver)
+    dst = matching.fold_ip_np(a, np.where(ver == 4, l3 + 16, l3 + 24), ver)
+    mine = dns[np.isin(src, folded) | np.isin(dst, folded)]
+    buf = chunk.buf
+    for i in mine.tolist():
+        p, plen, l3i, v = (int(cls.payload[i]), int(cls.payload_len[i]), int(cls.l3[i]),
+                           int(cls.ip_version[i]))
+        try:
+            msg = parse_response(buf[p:p + plen])  # decodes queries as well
+        except Malformed:
+            continue
+        if msg.qname is None or msg.qname.lower() not in names:
+            continue
+        s_ip, d_ip = (buf[l3i + 12:l3i + 16], buf[l3i + 16:l3i + 20]) if v == 4 else (
+            buf[l3i + 8:l3i + 24], buf[l3i + 24:l3i + 40])
+        src_s, dst_s = _ip(s_ip), _ip(d_ip)
+        ts, frame = int(chunk.ts_ns[i]), chunk.first_frame + i
+        sport, dport = int(cls.sport[i]), int(cls.dport[i])
+        qname = msg.qname.lower()
+        is_query = not msg.flags & 0x8000
+        src_is_resolver = matching.fold_ip(s_ip) in folded
+        if is_query and src_is_resolver:  # the resolver asks upstream
+            ex = _Exchange(ts, frame, capture, src_s, dst_s, qname, msg.qtype)
+            upstream.append(ex)
+            pending[(src_s, dst_s, sport, msg.dns_id, qname)] = ex
+            if len(pending) > _MAX_PENDING:  # never answered: they stay timeouts
+                del pending[next(iter(pending))]
+        elif not is_query:
+            # An answer to a query we saw a host of interest send is an upstream answer
+            # (a resolver may also be another host's upstream); otherwise, if it comes
+            # from a host of interest, that host is answering its client.
+            ex = pending.pop((dst_s, src_s, dport, msg.dns_id, qname), None)
+            if ex is not None:
+                if ts - ex.ts <= window_ns:
+                    ex.rcode, ex.answered_ts, ex.answered_frame = msg.rcode, ts, frame
+                    ex.edes = tuple(e.info_code for e in msg.edes)
+            elif src_is_resolver:
+                answers.append(_Exchange(ts, frame, capture, src_s, dst_s, qname, msg.qtype,
+                                         msg.rcode, ts, tuple(e.info_code for e in msg.edes)))
+
+
+def upstream_for_edes(sources: Sequence[Any], ede: pd.DataFrame, *,
+                      ports: Iterable[int] = (53,),
+                      window_s: float = DEFAULT_WINDOW_S) -> pd.DataFrame:
+    """Return, for each EDE row, what its resolver's upstream exchanges showed.
+
+    Columns: the EDE row's ``frame_number``, ``resolver``, ``qname``, ``ede_code``, then
+    ``upstream_queries``, ``upstream_timeouts`` (asked, never answered within the window),
+    ``upstream_rcodes`` ("SERVFAIL:2 REFUSED:1"), ``upstream_ede`` (codes the upstream sent),
+    ``upstream_servers`` and ``upstream_names`` (which of the name and its parents were asked).
+    """
+    upstream, _ = collect(sources, ede, ports=ports, window_s=window_s)
+    window_ns = int(window_s * 1e9)
+    by_resolver: dict[str, list[_Exchange]] = defaultdict(list)
+    for ex in upstream:
+        by_resolver[ex.resolver].append(ex)
+    rows = []
+    for row in ede[["capture", "frame_number", "ts", "src_ip", "qname", "ede_code"]].itertuples(
+            index=False):
+        t = row.ts.value
+        related = set(_related(row.qname or "."))
+        seen = [ex for ex in by_resolver.get(row.src_ip, ())
+                if ex.qname in related and t - window_ns <= ex.ts <= t]
+        rcodes: dict[str, int] = defaultdict(int)
+        for ex in seen:
+            if ex.rcode is not None:
+                rcodes[dnsnames.rcode_name(ex.rcode)] += 1
+        rows.append({
+            "capture": row.capture, "frame_number": row.frame_number, "resolver": row.src_ip,
+            "qname": row.qname, "ede_code": row.ede_code,
+            "upstream_queries": len(seen),
+            "upstream_timeouts": sum(ex.rcode is None for ex in seen),
+            "upstream_rcodes": " ".join(f"{k}:{v}" for k, v in sorted(rcodes.items())),
+            "upstream_ede": ",".join(sorted({str(c) for ex in seen for c in ex.edes},
+                                            key=int)),
+            "upstream_servers": " ".join(sorted({ex.server for ex in seen})),
+            "upstream_names": " ".join(sorted({ex.qname for ex in seen}, key=len)),
+        })
+    return pd.DataFrame(rows, columns=[
+        "capture", "frame_number", "resolver", "qname", "ede_code", "upstream_queries",
+        "upstream_timeouts", "upstream_rcodes", "upstream_ede", "upstream_servers",
+        "upstream_names"])
+
+
+def forwarded(sources: Sequence[Any], ede: pd.DataFrame, *, ports: Iterable[int] = (53,),
+              window_s: float = DEFAULT_WINDOW_S) -> pd.DataFrame:
+    """Return what each resolver did with EDEs it received from upstream.
+
+    One row per upstream response carrying EDE to a resolver that answered a client for
+    the same name within the window: ``verdict`` is ``passed`` (same codes), ``rewrote``
+    (other codes) or ``dropped`` (none). ``ede`` supplies the resolvers to look at; pass
+    the EDE frame (upstream EDEs are in it too, since they arrive from port 53).
+    """
+    upstream, answers = collect(sources, ede, ports=ports, window_s=window_s, receivers=True)
+    window_ns = int(window_s * 1e9)
+    answered: dict[tuple[str, str], list[_Exchange]] = defaultdict(list)
+    for ans in answers:
+        answered[(ans.resolver, ans.qname)].append(ans)
+    rows = []
+    for ex in upstream:
+        if not ex.edes or ex.answered_ts is None:
+            continue
+        later = [a for a in answered.get((ex.resolver, ex.qname), ())
+                 if ex.answered_ts <= a.ts <= ex.answered_ts + window_ns]
+        if not later:
+            continue
+        client = later[0]
+        verdict = ("passed" if set(client.edes) == set(ex.edes) else
+                   "dropped" if not client.edes else "rewrote")
+        rows.append({
+            "capture": ex.capture, "resolver": ex.resolver, "upstream_server": ex.server,
+            "qname": ex.qname, "upstream_frame": ex.answered_frame,
+            "upstream_ede": ",".join(map(str, ex.edes)), "client_frame": client.frame,
+            "client_ede": ",".join(map(str, client.edes)), "verdict": verdict,
+        })
+    return pd.DataFrame(rows, columns=[
+        "capture", "resolver", "upstream_server", "qname", "upstream_frame", "upstream_ede",
+        "client_frame", "client_ede", "verdict"])
