@@ -41,9 +41,8 @@ from analyzer.result import ScanResult
 
 # -- DNS -----------------------------------------------------------------------------------------
 
-A, NS, TXT, AAAA, DNSKEY = 1, 2, 16, 28, 48
-IN = 1
-NOERROR, SERVFAIL, NXDOMAIN, REFUSED = 0, 2, 3, 5
+A, IN = 1, 1
+NOERROR, SERVFAIL = 0, 2
 QR, AA, TC, RD, RA, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020, 0x0010
 
 

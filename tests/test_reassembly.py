@@ -56,7 +56,7 @@ def test_fragments_are_reassembled_at_the_last_one(v6: bool, order) -> None:  # 
     assert ede_rows(result) == BIG_ROWS
     e = result.ede
     assert (e.ede_index.tolist(), e.ede_count.tolist()) == ([0, 1], [2, 2])
-    assert e.ip_version.tolist() == [6, 6] if v6 else [4, 4]
+    assert e.ip_version.tolist() == ([6, 6] if v6 else [4, 4])
     assert e.latency.tolist() == [_ms(4), _ms(4)]
 
 
