@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from analyzer.errors import EdePcapError
@@ -157,14 +157,29 @@ def apply(df: pd.DataFrame, filters: Filters | None) -> pd.DataFrame:
     if filters.resolvers:
         keep &= _match_values(df["src_ip"], lambda ip: ip_matches(ip, filters.resolvers))
     if filters.since is not None or filters.until is not None:
-        ts = df["ts"]
+        # compare as int64 nanoseconds: --since/--until may lie outside pandas' ns range
+        naive = df["ts"].dt.tz_convert("UTC").dt.as_unit("ns").dt.tz_localize(None)
+        ns = naive.to_numpy().view(np.int64)
+        keep &= ~naive.isna().to_numpy()
         if filters.since is not None:
-            keep &= (ts >= filters.since).fillna(False).to_numpy(dtype=bool)
+            keep &= ns >= _clamp(to_ns(filters.since))
         if filters.until is not None:
-            keep &= (ts < filters.until).fillna(False).to_numpy(dtype=bool)
+            keep &= ns < _clamp(to_ns(filters.until))
     if keep.all():
         return df
     return df.loc[keep].reset_index(drop=True)
+
+
+def to_ns(moment: datetime) -> int:
+    """Return nanoseconds since the epoch for an aware datetime (any year 1..9999)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _clamp(ns: int) -> int:
+    return max(-(2**63) + 1, min(2**63 - 1, ns))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def domain_matches(qname: str | None, suffixes: tuple[str, ...]) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,6 +62,7 @@ SECOND_LEVEL = frozenset({
 })
 
 _NS = 1_000_000_000
+_MIN_NS, _MAX_NS = -(2**63) + 1, 2**63 - 1
 FINGERPRINT_TEXTS = 100  # distinct EXTRA-TEXTs per resolver given to textfacts.fingerprint
 
 
@@ -113,7 +114,8 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
 def work_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Return the EDE rows reduced to what the reports use, with derived columns.
 
-    Columns: ``code`` (int64), ``ts`` (int64 ns since the epoch), ``qname`` (lower-case,
+    Columns: ``code`` (int64), ``ts`` (Int64 ns since the epoch; NA when the capture's
+    timestamp could not be represented), ``qname`` (lower-case,
     categorical), ``zone`` and ``zone_source`` (``extra-text`` or ``qname``), ``key_tag``
     (Int64), ``src_ip``, ``dst_ip``, ``rcode``, ``extra_text`` and ``response`` (one
     uint64 per DNS response, shared by the EDE options it carried).
@@ -121,7 +123,7 @@ def work_frame(df: pd.DataFrame) -> pd.DataFrame:
     n = len(df)
     if n == 0:
         return pd.DataFrame({
-            "code": np.array([], dtype=np.int64), "ts": np.array([], dtype=np.int64),
+            "code": np.array([], dtype=np.int64), "ts": pd.array([], dtype="Int64"),
             "qname": pd.Categorical([]), "zone": pd.Categorical([]),
             "zone_source": pd.Categorical([]), "key_tag": pd.array([], dtype="Int64"),
             "src_ip": pd.Categorical([]), "dst_ip": pd.Categorical([]),
@@ -252,8 +254,7 @@ def summarize(scan: ScanResult, work: pd.DataFrame, filters: Filters | None) -> 
         options = int(scan.ede_options)
     skip = skipped(accounting(scan))
     first, last = scan.first_ts_ns, scan.last_ts_ns
-    ede_first = int(work["ts"].min()) if len(work) else None
-    ede_last = int(work["ts"].max()) if len(work) else None
+    ede_first, ede_last = _ts_range(work)
     return {
         "captures": len(scan.captures),
         "captures_failed": len(scan.failed),
@@ -429,8 +430,8 @@ def timeline(work: pd.DataFrame, interval: int, *, window: tuple[int, int] | Non
     every DNS response per bucket (from the scan, before any filter but the time window).
     """
     step = interval * _NS
-    if window is None and len(work):
-        window = (int(work["ts"].min()), int(work["ts"].max()))
+    if window is None:
+        window = _ts_range(work) if _ts_range(work)[0] is not None else None
     base = {"interval": interval_label(interval), "interval_seconds": interval,
             "detector": detector_params()}
     if window is None:
@@ -445,8 +446,9 @@ def timeline(work: pd.DataFrame, interval: int, *, window: tuple[int, int] | Non
             f"{interval_label(choose_interval(window[1] - window[0]))}")
     start_ns = int(first_bucket * step)
     code_index, codes = pd.factorize(work["code"], sort=True)
-    bucket = work["ts"].to_numpy() // step - first_bucket
-    inside = (bucket >= 0) & (bucket < buckets)
+    stamped = work["ts"].notna().to_numpy()
+    bucket = work["ts"].to_numpy(dtype=np.int64, na_value=0) // step - first_bucket
+    inside = stamped & (bucket >= 0) & (bucket < buckets)
     flat = code_index[inside].astype(np.int64) * buckets + bucket[inside]
     counts = np.bincount(flat, minlength=len(codes) * buckets).reshape(len(codes), buckets)
     totals = counts.sum(axis=1)
@@ -477,14 +479,16 @@ def incidents(series: dict[str, Any], work: pd.DataFrame, *, top: int = 3
     step = int(series["interval_seconds"]) * _NS
     start_ns = parse_iso_ns(series["start"])
     out = []
-    ts = work["ts"].to_numpy()
+    stamped = work["ts"].notna().to_numpy()
+    ts = work["ts"].to_numpy(dtype=np.int64, na_value=0)
     code_col = work["code"].to_numpy()
     for s in series["series"]:
         counts = np.asarray(s["counts"], dtype=np.int64)
         for first, last, baseline, threshold in hot_runs(counts):
             lo = start_ns + first * step
             hi = start_ns + (last + 1) * step
-            rows = work.loc[(code_col == s["code"]) & (ts >= lo) & (ts < hi)]
+            rows = work.loc[stamped & (code_col == s["code"]) & (ts >= max(lo, _MIN_NS))
+                            & (ts < min(hi, _MAX_NS))]
             window = counts[first:last + 1]
             peak = int(window.max())
             per_minute = 60 * _NS / step
@@ -589,24 +593,45 @@ def interval_label(seconds: int) -> str:
 # --- helpers -------------------------------------------------------------------------------
 
 def iso(ns: Any) -> str | None:
-    """Return ISO-8601 UTC with ``Z`` for nanoseconds since the epoch (None for missing)."""
-    if ns is None or (isinstance(ns, float) and math.isnan(ns)) or ns is pd.NaT:
+    """Return ISO-8601 UTC with ``Z`` for nanoseconds since the epoch (None for missing).
+
+    Works for any instant in years 1..9999, before 1970 included, without the platform's
+    ``gmtime`` limits."""
+    if ns is None or ns is pd.NA or ns is pd.NaT or (isinstance(ns, float) and math.isnan(ns)):
         return None
-    value = int(ns)
-    seconds, rest = divmod(value, _NS)
-    text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    micros = rest // 1000
-    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
+    micros = int(ns) // 1000
+    try:
+        moment = _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        return None
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.year < 1000:  # strftime does not zero-pad years below 1000 everywhere
+        text = f"{moment.year:04d}" + text[text.index("-"):]
+    return f"{text}.{moment.microsecond:06d}Z" if moment.microsecond else f"{text}Z"
 
 
 def parse_iso_ns(text: str) -> int:
     """Return nanoseconds since the epoch for a timestamp written by ``iso``."""
-    return int(pd.Timestamp(text).value)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
-def _ns(ts: pd.Series) -> np.ndarray:
-    values = ts.dt.tz_convert("UTC").dt.as_unit("ns").dt.tz_localize(None).to_numpy()
-    return values.view(np.int64)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ts_range(work: pd.DataFrame) -> tuple[int | None, int | None]:
+    """Return the first and last EDE timestamp (ns), ignoring rows without one."""
+    ts = work["ts"].dropna()
+    if ts.empty:
+        return None, None
+    return int(ts.min()), int(ts.max())
+
+
+def _ns(ts: pd.Series) -> pd.arrays.IntegerArray:
+    """Return the timestamps as Int64 nanoseconds since the epoch, NA where NaT."""
+    naive = ts.dt.tz_convert("UTC").dt.as_unit("ns").dt.tz_localize(None)
+    values = naive.to_numpy().view(np.int64)
+    return pd.arrays.IntegerArray(values, naive.isna().to_numpy())
 
 
 def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -652,25 +677,28 @@ def _window_ns(scan: ScanResult, work: pd.DataFrame, filters: Filters | None
                ) -> tuple[int, int] | None:
     """Return the (first, last) ns the time series covers: the captures' span, widened to
     the EDE rows and narrowed to --since/--until."""
-    lows = [v for v in (scan.first_ts_ns, int(work["ts"].min()) if len(work) else None)
-            if v is not None]
-    highs = [v for v in (scan.last_ts_ns, int(work["ts"].max()) if len(work) else None)
-             if v is not None]
+    first_ede, last_ede = _ts_range(work)
+    lows = [v for v in (scan.first_ts_ns, first_ede) if v is not None]
+    highs = [v for v in (scan.last_ts_ns, last_ede) if v is not None]
     if not lows or not highs:
         return None
     first, last = min(lows), max(highs)
+    from analyzer.filters import to_ns
+
     if filters is not None and filters.since is not None:
-        first = max(first, int(pd.Timestamp(filters.since).value))
+        first = max(first, to_ns(filters.since))
     if filters is not None and filters.until is not None:
-        last = min(last, int(pd.Timestamp(filters.until).value) - 1)
+        last = min(last, to_ns(filters.until) - 1)
     if last < first:
         return None
     return first, last
 
 
 def _responses_in_window(response_seconds: dict[int, int], filters: Filters) -> int:
-    lo = filters.since.timestamp() if filters.since else -math.inf
-    hi = filters.until.timestamp() if filters.until else math.inf
+    from analyzer.filters import to_ns
+
+    lo = to_ns(filters.since) / _NS if filters.since else -math.inf
+    hi = to_ns(filters.until) / _NS if filters.until else math.inf
     return sum(n for s, n in response_seconds.items() if lo <= s + 1 and s < hi)
 
 
@@ -678,10 +706,12 @@ def _response_buckets(response_seconds: dict[int, int], start_ns: int, step: int
                       buckets: int) -> list[int]:
     if not response_seconds:
         return [0] * buckets
+    # in whole seconds: buckets are whole seconds wide and start on a whole second, and
+    # seconds stay far from the int64 limits that nanoseconds can reach
     seconds = np.fromiter(response_seconds.keys(), dtype=np.int64, count=len(response_seconds))
     counts = np.fromiter(response_seconds.values(), dtype=np.int64,
                          count=len(response_seconds))
-    bucket = (seconds * _NS - start_ns) // step
+    bucket = (seconds - start_ns // _NS) // (step // _NS)
     inside = (bucket >= 0) & (bucket < buckets)
     return np.bincount(bucket[inside], weights=counts[inside],
                        minlength=buckets).astype(np.int64).tolist()

@@ -20,7 +20,7 @@ SEC = 10**9
 SERVFAIL, NXDOMAIN, NOERROR = 2, 3, 0
 
 
-def ede_row(n: int, *, ts: int, code: int, qname: str = "www.example.com",
+def ede_row(n: int, *, ts: int | None, code: int, qname: str = "www.example.com",
             text: str | None = None, resolver: str = "192.0.2.53", client: str = "192.0.2.10",
             rcode: int = SERVFAIL, index: int = 0, count: int = 1, dns_id: int | None = None,
             capture: str = "test.pcap") -> tuple:
@@ -32,7 +32,8 @@ def ede_row(n: int, *, ts: int, code: int, qname: str = "www.example.com",
         "dns_id": n % 65536 if dns_id is None else dns_id, "qname": qname, "qtype": 1,
         "qclass": 1, "rcode": rcode, "aa": False, "tc": False, "rd": True, "ra": True,
         "ad": False, "cd": False, "edns_udp_size": 1232, "do": True, "ede_count": count,
-        "query_ts": ts - 2_000_000, "ede_index": index, "ede_code": code, "extra_text": text,
+        "query_ts": None if ts is None else ts - 2_000_000, "ede_index": index,
+        "ede_code": code, "extra_text": text,
         "extra_text_utf8_valid": True,
     }
     return tuple(values.get(field) for field in frame.EDE_FIELDS)
@@ -467,6 +468,38 @@ def test_200k_rows_report_in_seconds() -> None:
     assert report["summary"]["ede_options"] == n
     assert sum(c["count"] for c in report["codes"]) == n
     assert elapsed < 10, f"build_report took {elapsed:.1f}s on {n} rows"
+
+
+def test_rows_without_a_timestamp_and_a_span_before_1970() -> None:
+    # the frame stores timestamps it cannot represent (before 1970) as NaT; the scan's
+    # span can still start before 1970 (pcapng if_tsoffset)
+    rows = [ede_row(1, ts=None, code=6), ede_row(2, ts=T0, code=6),
+            ede_row(3, ts=None, code=9)]
+    scan = make_scan([r for r in rows if r[2] is not None], first=-5 * SEC, last=T0)
+    scan.ede = frame.build_ede(rows)
+    report = reports.build_report(scan)
+    json.dumps(report, allow_nan=False)
+    codes = {c["code"]: c for c in report["codes"]}
+    assert codes[6]["count"] == 2 and codes[6]["first_seen"] == "2024-05-01T12:00:00Z"
+    assert codes[9]["count"] == 1 and codes[9]["first_seen"] is None
+    assert report["summary"]["first_seen"] == "1969-12-31T23:59:55Z"
+    assert sum(s["total"] for s in report["timeseries"]["series"]) == 1
+
+
+@pytest.mark.parametrize("window", [{"since": "3000-01-01"}, {"until": "1000-01-01"},
+                                    {"since": "0001-01-01", "until": "9999-12-31"}])
+def test_time_filters_outside_the_nanosecond_range(window: dict) -> None:
+    scan = make_scan(outage_rows(60, 10))
+    report = reports.build_report(scan, filters=filters.build(**window))
+    json.dumps(report, allow_nan=False)
+    assert report["summary"]["ede_options"] in (0, 70)
+
+
+@given(st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1))
+def test_iso_round_trips_to_the_microsecond(ns: int) -> None:
+    text = reports.iso(ns)
+    assert text is not None and text.endswith("Z")
+    assert reports.parse_iso_ns(text) == ns // 1000 * 1000
 
 
 def test_iso() -> None:

@@ -135,6 +135,15 @@ class _Raw(str):
     """Markup we built ourselves (already escaped), as opposed to text to escape."""
 
 
+def _code_spans(text: str) -> str:
+    """Return catalogue text escaped, with its `backtick` spans as <code> (the catalogue
+    writes commands that way)."""
+    parts = esc(text).split("`")
+    if len(parts) % 2 == 0:  # unbalanced: show the backticks as they are
+        return esc(text)
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
 def _mono(value: Any) -> _Raw:
     return _Raw(f"<code>{esc(value)}</code>")
 
@@ -245,7 +254,7 @@ def _actions(report: dict[str, Any], dated: bool) -> str:
             lines.append("Resolvers: " + _mono_list(servers[:3]))
         if c["extra_texts"]:
             lines.append("EXTRA-TEXT: " + _mono(c["extra_texts"][0]["text"]))
-        lines.append(f"<em>{esc(c['next_step'])}</em>")
+        lines.append(f"<em>{_code_spans(c['next_step'])}</em>")
         items.append("<li>" + "".join(f"<p>{line}</p>" for line in lines) + "</li>")
     return '<h2>What to do</h2>\n<ol class="actions">' + "".join(items) + "</ol>"
 

@@ -359,7 +359,7 @@ def _timeline(console: rich.console.Console, report: dict[str, Any], ctx: _Conte
         counts = _regroup(s["counts"], factor)
         peak = max(counts)
         mark = "!" if s["code"] in incident_codes else " "
-        name = f"{s['code']} {s['name']}"
+        name = f"{s['code']:>5} {s['name']}"
         if len(name) > _LABEL - 2:
             name = name[:_LABEL - 3] + "…"
         console.print(f"{mark}{_s(name):<{_LABEL - 1}}{sparkline(counts)} max {peak}",
