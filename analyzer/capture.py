@@ -34,6 +34,7 @@ CHUNK_BYTES = 4 << 20
 # captures reach 64 KiB): a record claiming more means the file is corrupt, and accepting it
 # would make us buffer whatever size the length field claims.
 MAX_RECORD = 1 << 20
+XZ_MEMLIMIT = 96 << 20
 PAD = 64
 _MAX_TS_NS = (1 << 62)  # about year 2116: later timestamps in a capture are lies
 
@@ -142,7 +143,15 @@ def _decompressor(stream: BinaryIO, kind: str, name: str) -> BinaryIO:
     if kind == "bzip2":
         return bz2.BZ2File(stream)  # type: ignore[return-value]
     if kind == "xz":
-        return lzma.LZMAFile(stream)  # type: ignore[return-value]
+        # LZMAFile offers no memory limit, and liblzma keeps as much output as the
+        # dictionary the file declares: a tiny file could claim gigabytes. The same reader
+        # LZMAFile uses, with a limit that real captures (xz -9: 64 MiB dictionary) meet.
+        import _compression
+
+        reader = _compression.DecompressReader(stream, lzma.LZMADecompressor,
+                                               trailing_error=lzma.LZMAError,
+                                               memlimit=XZ_MEMLIMIT)
+        return io.BufferedReader(reader)  # type: ignore[return-value]
     if kind == "zstd":
         import zstandard
 

@@ -17,6 +17,7 @@ import numpy as np
 DEFAULT_WINDOW_NS = 10 * 1_000_000_000
 MAX_RETAINED_BYTES = 48 << 20  # chunk buffers kept for question comparison
 _MASK = (1 << 64) - 1
+_MAX_CANDIDATES = 64  # same-key queries compared per response before giving up
 _M1, _M2, _M3 = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
 
 
@@ -94,7 +95,7 @@ class QueryTable:
     def add_many(self, buf: bytes, keys: np.ndarray, ts: np.ndarray, start: np.ndarray) -> None:
         """Add queries found column-wise in one chunk buffer."""
         if len(keys):
-            order = np.argsort(keys, kind="stable")
+            order = np.lexsort((ts, keys))  # by key, then time: see ``match``
             self._push(_Batch(keys[order], ts[order], start[order], buf, int(ts.min()),
                               int(ts.max())))
 
@@ -132,19 +133,25 @@ class QueryTable:
         if not len(keys):
             return best
         for batch in self._batches:
-            pos = np.searchsorted(batch.keys, keys)
-            hit = pos < len(batch.keys)
-            hit[hit] = batch.keys[pos[hit]] == keys[hit]
-            for i in np.flatnonzero(hit).tolist():
-                j = int(pos[i])
-                key, t_resp, question = keys[i], int(ts[i]), questions[i]
-                qlen = len(question)
-                while j < len(batch.keys) and batch.keys[j] == key:
+            lo = np.searchsorted(batch.keys, keys, side="left")
+            hi = np.searchsorted(batch.keys, keys, side="right")
+            for i in np.flatnonzero(hi > lo).tolist():
+                t_resp, question = int(ts[i]), questions[i]
+                start, stop = int(lo[i]), int(hi[i])
+                # Queries with this key are in time order: start from the latest one not
+                # after the response and walk back through the window, a bounded number of
+                # steps, so identical repeated exchanges cannot make this quadratic.
+                j = start + int(np.searchsorted(batch.ts[start:stop], t_resp, side="right")) - 1
+                for _ in range(_MAX_CANDIDATES):
+                    if j < start:
+                        break
                     t_q = int(batch.ts[j])
-                    if t_resp - self.window_ns <= t_q <= t_resp and (
-                            best[i] is None or t_q > best[i]):  # type: ignore[operator]
-                        s = int(batch.start[j]) + 12
-                        if batch.buf[s:s + qlen] == question:
-                            best[i] = t_q
-                    j += 1
+                    if t_q < t_resp - self.window_ns or (best[i] is not None
+                                                          and t_q <= best[i]):  # type: ignore[operator]
+                        break
+                    s = int(batch.start[j]) + 12
+                    if batch.buf[s:s + len(question)] == question:
+                        best[i] = t_q
+                        break
+                    j -= 1
         return best

@@ -10,11 +10,13 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 MAX_FRAGMENT_DATAGRAMS = 4096
+MAX_FRAGMENTS_PER_DATAGRAM = 256  # real fragmentation of 64 KiB at the smallest MTU needs ~50
 MAX_DATAGRAM = 65535 + 40      # the largest IPv4/IPv6 payload, plus slack for jumbo headers
 FRAGMENT_TIMEOUT_NS = 30 * 1_000_000_000  # as Linux' ipfrag_time
 MAX_TCP_STREAMS = 16384
 MAX_STREAM_BUFFER = 65537 * 2  # two DNS messages of maximum size (RFC 1035 §4.2.2 framing)
 MAX_OUT_OF_ORDER = 64          # segments held per stream while waiting for a gap to fill
+MAX_TCP_BYTES = 64 << 20       # all streams together: past it, the oldest streams go
 
 
 class IpReassembler:
@@ -22,7 +24,8 @@ class IpReassembler:
 
     def __init__(self, evicted: Counter[str]):
         # key -> [first_ts, bytes_held, total_length or -1, {offset: data}]
-        self._pending: dict[tuple[object, ...], list] = {}  # type: ignore[type-arg]
+        # Oldest first (OrderedDict: finding the first key stays O(1) after deletions).
+        self._pending: OrderedDict[tuple[object, ...], list] = OrderedDict()  # type: ignore[type-arg]
         self._evicted = evicted
 
     def __len__(self) -> int:
@@ -34,26 +37,29 @@ class IpReassembler:
         entry = self._pending.get(key)
         if entry is None:
             if len(self._pending) >= MAX_FRAGMENT_DATAGRAMS:
-                self._expire(ts)
-                if len(self._pending) >= MAX_FRAGMENT_DATAGRAMS:
-                    del self._pending[next(iter(self._pending))]
-                    self._evicted["ip-fragments-evicted"] += 1
+                self._make_room(ts)
             entry = self._pending[key] = [ts, 0, -1, {}]
         elif ts - entry[0] > FRAGMENT_TIMEOUT_NS:
             self._evicted["ip-fragments-expired"] += 1
             entry[:] = [ts, 0, -1, {}]
+            self._pending.move_to_end(key)
         pieces: dict[int, bytes] = entry[3]
         if offset + len(data) > MAX_DATAGRAM or entry[1] + len(data) > 2 * MAX_DATAGRAM:
             del self._pending[key]
             self._evicted["ip-fragments-oversized"] += 1
             return None
         if offset not in pieces:
+            if len(pieces) >= MAX_FRAGMENTS_PER_DATAGRAM:
+                del self._pending[key]
+                self._evicted["ip-fragments-too-many"] += 1
+                return None
             pieces[offset] = data
             entry[1] += len(data)
         if not more:
             entry[2] = offset + len(data)
         total = entry[2]
-        if total < 0:
+        # Cheap test first: without overlaps, whole means the bytes held add up to the total.
+        if total < 0 or entry[1] < total:
             return None
         # Whole when the pieces, taken in order, cover 0..total without a gap.
         covered = 0
@@ -70,18 +76,26 @@ class IpReassembler:
         del self._pending[key]
         return bytes(out)
 
-    def _expire(self, now: int) -> None:
-        stale = [k for k, v in self._pending.items() if now - v[0] > FRAGMENT_TIMEOUT_NS]
-        for k in stale:
-            del self._pending[k]
-        self._evicted["ip-fragments-expired"] += len(stale)
+    def _make_room(self, now: int) -> None:
+        """Drop expired datagrams from the oldest end, else the oldest one: O(1) amortised."""
+        pending = self._pending
+        while pending:
+            oldest = next(iter(pending))
+            if now - pending[oldest][0] <= FRAGMENT_TIMEOUT_NS:
+                break
+            del pending[oldest]
+            self._evicted["ip-fragments-expired"] += 1
+        if len(pending) >= MAX_FRAGMENT_DATAGRAMS:
+            del pending[next(iter(pending))]
+            self._evicted["ip-fragments-evicted"] += 1
 
 
 class _Stream:
-    __slots__ = ("next_seq", "buf", "ooo", "synced", "qr")
+    __slots__ = ("next_seq", "buf", "ooo", "synced", "qr", "held")
 
     def __init__(self, next_seq: int, synced: bool, qr: int | None = None):
         self.next_seq = next_seq
+        self.held = 0  # bytes buffered (partial message and held segments), for the budget
         self.qr = qr  # the QR bit messages in this direction must have, when known
         self.buf = bytearray()
         self.ooo: dict[int, tuple[bytes, Callable[[bytes], str]]] = {}
@@ -108,6 +122,24 @@ class TcpReassembler:
         # after many deletions at its front).
         self._streams: OrderedDict[tuple[object, ...], _Stream] = OrderedDict()
         self._evicted = evicted
+        self._bytes = 0  # sum of every stream's ``held``
+
+    def _drop(self, key: tuple[object, ...]) -> _Stream | None:
+        stream = self._streams.pop(key, None)
+        if stream is not None:
+            self._bytes -= stream.held
+        return stream
+
+    def _account(self, stream: _Stream) -> None:
+        """Update the byte budget after ``stream`` changed; evict the oldest when over it."""
+        held = len(stream.buf) + (sum(len(d) for d, _ in stream.ooo.values())
+                                  if stream.ooo else 0)
+        self._bytes += held - stream.held
+        stream.held = held
+        while self._bytes > MAX_TCP_BYTES and self._streams:
+            _, oldest = self._streams.popitem(last=False)
+            self._bytes -= oldest.held
+            self._evicted["tcp-streams-evicted"] += 1
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -117,7 +149,7 @@ class TcpReassembler:
         if flags & 0x02:
             self._new(key, (seq + 1) & 0xFFFFFFFF, synced=True)
         elif flags & 0x05:
-            stream = self._streams.pop(key, None)
+            stream = self._drop(key)
             if stream is not None and stream.ooo:
                 self.flush_gap(stream)
         return TCP_NO_PAYLOAD
@@ -140,9 +172,9 @@ class TcpReassembler:
             seq = (seq + 1) & 0xFFFFFFFF
         if not data:
             if (fin or rst) and stream is not None:
+                self._drop(key)
                 if stream.ooo:
                     self.flush_gap(stream)
-                del self._streams[key]
             return TCP_NO_PAYLOAD
         if stream is None:
             # Captured mid-stream: assume the segment starts on a message boundary, and check
@@ -156,12 +188,16 @@ class TcpReassembler:
         if fin or rst:
             if stream.ooo:
                 self.flush_gap(stream)
-            self._streams.pop(key, None)
+            self._drop(key)
+        elif key in self._streams:
+            self._account(stream)
         return category
 
     def _new(self, key: tuple[object, ...], next_seq: int, synced: bool) -> _Stream:
-        if key not in self._streams and len(self._streams) >= MAX_TCP_STREAMS:
-            self._streams.popitem(last=False)
+        self._drop(key)
+        if len(self._streams) >= MAX_TCP_STREAMS:
+            _, oldest = self._streams.popitem(last=False)
+            self._bytes -= oldest.held
             self._evicted["tcp-streams-evicted"] += 1
         stream = self._streams[key] = _Stream(next_seq, synced)
         return stream
@@ -184,7 +220,8 @@ class TcpReassembler:
                 stream.ooo.clear()
             else:
                 stream.ooo.setdefault(seq, (data, on_message))
-                if len(stream.ooo) < MAX_OUT_OF_ORDER:
+                if len(stream.ooo) < MAX_OUT_OF_ORDER and sum(
+                        len(d) for d, _ in stream.ooo.values()) <= MAX_STREAM_BUFFER:
                     return TCP_OUT_OF_ORDER
                 return self.flush_gap(stream)  # the gap will not fill: give up on it
         return self._append(stream, data, on_message)
@@ -259,6 +296,7 @@ class TcpReassembler:
             if stream.ooo:
                 self.flush_gap(stream)
         self._streams.clear()
+        self._bytes = 0
 
 
 def _looks_framed(data: bytes, qr: int | None = None) -> bool:
