@@ -63,8 +63,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+MEMORY_GROWTH_MB = 256  # an input that raises the peak RSS this far above the start is a find
+
+
 class Recorder:
-    """Count inputs and crash signatures; keep the first input of each signature."""
+    """Count inputs and crash signatures; keep the first input of each signature.
+
+    An input after which the process's peak RSS stands MEMORY_GROWTH_MB above where it was
+    after the first input counts as a crash too, signature ("MemoryGrowth", "", "").
+    """
 
     def __init__(self, out: Path, known: dict[Any, str]):
         self.out = out
@@ -72,9 +79,17 @@ class Recorder:
         self.inputs = 0
         self.crashes: Counter[tuple[str, str, str]] = Counter()
         self.started = time.monotonic()
+        self.rss_base: float | None = None
+        self.rss_mark = 0.0
 
     def record(self, data: bytes, sig: tuple[str, str, str] | None, how: dict[str, Any]) -> None:
         self.inputs += 1
+        rss = _peak_rss_mb()
+        if self.rss_base is None:
+            self.rss_base = self.rss_mark = rss
+        elif sig is None and rss > self.rss_mark + 64 and rss > self.rss_base + MEMORY_GROWTH_MB:
+            self.rss_mark = rss
+            sig = ("MemoryGrowth", "", "")
         if sig is None:
             return
         self.crashes[sig] += 1
