@@ -44,17 +44,16 @@ def make_scan(rows: list[tuple], *, responses: int | None = None,
               accounting: dict[str, int] | None = None) -> ScanResult:
     """Return a ScanResult around ``rows`` with consistent counters."""
     df = frame.build_ede(rows)
-    stamps = [r[2] for r in rows]
+    stamps = [r[2] for r in rows if r[2] is not None]
     first = first if first is not None else (min(stamps) if stamps else None)
     last = last if last is not None else (max(stamps) if stamps else None)
     with_ede = len({(r[0], r[1]) for r in rows})
     responses = responses if responses is not None else max(with_ede, 1) * 4
     accounting = accounting or {"dns-query": responses, "dns-response": responses}
-    seconds: dict[int, int] = {}
-    if first is not None and last is not None:
-        span = max(1, (last - first) // SEC + 1)
-        per = max(1, responses // span)
-        seconds = {first // SEC + i: per for i in range(span)}
+    # responses spread evenly over the seconds that have EDEs (bounded by the row count,
+    # whatever the span)
+    busy = sorted({ts // SEC for ts in stamps})
+    seconds = {second: max(1, responses // len(busy)) for second in busy}
     return ScanResult(
         ede=df, responses=None, accounting=accounting, problems={},
         captures=[CaptureInfo("test.pcap", "pcap", None, ["ethernet"], sum(accounting.values()),
