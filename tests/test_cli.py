@@ -256,6 +256,11 @@ def test_port_option() -> None:
     assert none["accounting"] == {"not-dns-port": 4468}
 
 
+def test_jobs_give_the_same_report() -> None:
+    files = ["samples/before.pcap", "samples/after.pcap", "samples/transports.pcap"]
+    assert report_json(*files, "--jobs", "2") == report_json(*files)
+
+
 def test_interval_and_top() -> None:
     report = report_json("samples/incident.pcap", "--interval", "1min", "--top", "2")
     assert report["timeseries"]["interval"] == "1min"
