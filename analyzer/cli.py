@@ -511,7 +511,7 @@ def _errors(debug: bool) -> Iterator[None]:
         from analyzer.errors import Malformed
 
         if isinstance(e, Malformed):
-            _fail(f"--strict: stopped at a malformed packet ({e.reason}); run without --strict "
+            _fail(f"--strict: stopped at a malformed packet ({e}); run without --strict "
                   "to count such packets and go on, or with --debug for the traceback")
         else:
             _fail(str(e))

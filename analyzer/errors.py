@@ -27,11 +27,15 @@ class CaptureError(EdePcapError):
 
 
 class Malformed(EdePcapError):
-    """A packet or DNS message is malformed; ``reason`` is a stable kebab-case slug."""
+    """A packet or DNS message is malformed; ``reason`` is a stable kebab-case slug.
 
-    def __init__(self, reason: str):
+    ``where`` names the capture and frame when the pipeline knows them (``--strict``).
+    """
+
+    def __init__(self, reason: str, where: str | None = None):
         self.reason = reason
-        super().__init__(reason)
+        self.where = where
+        super().__init__(f"{where}: {reason}" if where else reason)
 
 
 class Tally(Counter[str]):

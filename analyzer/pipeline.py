@@ -52,7 +52,9 @@ class Scanner:
         self._ports_np = np.array(sorted(self.ports), np.int64)
         self.all_responses = all_responses
         self.strict = strict
-        self.force_slow = force_slow  # decode every packet one by one (tests compare paths)
+        # Decode every packet one by one: tests compare the paths, and --strict needs
+        # packets in capture order to stop at the first malformed one.
+        self.force_slow = force_slow or strict
         self.accounting = Tally()
         self.problems = Tally()
         self.captures: list[CaptureInfo] = []
@@ -165,6 +167,9 @@ class Scanner:
                         src, dst = buf[l3 + 8:l3 + 24], buf[l3 + 24:l3 + 40]
                     category = decoder.tcp_segment(t, first + i, src, dst, sport, dport, ver,
                                                    buf[l4:end])
+                if self.strict and category.startswith(("malformed-", "snaplen-")):
+                    raise Malformed(category.removeprefix("malformed-"),
+                                    f"{self._capture} frame {first + i}")
                 accounting[category] += 1
         if cls is not None:
             sel = np.flatnonzero(cat == fastpath.CANDIDATE)
@@ -259,7 +264,7 @@ class Scanner:
             resp = parse_response(msg)
         except Malformed as e:
             if self.strict:
-                raise
+                raise Malformed(e.reason, f"{self._capture} frame {ep.frame}") from None
             return "malformed-" + e.reason
         self.dns_responses += 1
         self.seconds[ep.ts // 1_000_000_000] += 1

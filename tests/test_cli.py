@@ -407,7 +407,8 @@ def test_strict_stops_at_the_first_malformed_packet() -> None:
     result = run("report", "samples/broken/compression-loop.pcap", "--strict")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        "ede-pcap: error: --strict: stopped at a malformed packet (dns-bad-pointer); run "
+        "ede-pcap: error: --strict: stopped at a malformed packet "
+        "(samples/broken/compression-loop.pcap frame 2: dns-bad-pointer); run "
         "without --strict to count such packets and go on, or with --debug for the traceback"]
     debug = run("report", "samples/broken/compression-loop.pcap", "--strict", "--debug")
     from analyzer.errors import Malformed
