@@ -212,7 +212,7 @@ class CaptureReader:
         want = n
         # read1 returns what one step of a decompressor yields, so a damaged or cut-off
         # compressed file loses only that step, not a whole chunk of good records.
-        read = getattr(self.stream, "read1", self.stream.read)
+        read = self.stream.read1 if self.info.compression else self.stream.read  # type: ignore[attr-defined]
         while want > 0:
             try:
                 data = read(want)
