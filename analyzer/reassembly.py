@@ -17,6 +17,8 @@ MAX_TCP_STREAMS = 16384
 MAX_STREAM_BUFFER = 65537 * 2  # two DNS messages of maximum size (RFC 1035 §4.2.2 framing)
 MAX_OUT_OF_ORDER = 64          # segments held per stream while waiting for a gap to fill
 MAX_TCP_BYTES = 64 << 20       # all streams together: past it, the oldest streams go
+TCP_IDLE_NS = 60 * 1_000_000_000  # a stream silent this long is forgotten (counted)
+TCP_GAP_NS = 1_000_000_000     # reordering resolves in milliseconds; a gap this old won't
 
 
 class IpReassembler:
@@ -91,10 +93,12 @@ class IpReassembler:
 
 
 class _Stream:
-    __slots__ = ("next_seq", "buf", "ooo", "synced", "qr", "held")
+    __slots__ = ("next_seq", "buf", "ooo", "synced", "qr", "held", "last_ts", "gap_since")
 
     def __init__(self, next_seq: int, synced: bool, qr: int | None = None):
         self.next_seq = next_seq
+        self.last_ts = 0    # time of the stream's latest segment (for idle expiry)
+        self.gap_since = 0  # time the oldest held segment arrived
         self.held = 0  # bytes buffered (partial message and held segments), for the budget
         self.qr = qr  # the QR bit messages in this direction must have, when known
         self.buf = bytearray()
@@ -144,10 +148,26 @@ class TcpReassembler:
     def __len__(self) -> int:
         return len(self._streams)
 
-    def control(self, key: tuple[object, ...], seq: int, flags: int) -> str:
+    def _touch(self, key: tuple[object, ...], stream: _Stream, ts: int) -> None:
+        """Note activity on ``stream`` and forget streams idle for TCP_IDLE_NS.
+
+        Streams stay ordered by last activity, so idle ones are found at the front.
+        """
+        stream.last_ts = ts
+        self._streams.move_to_end(key)
+        while self._streams:
+            oldest_key, oldest = next(iter(self._streams.items()))
+            if ts - oldest.last_ts <= TCP_IDLE_NS:
+                break
+            self._drop(oldest_key)
+            if oldest.ooo:
+                self.flush_gap(oldest)
+            self._evicted["tcp-streams-expired"] += 1
+
+    def control(self, key: tuple[object, ...], seq: int, flags: int, ts: int = 0) -> str:
         """Handle a segment without data: SYN opens a stream, FIN/RST close it."""
         if flags & 0x02:
-            self._new(key, (seq + 1) & 0xFFFFFFFF, synced=True)
+            self._touch(key, self._new(key, (seq + 1) & 0xFFFFFFFF, synced=True), ts)
         elif flags & 0x05:
             stream = self._drop(key)
             if stream is not None and stream.ooo:
@@ -155,7 +175,7 @@ class TcpReassembler:
         return TCP_NO_PAYLOAD
 
     def feed(self, key: tuple[object, ...], seq: int, flags: int, data: bytes,
-             on_message: Callable[[bytes], str], qr: int | None = None) -> str:
+             on_message: Callable[[bytes], str], qr: int | None = None, ts: int = 0) -> str:
         """Add one segment; call ``on_message`` per completed message; return the category.
 
         The category is that of the last message the segment completed, or a ``TCP_*`` slug.
@@ -167,6 +187,7 @@ class TcpReassembler:
         if syn:
             stream = self._new(key, (seq + 1) & 0xFFFFFFFF, synced=True)
             stream.qr = qr
+            self._touch(key, stream, ts)
             if not data:
                 return TCP_NO_PAYLOAD
             seq = (seq + 1) & 0xFFFFFFFF
@@ -181,10 +202,15 @@ class TcpReassembler:
             # the framing looks like DNS before trusting it.
             stream = self._new(key, seq, synced=_looks_framed(data, qr))
             stream.qr = qr
+            self._touch(key, stream, ts)
             if not stream.synced:
                 stream.next_seq = (seq + len(data)) & 0xFFFFFFFF
                 return TCP_UNSYNCED
-        category = self._add(stream, seq, data, on_message)
+        else:
+            self._touch(key, stream, ts)
+        if stream.ooo and ts - stream.gap_since > TCP_GAP_NS:
+            self.flush_gap(stream)  # the missing data is not coming: resume after the gap
+        category = self._add(stream, seq, data, on_message, ts)
         if fin or rst:
             if stream.ooo:
                 self.flush_gap(stream)
@@ -203,7 +229,7 @@ class TcpReassembler:
         return stream
 
     def _add(self, stream: _Stream, seq: int, data: bytes,
-             on_message: Callable[[bytes], str]) -> str:
+             on_message: Callable[[bytes], str], ts: int = 0) -> str:
         ahead = (seq - stream.next_seq) & 0xFFFFFFFF
         if ahead >= 0x80000000:  # starts before what we have: retransmission or overlap
             behind = 0x100000000 - ahead
@@ -212,18 +238,17 @@ class TcpReassembler:
             data = data[behind:]
             ahead = 0
         if ahead:
-            if not stream.buf and _looks_framed(data, stream.qr):
-                # A gap at a message boundary, followed by what looks like a new message:
-                # the missing segment was not captured. Resume here, as Wireshark does.
-                self._evicted["tcp-gaps-skipped"] += 1
-                stream.next_seq = seq
-                stream.ooo.clear()
-            else:
-                stream.ooo.setdefault(seq, (data, on_message))
-                if len(stream.ooo) < MAX_OUT_OF_ORDER and sum(
-                        len(d) for d, _ in stream.ooo.values()) <= MAX_STREAM_BUFFER:
-                    return TCP_OUT_OF_ORDER
-                return self.flush_gap(stream)  # the gap will not fill: give up on it
+            # Data after a gap: hold it. Reordered segments fill the gap within milliseconds;
+            # if it is still open a second later (or at FIN, or at the end of the capture,
+            # or when too much is held), the missing segment was not captured and we resume
+            # at the held data, as Wireshark does.
+            if not stream.ooo:
+                stream.gap_since = ts
+            stream.ooo.setdefault(seq, (data, on_message))
+            if len(stream.ooo) < MAX_OUT_OF_ORDER and sum(
+                    len(d) for d, _ in stream.ooo.values()) <= MAX_STREAM_BUFFER:
+                return TCP_OUT_OF_ORDER
+            return self.flush_gap(stream)
         return self._append(stream, data, on_message)
 
     def _append(self, stream: _Stream, data: bytes, on_message: Callable[[bytes], str]) -> str:
