@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = ["scan", "read_ede", "read_responses", "iter_ede_frames", "read_ede_dask",
-           "ScanResult"]
+           "add_fact_columns", "ScanResult"]
 
 _HOMES = {
     "scan": "analyzer.pipeline",
@@ -20,6 +20,7 @@ _HOMES = {
     "read_responses": "analyzer.pipeline",
     "iter_ede_frames": "analyzer.pipeline",
     "read_ede_dask": "analyzer.distributed",
+    "add_fact_columns": "analyzer.textfacts",
     "ScanResult": "analyzer.result",
 }
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from analyzer.distributed import read_ede_dask
     from analyzer.pipeline import iter_ede_frames, read_ede, read_responses, scan
     from analyzer.result import ScanResult
+    from analyzer.textfacts import add_fact_columns
 
 
 def __getattr__(name: str) -> Any:

@@ -304,7 +304,8 @@ def extract(
     strict: StrictOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Write the row-level frame: one row per EDE option (columns in docs/report-schema.md).
+    """Write the row-level frame: one row per EDE option, with the facts its EXTRA-TEXT
+    states in fact_* columns (columns in docs/frame-schema.md).
 
     Example: ede-pcap extract capture.pcap --output edes.parquet
     """
@@ -321,6 +322,10 @@ def extract(
 
         frame = result.responses if all_responses else result.ede
         frame = filtering.apply(frame, filters)
+        if not all_responses:
+            from analyzer import textfacts
+
+            frame = textfacts.add_fact_columns(frame)
         if _readable(result) and fmt is OutputFormat.PARQUET and _is_dataset(output):
             from analyzer import dataset
 

@@ -459,3 +459,100 @@ def fingerprint(texts: Iterable[str]) -> tuple[str | None, list[str]]:
         return None, []
     best = votes.most_common(1)[0][0]
     return best, evidence[best]
+
+
+# --- RRSIG times -----------------------------------------------------------------------------
+
+_YMDHMS = re.compile(r"(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})", re.ASCII)
+
+
+def rrsig_time(value: int | str | None) -> int | None:
+    """Return an RRSIG expiration or inception as seconds since the epoch, or None.
+
+    RFC 4034 §3.2: the presentation form is either ``YYYYMMDDHHmmSS`` in UTC or an unsigned
+    decimal count of seconds; a 14-digit value that is a valid date is the former (as
+    dnspython reads it), anything else the latter, kept within the 32-bit field.
+    """
+    if value is None:
+        return None
+    text = str(value)
+    if not text.isdigit():
+        return None
+    if len(text) == 14:
+        from datetime import UTC, datetime
+
+        match = _YMDHMS.fullmatch(text)
+        try:
+            moment = datetime(*(int(g) for g in match.groups()), tzinfo=UTC)  # type: ignore[union-attr]
+        except ValueError:
+            pass
+        else:
+            return int(moment.timestamp())
+    seconds = int(text)
+    return seconds if seconds < 2**32 else None
+
+
+# --- facts as frame columns ------------------------------------------------------------------
+
+# Column -> dtype of the columns ``add_fact_columns`` appends, in order. The dtypes are the
+# frame's own (nullable), so a Parquet dataset and every renderer take them as they are.
+FACT_DTYPES: dict[str, str] = {
+    "fact_zone": "string",
+    "fact_key_tag": "UInt16",
+    "fact_rrtype": "category",
+    "fact_expiration": "datetime64[ns, UTC]",
+    "fact_inception": "datetime64[ns, UTC]",
+    "fact_upstream_ip": "string",
+    "fact_upstream_port": "UInt16",
+    "fact_upstream_rcode": "category",
+    "fact_upstream_timeout": "boolean",
+    "fact_reason": "category",
+    "fact_vendor": "category",
+}
+FACT_COLUMNS: tuple[str, ...] = tuple(FACT_DTYPES)
+
+
+def add_fact_columns(df: Any) -> Any:
+    """Return the EDE frame with the facts its EXTRA-TEXTs state as ``fact_*`` columns.
+
+    Each distinct (``extra_text``, ``ede_code``) pair is parsed once with
+    ``parse_extra_text``; a fact the text does not state is missing (``<NA>``, ``NaT``).
+    RRSIG times become UTC timestamps (``rrsig_time``). The frame passed in is not changed.
+
+    Example: ``analyzer.add_fact_columns(analyzer.read_ede("samples/incident.pcap"))``
+    """
+    import numpy as np
+    import pandas as pd
+
+    n = len(df)
+    text_index, texts = pd.factorize(df["extra_text"], use_na_sentinel=True)
+    code = df["ede_code"].astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
+    # one int per (text, code) pair: text index + 1 (0 = missing) times 2**17, code + 1
+    pairs, index = np.unique((np.asarray(text_index, dtype=np.int64) + 1) * 131_072
+                             + code + 1, return_inverse=True)
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    values: dict[str, list[Any]] = {name: [] for name in FACT_COLUMNS}
+    for pair in pairs.tolist():
+        t, c = divmod(pair, 131_072)
+        facts = parse_extra_text(str(texts[t - 1]) if t else None, c - 1 if c else None)
+        for name in FACT_COLUMNS:
+            value = getattr(facts, name.removeprefix("fact_"))
+            if name in ("fact_expiration", "fact_inception"):
+                seconds = rrsig_time(value)
+                value = None if seconds is None else seconds * 1_000_000_000
+            values[name].append(value)
+    columns: dict[str, Any] = {}
+    for name, dtype in FACT_DTYPES.items():
+        per_pair = values[name]
+        if dtype.startswith("datetime"):
+            ns = np.array([-1 if v is None else v for v in per_pair], dtype=np.int64)[index]
+            missing = np.array([v is None for v in per_pair], dtype=bool)[index]
+            stamps = pd.Series(ns.view("datetime64[ns]"), index=df.index)
+            stamps[missing] = pd.NaT
+            columns[name] = stamps.dt.tz_localize("UTC")
+        else:
+            kind = pd.StringDtype("python") if dtype == "string" else dtype
+            array = pd.array(per_pair, dtype="object" if kind == "category" else kind)
+            taken = array.take(index) if n else array[:0]
+            columns[name] = pd.Series(taken, index=df.index, dtype=kind)
+    return df.assign(**columns)

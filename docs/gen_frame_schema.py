@@ -9,12 +9,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from analyzer import frame
+from analyzer import frame, textfacts
 
 OUT = Path(__file__).resolve().parent / "frame-schema.md"
 
 # One line per column, in words a pandas user needs: what it holds, its unit, when it is
-# missing. Keys must be exactly the columns of EDE_DTYPES and RESPONSE_DTYPES.
+# missing. Keys must be exactly the columns of EDE_DTYPES, RESPONSE_DTYPES and
+# textfacts.FACT_DTYPES.
 DESCRIPTIONS: dict[str, str] = {
     "capture": "The capture file the row came from, as given on the command line "
     "(`-` for standard input).",
@@ -65,6 +66,22 @@ DESCRIPTIONS: dict[str, str] = {
     "response; `NaT` when the capture holds no such query.",
     "latency": "`ts - query_ts`: how long the server took to answer, as seen at the capture "
     "point; `NaT` without a matching query.",
+    "fact_zone": "The zone the EXTRA-TEXT names (lower-case, no final dot): often the broken "
+    "zone above the query name, e.g. `for DNSKEY example.com., id = 12345`.",
+    "fact_key_tag": "The DNSKEY key tag the text names (`id = 12345`).",
+    "fact_rrtype": "The RR type the text names (`A`, `DNSKEY`...).",
+    "fact_expiration": "The RRSIG expiration the text quotes (`expiration = ...`), read as "
+    "epoch seconds or `YYYYMMDDHHmmSS` (RFC 4034 §3.2).",
+    "fact_inception": "The RRSIG inception the text quotes, read the same way.",
+    "fact_upstream_ip": "The upstream server the text names (`192.0.2.1:53 timed out for ...`, "
+    "Unbound's `from 192.0.2.1`).",
+    "fact_upstream_port": "That server's port, when the text gives one.",
+    "fact_upstream_rcode": "The RCODE the upstream answered with (`rcode=SERVFAIL`).",
+    "fact_upstream_timeout": "True when the text says the upstream timed out.",
+    "fact_reason": "The failure the text states, as a stable kebab-case slug "
+    "(`signature-expired`, `no-sep-matching-ds`, `upstream-timeout`...).",
+    "fact_vendor": "The software whose wording the text matches (`cloudflare`, `unbound`, "
+    "`bind`, `knot-resolver`, `powerdns`, `technitium`, `structured-dns-error`).",
 }
 
 FRAMES = (
@@ -75,6 +92,16 @@ FRAMES = (
         "return this frame and `ede-pcap extract` writes it. A response with three EDE "
         "options gives three rows that differ only in the option's columns, `ede_index` to "
         "`extra_text_utf8_valid`.",
+    ),
+    (
+        "Facts from EXTRA-TEXT: the fact_* columns",
+        textfacts.FACT_DTYPES,
+        "`ede-pcap extract` appends these to the EDE frame, and "
+        "`analyzer.add_fact_columns(df)` adds them to a frame in Python. They hold what the "
+        "EXTRA-TEXT states in a wording `analyzer.textfacts` knows (1.1.1.1, Unbound, BIND, "
+        "Knot Resolver, PowerDNS, Technitium, structured DNS errors); a fact the text does not "
+        "state is `<NA>` (`NaT` for times), and nothing is guessed. Each distinct "
+        "(`extra_text`, `ede_code`) pair is parsed once.",
     ),
     (
         "Response frame: one row per DNS response",

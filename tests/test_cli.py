@@ -489,10 +489,19 @@ def test_extract_csv_rows_are_ede_options() -> None:
     assert result.exit_code == 0
     rows = list(csv.DictReader(io.StringIO(result.stdout_bytes.decode(), newline="")))
     assert len(rows) == 312
-    from analyzer import frame
+    from analyzer import frame, textfacts
 
-    assert list(rows[0]) == list(frame.EDE_COLUMNS)
+    assert list(rows[0]) == [*frame.EDE_COLUMNS, *textfacts.FACT_COLUMNS]
     assert {r["ede_code"] for r in rows} == {"3", "6", "7", "9", "15", "18", "22"}
+    seven = next(r for r in rows if r["ede_code"] == "7")
+    assert (seven["fact_zone"], seven["fact_key_tag"], seven["fact_expiration"]) == (
+        "shop.example.com", "24160", "2024-03-12T09:11:58.000000Z")
+
+
+def test_extract_all_responses_has_no_fact_columns() -> None:
+    result = run("extract", "samples/incident.pcap", "--all-responses", "-f", "jsonl")
+    assert result.exit_code == 0
+    assert not any(k.startswith("fact_") for k in json.loads(result.stdout.splitlines()[0]))
 
 
 def test_extract_jsonl_with_filters() -> None:

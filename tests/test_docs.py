@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer import frame
+from analyzer import frame, textfacts
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -27,7 +27,7 @@ def load_generator():
 
 def test_every_frame_column_is_described() -> None:
     described = set(load_generator().DESCRIPTIONS)
-    columns = set(frame.EDE_DTYPES) | set(frame.RESPONSE_DTYPES)
+    columns = set(frame.EDE_DTYPES) | set(frame.RESPONSE_DTYPES) | set(textfacts.FACT_DTYPES)
     assert columns - described == set(), "describe these in docs/gen_frame_schema.py"
     assert described - columns == set(), "these columns no longer exist"
 

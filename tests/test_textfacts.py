@@ -260,3 +260,79 @@ def test_fingerprint_caps_evidence() -> None:
     texts = [f"at delegation z{i}.example." for i in range(20)]
     vendor, evidence = fingerprint(texts)
     assert vendor == "cloudflare" and evidence == texts[:5]
+
+
+# --- RRSIG times and the fact_* columns ------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    (1710234718, 1710234718),              # epoch seconds
+    ("1710234718", 1710234718),
+    ("20240312091158", 1710234718),        # YYYYMMDDHHmmSS, UTC (RFC 4034 §3.2)
+    ("20241332000000", None),              # 14 digits but no date, and past 32 bits
+    (2**32, None),                          # past the 32-bit field
+    ("12ab", None),
+    (None, None),
+])
+def test_rrsig_time_reads_both_presentation_forms(value: Any, seconds: int | None) -> None:
+    from analyzer.textfacts import rrsig_time
+
+    assert rrsig_time(value) == seconds
+
+
+def _frame(rows: list[tuple[str | None, int]]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({"extra_text": pd.array([t for t, _ in rows], dtype="string"),
+                         "ede_code": pd.array([c for _, c in rows], dtype="UInt16"),
+                         "kept": range(len(rows))})
+
+
+def test_add_fact_columns_parses_each_pair_once_and_keeps_the_frame() -> None:
+    from unittest import mock
+
+    import pandas as pd
+
+    from analyzer import textfacts
+
+    text7 = "for DNSKEY example.com., id = 24160: RRSIG example.com., expiration = 20240312091158"
+    text23 = "[2001:db8::1]:53 rcode=REFUSED for example.com. AAAA"
+    df = _frame([(text7, 7), (text7, 7), (text23, 23), ("", 3), (None, 3), (text7, 7),
+                 ("for DNSKEY example.com., id = 1", 10), ("for DNSKEY example.com., id = 1", 11)])
+    with mock.patch.object(textfacts, "parse_extra_text",
+                           wraps=textfacts.parse_extra_text) as parse:
+        out = textfacts.add_fact_columns(df)
+    assert parse.call_count == 6  # distinct (text, code) pairs, missing text included
+    assert list(out.columns) == ["extra_text", "ede_code", "kept", *textfacts.FACT_COLUMNS]
+    assert list(df.columns) == ["extra_text", "ede_code", "kept"]  # the input is untouched
+    assert {k: str(v) for k, v in out.dtypes.items() if k.startswith("fact_")} == {
+        k: "string" if v == "string" else v for k, v in textfacts.FACT_DTYPES.items()}
+    first = out.iloc[0]
+    assert (first.fact_zone, first.fact_key_tag, first.fact_reason, first.fact_vendor) == (
+        "example.com", 24160, "signature-expired", "cloudflare")
+    assert first.fact_expiration == pd.Timestamp("2024-03-12T09:11:58Z")
+    assert pd.isna(first.fact_inception) and pd.isna(first.fact_upstream_ip)
+    up = out.iloc[2]
+    assert (up.fact_upstream_ip, up.fact_upstream_port, up.fact_upstream_rcode,
+            bool(up.fact_upstream_timeout), up.fact_rrtype) == (
+        "2001:db8::1", 53, "REFUSED", False, "AAAA")
+    assert out.iloc[3][list(textfacts.FACT_COLUMNS)].isna().all()
+    assert out.iloc[4][list(textfacts.FACT_COLUMNS)].isna().all()
+    # the code picks the reason where one wording serves two codes
+    assert list(out.fact_reason[6:]) == ["no-signatures", "no-zone-key-bit"]
+
+
+def test_add_fact_columns_on_an_empty_frame_keeps_the_schema() -> None:
+    from analyzer import frame, textfacts
+
+    out = textfacts.add_fact_columns(frame.empty_ede())
+    assert out.empty
+    assert list(out.columns) == [*frame.EDE_COLUMNS, *textfacts.FACT_COLUMNS]
+
+
+def test_add_fact_columns_is_public() -> None:
+    import analyzer
+
+    assert "add_fact_columns" in analyzer.__all__
+    from analyzer import textfacts
+
+    assert analyzer.add_fact_columns is textfacts.add_fact_columns
