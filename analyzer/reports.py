@@ -206,7 +206,8 @@ def _text_zones(texts: pd.Series, code: np.ndarray) -> tuple[np.ndarray, list[An
 # --- sections ------------------------------------------------------------------------------
 
 def captures(scan: ScanResult) -> list[dict[str, Any]]:
-    """Return one entry per capture read: format, packets, bytes, span, and any error."""
+    """Return one entry per capture read: format, packets, bytes, span, any error, and
+    where a file cut off inside a record ends (``truncated_at``)."""
     return [{
         "path": c.path,
         "format": c.file_format or None,
@@ -218,6 +219,7 @@ def captures(scan: ScanResult) -> list[dict[str, Any]]:
         "last_seen": iso(c.last_ts_ns),
         "error": c.error,
         "error_offset": c.error_offset,
+        "truncated_at": c.truncated_at,
     } for c in scan.captures]
 
 

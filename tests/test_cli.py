@@ -587,3 +587,22 @@ def test_broken_pipe_is_quiet() -> None:
         "| head -c 100 >/dev/null", shell=True, cwd=REPO, capture_output=True, text=True,
         timeout=120)
     assert "Traceback" not in done.stderr
+
+
+# --- small report wording ------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["text", "html"])
+def test_filters_matching_nothing_say_so(fmt: str) -> None:
+    result = run("report", "samples/after.pcap", "--code", "7", "--code", "6", "-f", fmt)
+    assert result.exit_code == 0
+    assert "matched the filters" in result.stdout
+    assert "none of the DNS responses carried" not in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_a_cut_file_says_where_it_ends(fmt: str) -> None:
+    report = report_json("samples/broken/truncated.pcap")
+    at = report["captures"][0]["truncated_at"]
+    assert at == 1137
+    result = run("report", "samples/broken/truncated.pcap", "-f", fmt)
+    assert "ends mid-record at byte 1,137" in " ".join(result.stdout.split())

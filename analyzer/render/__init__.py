@@ -177,6 +177,15 @@ def skipped_line(report: dict[str, Any]) -> str:
     return f"skipped {plural(sum(skip.values()), 'packet')}: {fmt_counts(skip)}"
 
 
+def truncated_note(capture: dict[str, Any]) -> str:
+    """Return ``ends mid-record at byte N: ...`` for a capture cut off inside a record, or
+    an empty string."""
+    at = capture.get("truncated_at")
+    if at is None:
+        return ""
+    return f"ends mid-record at byte {fmt_count(at)}: the records before it are reported"
+
+
 def code_label(entry: dict[str, Any]) -> str:
     """Return ``7 Signature Expired`` for a codes, incidents or series entry."""
     return f"{entry['code']} {entry['name']}"

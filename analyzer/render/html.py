@@ -23,6 +23,7 @@ from analyzer.render import (
     same_day,
     skipped_line,
     svg,
+    truncated_note,
     zones_for,
 )
 from analyzer.render.svg import esc
@@ -180,6 +181,10 @@ def _summary(report: dict[str, Any]) -> str:
         files += f" and {len(captures) - 5} more"
     if s["captures_failed"]:
         files += f' <span class="error">({s["captures_failed"]} could not be read)</span>'
+    for c in captures:
+        if truncated_note(c):
+            named = f"<code>{esc(c['path'])}</code> " if len(captures) > 1 else ""
+            files += f"; {named}{esc(truncated_note(c))}"
     items.append(("Captures", files))
     packets = fmt_count(s["packets"])
     if report["accounting"]:
@@ -210,7 +215,9 @@ def _summary(report: dict[str, Any]) -> str:
     rows = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items)
     note = ""
     if not s["ede_options"]:
-        note = ("<p>No Extended DNS Errors: none of the DNS responses carried EDNS0 option 15 "
+        note = ("<p>No Extended DNS Errors matched the filters.</p>"
+                if s["dns_responses"] and report.get("filters") else
+                "<p>No Extended DNS Errors: none of the DNS responses carried EDNS0 option 15 "
                 "(RFC 8914).</p>" if s["dns_responses"] else
                 "<p>No DNS responses found. Check the capture filter and --port.</p>")
     return f'<h2>Summary</h2>\n<dl class="summary">{rows}</dl>{note}'
@@ -298,6 +305,7 @@ def _captures(report: dict[str, Any]) -> str:
     return "<h2>Captures</h2>\n" + _table(
         ["File", "Format", "Packets", "Status"],
         [[_mono(c["path"]), c["format"] or "", fmt_count(c["packets"]),
-          _Raw(f'<span class="error">{esc(c["error"])}</span>') if c["error"] else "ok"]
+          _Raw(f'<span class="error">{esc(c["error"])}</span>') if c["error"] else
+          truncated_note(c) or "ok"]
          for c in captures],
         numeric={2})

@@ -22,6 +22,7 @@ from analyzer.render import (
     safe_text,
     same_day,
     skipped_line,
+    truncated_note,
     zones_for,
 )
 
@@ -49,7 +50,10 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
     paths = ", ".join(md(c['path']) for c in report["captures"][:5])
     more = f" and {len(report['captures']) - 5} more" if len(report["captures"]) > 5 else ""
     lines.append(f"- **Captures:** {s['captures']} ({paths}{more})"
-                 + (f", {s['captures_failed']} could not be read" if s["captures_failed"] else ""))
+                 + (f", {s['captures_failed']} could not be read" if s["captures_failed"] else "")
+                 + "".join(f"; {md(c['path']) + ' ' if len(report['captures']) > 1 else ''}"
+                           f"{truncated_note(c)}" for c in report["captures"]
+                           if truncated_note(c)))
     lines.append(f"- **Packets:** {fmt_count(s['packets'])}"
                  + (f": {fmt_counts(report['accounting'])}" if report["accounting"] else ""))
     skipped = skipped_line(report)

@@ -33,6 +33,7 @@ from analyzer.render import (
     safe_text,
     same_day,
     skipped_line,
+    truncated_note,
     zones_for,
 )
 
@@ -141,6 +142,8 @@ def _summary(console: rich.console.Console, report: dict[str, Any], ctx: _Contex
         what = _s(c["path"])
         if c["format"]:
             what += f" ({c['format']}{', ' + c['compression'] if c['compression'] else ''})"
+        if truncated_note(c):
+            what += f"; {truncated_note(c)}"
     else:
         what = f"{len(captures)} files"
     if s["captures_failed"]:
@@ -168,7 +171,9 @@ def _summary(console: rich.console.Console, report: dict[str, Any], ctx: _Contex
     console.print(grid)
     if not s["ede_options"]:
         console.print()
-        if s["dns_responses"]:
+        if s["dns_responses"] and report.get("filters"):
+            console.print("No Extended DNS Errors matched the filters.")
+        elif s["dns_responses"]:
             console.print("No Extended DNS Errors: none of the DNS responses carried EDNS0 "
                           "option 15 (RFC 8914).")
         else:
@@ -372,7 +377,7 @@ def _captures(console: rich.console.Console, report: dict[str, Any], ctx: _Conte
     captures = report["captures"]
     failed = [c for c in captures if c["error"]]
     if len(captures) < 2 and not failed:
-        return
+        return  # one capture: the summary's Captures line said it all
     console.print()
     table = _table("Captures")
     table.add_column("File", overflow="fold", min_width=20)
@@ -380,7 +385,8 @@ def _captures(console: rich.console.Console, report: dict[str, Any], ctx: _Conte
     table.add_column("Packets", justify="right", no_wrap=True)
     table.add_column("Status", overflow="fold")
     for c in captures:
-        status = f"[red]{_s(c['error'])}[/]" if c["error"] else "ok"
+        status = (f"[red]{_s(c['error'])}[/]" if c["error"] else
+                  _s(truncated_note(c)) if truncated_note(c) else "ok")
         table.add_row(_s(c["path"]), _s(c["format"] or "-"), fmt_count(c["packets"]), status)
     console.print(table)
 
