@@ -61,6 +61,15 @@ SECOND_LEVEL = frozenset({
     "nic", "ltd", "plc", "sch", "nom", "int",
 })
 
+# Clock-skew hints: see docs/report-schema.md, "Hints".
+SKEW_FIELDS = {7: "expiration", 8: "inception", 25: None}  # codes -> the time they judge
+SKEW_MIN_S = 60             # less than this between two hosts' clocks is NTP noise
+SKEW_MAX_S = 7 * 86400      # "a few hours or days"; a larger gap is another problem
+TIMEZONE_TOLERANCE_S = 120  # an offset this close to a whole number of hours ...
+TIMEZONE_MAX_HOURS = 14     # ... of at most this many is a time-zone error (UTC-12..+14)
+ONSET_MARGIN_S = 60         # the capture must start this long before EDEs that begin late
+CLOCK_LINE = "a clock problem at the resolver, not a zone problem"
+
 _NS = 1_000_000_000
 _MIN_NS, _MAX_NS = -(2**63) + 1, 2**63 - 1
 FINGERPRINT_TEXTS = 100  # distinct EXTRA-TEXTs per resolver given to textfacts.fingerprint
@@ -106,6 +115,7 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
         "resolvers": resolvers(work, top=top),
         "timeseries": series,
         "incidents": incidents(series, work, top=min(top, 5)),
+        "hints": hints(work, capture_start_ns=scan.first_ts_ns),
     }
 
 
@@ -512,6 +522,128 @@ def incidents(series: dict[str, Any], work: pd.DataFrame, *, top: int = 3
             })
     out.sort(key=lambda i: (i["start"], -i["count"], i["code"]))
     return out
+
+
+def hints(work: pd.DataFrame, *, capture_start_ns: int | None = None,
+          top: int = 10) -> list[dict[str, Any]]:
+    """Return what the EDEs suggest beyond their codes: for now, resolvers whose clock is off.
+
+    A *clock-skew* hint is given per (resolver, zone, code) when codes 7, 8 or 25 come with
+    an RRSIG time in EXTRA-TEXT (``textfacts``: epoch seconds or ``YYYYMMDDHHmmSS``) that
+    contradicts the packet's own time: 7 with the expiration still ahead of the packet
+    (the resolver's clock runs ahead), 8 with the inception already behind it (its clock
+    runs behind), each by SKEW_MIN_S to SKEW_MAX_S; or 7 whose EDEs began a whole number of
+    hours after the expiration while the capture was already running (a time-zone error).
+    ``offset_seconds`` is the resolver's clock minus the capture's, as the EDEs imply.
+    """
+    if work.empty:
+        return []
+    code = work["code"].to_numpy()
+    chosen = np.isin(code, list(SKEW_FIELDS)) & work["ts"].notna().to_numpy()
+    if not chosen.any():
+        return []
+    rows = work.loc[chosen, ["code", "ts", "src_ip", "zone", "extra_text"]]
+    from analyzer import textfacts
+
+    # one parse per distinct (text, code): -> (field, RRSIG time in seconds)
+    times: dict[tuple[str, int], tuple[str, int]] = {}
+    for text, c in rows[["extra_text", "code"]].drop_duplicates().itertuples(index=False):
+        if not isinstance(text, str):
+            continue
+        facts = textfacts.parse_extra_text(text, int(c))
+        wanted = SKEW_FIELDS[int(c)]
+        for name in ("expiration", "inception"):
+            seconds = textfacts.rrsig_time(getattr(facts, name))
+            if seconds is not None and wanted in (None, name):
+                times[(text, int(c))] = (name, seconds)
+                break
+    if not times:
+        return []
+    keys = list(zip(rows["extra_text"].astype(object), rows["code"].tolist(), strict=True))
+    found = [times.get(k) for k in keys]  # type: ignore[call-overload]
+    keep = np.array([f is not None for f in found], dtype=bool)
+    if not keep.any():
+        return []
+    rows = rows.loc[keep]
+    found = [f for f in found if f is not None]
+    rows = rows.assign(
+        field=[f[0] for f in found],
+        sig_ns=np.array([f[1] for f in found], dtype=np.int64) * _NS,
+        ts_ns=rows["ts"].to_numpy(dtype=np.int64))
+    # d: how far the resolver's clock must be from the capture's for this one EDE
+    rows = rows.assign(d=(rows["sig_ns"] - rows["ts_ns"]) / _NS)
+    from analyzer import codes as catalogue
+
+    out = []
+    for (resolver, zone, c, name), g in rows.groupby(["src_ip", "zone", "code", "field"],
+                                                     observed=True, sort=True):
+        expiry = name == "expiration"
+        # expiration: clock >= sig - ts for every EDE; inception: clock < sig - ts
+        at = g["d"].idxmax() if expiry else g["d"].idxmin()
+        bound, sig_ns = float(g.at[at, "d"]), int(g.at[at, "sig_ns"])
+        first, last = int(g["ts_ns"].min()), int(g["ts_ns"].max())
+        offset: float | None = None
+        onset = False
+        if expiry and SKEW_MIN_S <= bound <= SKEW_MAX_S:
+            offset = bound
+        elif not expiry and SKEW_MIN_S <= -bound <= SKEW_MAX_S:
+            offset = bound
+        elif expiry and bound < 0 and _whole_hours(-bound) and (
+                capture_start_ns is not None
+                and capture_start_ns <= first - ONSET_MARGIN_S * _NS):
+            offset, onset = bound, True
+        if offset is None:
+            continue
+        seconds = int(round(offset))
+        timezone = _whole_hours(abs(offset))
+        label = f"{int(c)} {catalogue.describe(int(c)).name}"
+        gap = _span(abs(offset))
+        clock = (f"its clock runs about {gap} {'ahead' if offset > 0 else 'behind'}"
+                 + (", a whole number of hours: a time-zone error" if timezone else ""))
+        if onset:
+            why = (f"the EDEs began {gap} after the RRSIG expiration ({iso(sig_ns)}), while "
+                   "the capture was already running")
+        elif expiry:
+            why = f"the RRSIG expiration it quotes ({iso(sig_ns)}) is still {gap} after its " \
+                  "first such EDE"
+        else:
+            why = f"the RRSIG inception it quotes ({iso(sig_ns)}) was already {gap} before " \
+                  "its last such EDE"
+        # no capture text in the explanation, so Markdown and HTML can print it as it is
+        explanation = f"{why}: {CLOCK_LINE} ({clock})."
+        texts = g["extra_text"].astype(object).value_counts()
+        out.append({
+            "kind": "clock-skew",
+            "code": int(c), "name": catalogue.describe(int(c)).name,
+            "resolver": str(resolver), "zone": str(zone),
+            "field": name, "signature_time": iso(sig_ns),
+            "offset_seconds": seconds, "timezone": timezone,
+            "count": len(g), "first_seen": iso(first), "last_seen": iso(last),
+            "evidence": [str(t) for t in texts.index[:3]],
+            "explanation": explanation,
+            "message": f"{resolver} sent {label} for {zone}, but {explanation}",
+        })
+    out.sort(key=lambda h: (-h["count"], h["resolver"], h["zone"], h["code"]))
+    return out[:top]
+
+
+def _whole_hours(seconds: float) -> bool:
+    hours = round(seconds / 3600)
+    return 1 <= hours <= TIMEZONE_MAX_HOURS and abs(seconds - hours * 3600) <= \
+        TIMEZONE_TOLERANCE_S
+
+
+def _span(seconds: float) -> str:
+    """Return a gap in words: ``45 s``, ``12 min``, ``3 h``, ``2.5 days``."""
+    if _whole_hours(seconds):
+        return f"{round(seconds / 3600)} h"
+    if seconds < 120:
+        return f"{round(seconds)} s"
+    if seconds < 2 * 3600:
+        return f"{round(seconds / 60)} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def hot_runs(counts: np.ndarray) -> list[tuple[int, int, float, int]]:

@@ -89,6 +89,11 @@ def report_rows(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
                "responses": r["responses"], "domains": r["domains"],
                "value": r["software"], "key": codes, "first_seen": r["first_seen"],
                "last_seen": r["last_seen"], "detail": _join(r["evidence"])}
+    for h in report.get("hints") or []:
+        yield {"section": "hints", "key": h["kind"], "code": h["code"], "name": h["name"],
+               "resolver": h["resolver"], "zone": h["zone"], "value": h["offset_seconds"],
+               "count": h["count"], "first_seen": h["first_seen"], "last_seen": h["last_seen"],
+               "detail": h["message"]}
     yield from _timeseries_rows(report["timeseries"])
     for i in report["incidents"]:
         yield {"section": "incidents", "code": i["code"], "name": i["name"],

@@ -86,6 +86,8 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
                     "DNS responses."))
     if report["incidents"]:
         body.append(_incidents(report, dated))
+    if report.get("hints"):
+        body.append(_hints(report, dated))
     if report["codes"]:
         body.append(_actions(report, dated))
     body.append(_timeseries(report, dated))
@@ -239,6 +241,18 @@ def _incidents(report: dict[str, Any], dated: bool) -> str:
         numeric={3, 4, 5},
         caption=f"A code well above its own baseline; {interval} buckets. Detector: "
                 "docs/report-schema.md.")
+
+
+def _hints(report: dict[str, Any], dated: bool) -> str:
+    items = []
+    for h in report["hints"]:
+        items.append(
+            f"<li><p><strong>{esc(code_label(h))}</strong> from {_mono(h['resolver'])} for "
+            f"{_mono(h['zone'])}: {esc(h['explanation'])}</p><p class=\"muted\">"
+            f"{fmt_count(h['count'])} EDEs, {esc(fmt_time(h['first_seen'], date=dated))} to "
+            f"{esc(fmt_time(h['last_seen'], date=dated))}; EXTRA-TEXT: "
+            f"{_mono_list(h['evidence'][:1])}</p></li>")
+    return '<h2>Hints</h2>\n<ol class="actions">' + "".join(items) + "</ol>"
 
 
 def _actions(report: dict[str, Any], dated: bool) -> str:

@@ -104,6 +104,15 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
              for i in report["incidents"]],
             right={3, 4, 5})
         lines.append("")
+    if report.get("hints"):
+        lines += ["## Hints", ""]
+        for h in report["hints"]:
+            lines.append(f"- **{code_label(h)}** from {md(h['resolver'])} for {md(h['zone'])}: "
+                         f"{h['explanation']} {h['count']} EDEs, "
+                         f"{fmt_time(h['first_seen'], date=dated)} to "
+                         f"{fmt_time(h['last_seen'], date=dated)}; EXTRA-TEXT: "
+                         + ", ".join(md(t) for t in h["evidence"][:1]))
+        lines.append("")
     if report["codes"]:
         lines += ["## What to do", ""]
         for n, c in enumerate(report["codes"], 1):

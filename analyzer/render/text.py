@@ -46,8 +46,8 @@ def write_report(report: dict[str, Any], out: IO[str], *, width: int | None = No
     """Write ``report`` to ``out`` as terminal text (80 columns unless ``width``)."""
     with _console(out, width, color) as console:
         ctx = _Context(report)
-        for section in (_summary, _codes, _incidents, _actions, _zones, _domains, _resolvers,
-                        _timeline, _captures):
+        for section in (_summary, _codes, _incidents, _hints, _actions, _zones, _domains,
+                        _resolvers, _timeline, _captures):
             section(console, report, ctx)
 
 
@@ -247,6 +247,24 @@ def _incidents(console: rich.console.Console, report: dict[str, Any], ctx: _Cont
     console.print(table)
     if len(found) > 20:
         console.print(f"[dim]... and {len(found) - 20} more incidents (--format json)[/]")
+
+
+def _hints(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
+    found = report.get("hints") or []
+    if not found:
+        return
+    _heading(console, "Hints: what the EDEs say between the lines")
+    grid = rich.table.Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for n, h in enumerate(found, 1):
+        # plain Text, not markup: nothing in a capture's text is interpreted
+        lines = [safe_text(h["message"])]
+        lines += [f"EXTRA-TEXT: \"{safe_text(t)}\" ({plural(h['count'], 'EDE')}, "
+                  f"{ctx.time(h['first_seen'])} to {ctx.time(h['last_seen'])})"
+                  for t in h["evidence"][:1]]
+        grid.add_row(f"{n}.", rich.text.Text("\n".join(lines), overflow="fold"))
+    console.print(grid)
 
 
 def _actions(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
