@@ -651,3 +651,8 @@ def _codes_markdown(records: list[dict[str, Any]]) -> str:
                   f"{r['document']}.", "", f"**Meaning.** {r['meaning']}", "",
                   f"**Next step.** {r['next_step']}", ""]
     return "\n".join(parts)
+
+
+# --- commands in their own modules (they register themselves on ``app``) ------------------
+
+from analyzer import cli_diff  # noqa: E402, F401

@@ -559,13 +559,14 @@ def hints(work: pd.DataFrame, *, capture_start_ns: int | None = None,
                 break
     if not times:
         return []
-    keys = list(zip(rows["extra_text"].astype(object), rows["code"].tolist(), strict=True))
-    found = [times.get(k) for k in keys]  # type: ignore[call-overload]
-    keep = np.array([f is not None for f in found], dtype=bool)
+    keys: list[tuple[str, int]] = list(zip(rows["extra_text"].astype(object),
+                                           rows["code"].tolist(), strict=True))
+    looked_up = [times.get(k) for k in keys]
+    keep = np.array([f is not None for f in looked_up], dtype=bool)
     if not keep.any():
         return []
     rows = rows.loc[keep]
-    found = [f for f in found if f is not None]
+    found = [f for f in looked_up if f is not None]
     rows = rows.assign(
         field=[f[0] for f in found],
         sig_ns=np.array([f[1] for f in found], dtype=np.int64) * _NS,

@@ -463,9 +463,6 @@ def fingerprint(texts: Iterable[str]) -> tuple[str | None, list[str]]:
 
 # --- RRSIG times -----------------------------------------------------------------------------
 
-_YMDHMS = re.compile(r"(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})", re.ASCII)
-
-
 def rrsig_time(value: int | str | None) -> int | None:
     """Return an RRSIG expiration or inception as seconds since the epoch, or None.
 
@@ -481,9 +478,10 @@ def rrsig_time(value: int | str | None) -> int | None:
     if len(text) == 14:
         from datetime import UTC, datetime
 
-        match = _YMDHMS.fullmatch(text)
+        year, month, day, hour, minute, second = (int(text[i:i + w]) for i, w in (
+            (0, 4), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2)))
         try:
-            moment = datetime(*(int(g) for g in match.groups()), tzinfo=UTC)  # type: ignore[union-attr]
+            moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
         except ValueError:
             pass
         else:

@@ -76,7 +76,7 @@ def golden_name(sample: str, fmt: str) -> str:
 
 # --- help, version, docs -------------------------------------------------------------------
 
-COMMANDS = [[], ["report"], ["extract"], ["codes"]]
+COMMANDS = [[], ["report"], ["extract"], ["codes"], ["diff"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "ede-pcap")
@@ -91,7 +91,7 @@ def test_short_help_flag_and_completion_options() -> None:
     result = run("-h")
     assert result.exit_code == 0
     assert "--install-completion" in result.stdout and "--show-completion" in result.stdout
-    for command in ("report", "extract", "codes"):
+    for command in ("report", "extract", "codes", "diff"):
         assert command in result.stdout
 
 
@@ -606,3 +606,58 @@ def test_a_cut_file_says_where_it_ends(fmt: str) -> None:
     assert at == 1137
     result = run("report", "samples/broken/truncated.pcap", "-f", fmt)
     assert "ends mid-record at byte 1,137" in " ".join(result.stdout.split())
+
+
+# --- diff ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", REPORT_FORMATS)
+def test_diff_golden(fmt: str) -> None:
+    result = run("diff", "samples/before.pcap", "samples/after.pcap", "--format", fmt)
+    assert result.exit_code == 0, result.stderr
+    golden(f"diff-before-after.{fmt}", result.stdout_bytes)
+
+
+def test_diff_shows_the_fix_working() -> None:
+    result = run("diff", "samples/before.pcap", "samples/after.pcap", "-f", "json")
+    d = json.loads(result.stdout)
+    zones = {(z["code"], z["zone"]): z["change"] for z in d["zones"] if z["notable"]}
+    assert zones[(7, "shop.example.com")] == zones[(6, "shop.example.com")] == "disappeared"
+    codes = {c["code"]: c["change"] for c in d["codes"]}
+    assert codes[15] == "appeared" and codes[7] == codes[6] == "disappeared"
+    assert codes[3] == codes[22] == "unchanged"
+    text = run("diff", "samples/before.pcap", "samples/after.pcap").stdout
+    assert "gone: 7 Signature Expired, 6 DNSSEC Bogus; new: 15 Blocked" in " ".join(
+        text.split())
+    for line in text.splitlines():
+        assert len(line) <= 80, line
+
+
+def test_diff_of_two_windows_and_options() -> None:
+    result = run("diff", "samples/incident.pcap", "--split-at", "2024-03-12T09:12:00Z",
+                 "-f", "json", "--factor", "3", "--min-change", "10", "--code", "7")
+    assert result.exit_code == 0, result.stderr
+    d = json.loads(result.stdout)
+    assert d["options"] == {"factor": 3.0, "min_change": 10, "split_at": "2024-03-12T09:12:00Z"}
+    assert d["filters"]["codes"] == [7]
+    assert [(c["code"], c["change"], c["before"], c["after"]) for c in d["codes"]] == [
+        (7, "appeared", 0, 137)]
+
+
+@pytest.mark.parametrize("args", [
+    ["diff", "samples/before.pcap"],
+    ["diff", "samples/before.pcap", "samples/after.pcap", "samples/incident.pcap"],
+    ["diff", "samples/before.pcap", "samples/after.pcap", "--factor", "1"],
+    ["diff", "samples/before.pcap", "--split-at", "yesterday"],
+    ["diff", "samples/before.pcap", "samples/after.pcap", "--format", "jsonl"],
+])
+def test_diff_usage_errors_exit_2(args: list[str]) -> None:
+    result = run(*args)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+
+
+def test_diff_with_an_unreadable_side_exits_1() -> None:
+    result = run("diff", "samples/before.pcap", "samples/no-such.pcap")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "ede-pcap: error: samples/no-such.pcap: no such file; check the path"]

@@ -63,6 +63,34 @@ def render(report: dict[str, Any], fmt: str, out: IO[str], *, width: int | None 
         writer(report, out)
 
 
+def render_diff(diff: dict[str, Any], fmt: str, out: IO[str], *, width: int | None = None,
+                color: bool = False) -> None:
+    """Write a diff built by ``analyzer.diffs.diff`` to ``out`` in ``fmt`` (one of
+    ``REPORT_FORMATS``)."""
+    if fmt == "text":
+        from analyzer.render import text
+
+        text.write_diff(diff, out, width=width, color=color)
+    elif fmt == "json":
+        from analyzer.render import jsonout
+
+        jsonout.write_report(diff, out)
+    elif fmt == "csv":
+        from analyzer.render import csvout
+
+        csvout.write_diff(diff, out)
+    elif fmt == "markdown":
+        from analyzer.render import markdown
+
+        markdown.write_diff(diff, out)
+    elif fmt == "html":
+        from analyzer.render import html
+
+        html.write_diff(diff, out)
+    else:
+        raise ValueError(f"unknown report format {fmt!r}; choose one of {REPORT_FORMATS}")
+
+
 def write_frame(df: pd.DataFrame, fmt: str, out: IO[Any]) -> None:
     """Write the row frame to ``out`` as ``csv`` or ``jsonl`` (text stream) or ``parquet``
     (binary stream)."""
@@ -206,3 +234,69 @@ def resolvers_for(report: dict[str, Any], code: int) -> list[str]:
     hits = [(c["count"], r["resolver"]) for r in report.get("resolvers", [])
             for c in r["codes"] if c["code"] == code]
     return [r for _, r in sorted(hits, key=lambda h: (-h[0], h[1]))]
+
+
+# --- diffs -----------------------------------------------------------------------------------
+
+_VERDICT = (("disappeared", "gone"), ("appeared", "new"), ("increased", "up"),
+            ("decreased", "down"), ("unchanged", "unchanged"))
+
+
+def diff_verdict(diff: dict[str, Any]) -> str:
+    """Return the codes' changes in one line: ``gone: 7 Signature Expired; new: 15 Blocked;
+    unchanged: 3 Stale Answer`` (codes below the EDE threshold count as unchanged)."""
+    parts = []
+    for change, word in _VERDICT:
+        names = [code_label(c) for c in diff["codes"]
+                 if (c["change"] if c["notable"] else "unchanged") == change]
+        if names:
+            parts.append(f"{word}: {', '.join(names)}")
+    return "; ".join(parts) if parts else "no EDE on either side"
+
+
+def diff_side(side: dict[str, Any]) -> str:
+    """Return one side's totals: ``432 DNS responses, 111 with EDE (25.7%), 112 EDE
+    options``."""
+    line = f"{plural(side['dns_responses'], 'DNS response')}, " \
+           f"{fmt_count(side['responses_with_ede'])} with EDE"
+    if side["ede_share"] is not None:
+        line += f" ({fmt_share(side['ede_share'])})"
+    return line + f", {plural(side['ede_options'], 'EDE option')}"
+
+
+def diff_span(side: dict[str, Any]) -> str:
+    """Return a side's time span as ``2024-03-14 08:00:01 to 08:09:58 UTC``."""
+    first, last = side["first_seen"], side["last_seen"]
+    if not first or not last:
+        return ""
+    return f"{fmt_time(first)} to {fmt_time(last, date=first[:10] != last[:10])} UTC"
+
+
+def diff_rule(diff: dict[str, Any]) -> str:
+    """Return what counts as a change, in words."""
+    o = diff["options"]
+    return (f"Changed: a rate per DNS response at least {o['factor']:g}x higher or lower, "
+            f"with counts at least {plural(o['min_change'], 'EDE')} apart")
+
+
+def diff_change(entry: dict[str, Any]) -> str:
+    """Return ``disappeared``, ``appeared``, ``up 3.2x``, ``down 4.6x`` or ``unchanged``."""
+    change = str(entry["change"])
+    if change == "increased" and entry["ratio"]:
+        return f"up {entry['ratio']:.1f}x"
+    if change == "decreased" and entry["ratio"]:
+        return f"down {1 / entry['ratio']:.1f}x"
+    return change
+
+
+def minor_changes(diff: dict[str, Any]) -> list[tuple[str, str]]:
+    """Return the zone and resolver entries that changed but stayed under the EDE threshold,
+    as (what, how): ``("22 shop.example.com", "disappeared (1 to 0)")``; ``what`` holds
+    capture text, for the renderer to escape."""
+    out = []
+    for key in ("zones", "resolvers"):
+        for e in diff[key]:
+            if e["change"] != "unchanged" and not e["notable"]:
+                what = f"{e['code']} {e['zone']}" if key == "zones" else e["resolver"]
+                out.append((what, f"{diff_change(e)} ({e['before']} to {e['after']})"))
+    return out

@@ -193,3 +193,37 @@ def _neutralise_column(text: pd.Series) -> pd.Series:
 
 # used by tests to check the pattern and the scalar helper agree
 FORMULA_PATTERN = re.compile(_FORMULA_RE)
+
+
+# --- diff ------------------------------------------------------------------------------------
+
+DIFF_CSV_COLUMNS: tuple[str, ...] = (
+    "section", "key", "value", "code", "name", "zone", "resolver", "before", "after",
+    "before_rate", "after_rate", "ratio", "change", "notable",
+)
+
+
+def write_diff(diff: dict[str, Any], out: IO[str]) -> None:
+    """Write a diff (``analyzer.diffs.diff``) as one CSV table with a ``section`` column:
+    ``options``, ``before``, ``after`` (key/value rows), then one row per code, zone and
+    resolver entry."""
+    writer = csv.writer(out, lineterminator=LINE_END)
+    writer.writerow(DIFF_CSV_COLUMNS)
+    for row in diff_rows(diff):
+        writer.writerow([neutralise(_cell(row.get(c))) for c in DIFF_CSV_COLUMNS])
+
+
+def diff_rows(diff: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Yield one dict per CSV row of a diff, keyed by ``DIFF_CSV_COLUMNS`` names."""
+    for key, value in diff["options"].items():
+        yield {"section": "options", "key": key, "value": value}
+    for key, value in (diff.get("filters") or {}).items():
+        yield {"section": "filters", "key": key,
+               "value": "; ".join(map(str, value)) if isinstance(value, list) else value}
+    for name in ("before", "after"):
+        for key, value in diff[name].items():
+            yield {"section": name, "key": key,
+                   "value": _join(value) if isinstance(value, list) else value}
+    for section in ("codes", "zones", "resolvers"):
+        for entry in diff[section]:
+            yield {"section": section, **entry}

@@ -123,15 +123,19 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
              for r in report["resolvers"]],
             numeric={1, 2}))
     body.append(_captures(report))
-    out.write(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        '<meta name="referrer" content="no-referrer">\n'
-        "<title>Extended DNS Errors report</title>\n"
-        f"<style>{STYLE}</style>\n</head>\n<body>\n"
-        + "\n".join(part for part in body if part)
-        + "\n</body>\n</html>\n")
+    out.write(_page("Extended DNS Errors report", body))
+
+
+def _page(title: str, body: list[str]) -> str:
+    """Return the standalone document around ``body`` (markup already escaped)."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            '<meta name="referrer" content="no-referrer">\n'
+            f"<title>{esc(title)}</title>\n"
+            f"<style>{STYLE}</style>\n</head>\n<body>\n"
+            + "\n".join(part for part in body if part)
+            + "\n</body>\n</html>\n")
 
 
 class _Raw(str):
@@ -323,3 +327,64 @@ def _captures(report: dict[str, Any]) -> str:
           truncated_note(c) or "ok"]
          for c in captures],
         numeric={2})
+
+
+def write_diff(diff: dict[str, Any], out: IO[str]) -> None:
+    """Write a diff (``analyzer.diffs.diff``) to ``out`` as a standalone HTML document."""
+    from analyzer.render import (
+        diff_change,
+        diff_rule,
+        diff_side,
+        diff_span,
+        diff_verdict,
+        minor_changes,
+    )
+
+    before, after = diff["before"], diff["after"]
+    body = ["<h1>Extended DNS Errors diff</h1>",
+            f'<p class="muted">{_mono(before["label"])} → {_mono(after["label"])}</p>']
+    items = []
+    for title, side in (("Before", before), ("After", after)):
+        span = diff_span(side)
+        items.append((title, esc((span + "; " if span else "") + diff_side(side))))
+    if diff.get("filters"):
+        active = {k: v for k, v in diff["filters"].items() if v}
+        items.append(("Filters", "; ".join(
+            f"{esc(k)} " + ", ".join(f"<code>{esc(x)}</code>"
+                                     for x in (v if isinstance(v, list) else [v]))
+            for k, v in active.items())))
+    items.append(("Verdict", esc(diff_verdict(diff))))
+    body.append('<h2>Summary</h2>\n<dl class="summary">'
+                + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
+                + f'<p class="muted">{esc(diff_rule(diff))}.</p>')
+    if diff["codes"]:
+        body.append("<h2>Codes</h2>")
+        body.append(_table(
+            ["Code", "Name", "Before", "Rate", "After", "Rate", "Change"],
+            [[c["code"], c["name"], fmt_count(c["before"]), fmt_share(c["before_rate"]),
+              fmt_count(c["after"]), fmt_share(c["after_rate"]), diff_change(c)]
+             for c in diff["codes"]],
+            numeric={0, 2, 3, 4, 5},
+            caption="Rate: EDE options per 100 DNS responses of that side."))
+    for key, title in (("zones", "Zones that changed"), ("resolvers", "Resolvers that changed")):
+        notable = [e for e in diff[key] if e["notable"]]
+        if not notable:
+            continue
+        body.append(f"<h2>{esc(title)}</h2>")
+        if key == "zones":
+            body.append(_table(["Code", "Zone", "Before", "After", "Change"],
+                               [[e["code"], _mono(e["zone"]), fmt_count(e["before"]),
+                                 fmt_count(e["after"]), diff_change(e)] for e in notable],
+                               numeric={0, 2, 3}))
+        else:
+            body.append(_table(["Resolver", "Before", "After", "Change"],
+                               [[_mono(e["resolver"]), fmt_count(e["before"]),
+                                 fmt_count(e["after"]), diff_change(e)] for e in notable],
+                               numeric={1, 2}))
+    minor = minor_changes(diff)
+    if minor:
+        body.append(f"<h2>Smaller changes (under {diff['options']['min_change']} EDEs "
+                    "apart)</h2>\n<ul>"
+                    + "".join(f"<li>{_mono(what)} {esc(how)}</li>" for what, how in minor)
+                    + "</ul>")
+    out.write(_page("Extended DNS Errors diff", body))

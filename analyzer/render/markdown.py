@@ -187,3 +187,58 @@ def _code_span(value: Any) -> str:
     # a table cell still ends at "|"; neither occurs in names we print this way once
     # replaced by visible escapes.
     return safe_text(value).replace("`", "\\x60").replace("|", "\\x7c")
+
+
+def write_diff(diff: dict[str, Any], out: IO[str]) -> None:
+    """Write a diff (``analyzer.diffs.diff``) to ``out`` as a Markdown document."""
+    from analyzer.render import (
+        diff_change,
+        diff_rule,
+        diff_side,
+        diff_span,
+        diff_verdict,
+        minor_changes,
+    )
+
+    before, after = diff["before"], diff["after"]
+    lines = ["# Extended DNS Errors diff", "",
+             f"{md(before['label'])} → {md(after['label'])}", ""]
+    for title, side in (("Before", before), ("After", after)):
+        span = diff_span(side)
+        lines.append(f"- **{title}:** {span + '; ' if span else ''}{diff_side(side)}")
+    if diff.get("filters"):
+        active = {k: v for k, v in diff["filters"].items() if v}
+        lines.append("- **Filters:** " + "; ".join(
+            f"{k} " + ", ".join(md(x) for x in (v if isinstance(v, list) else [v]))
+            for k, v in active.items()))
+    lines += [f"- **Verdict:** {diff_verdict(diff)}", f"- *{diff_rule(diff)}*", ""]
+    if diff["codes"]:
+        lines += ["## Codes", "", "Rate: EDE options per 100 DNS responses of that side.", ""]
+        lines += _table(
+            ["Code", "Name", "Before", "Rate", "After", "Rate", "Change"],
+            [[str(c["code"]), c["name"], fmt_count(c["before"]), fmt_share(c["before_rate"]),
+              fmt_count(c["after"]), fmt_share(c["after_rate"]), diff_change(c)]
+             for c in diff["codes"]],
+            right={0, 2, 3, 4, 5})
+        lines.append("")
+    for key, title in (("zones", "Zones that changed"), ("resolvers", "Resolvers that changed")):
+        notable = [e for e in diff[key] if e["notable"]]
+        if not notable:
+            continue
+        lines += [f"## {title}", ""]
+        if key == "zones":
+            lines += _table(["Code", "Zone", "Before", "After", "Change"],
+                            [[str(e["code"]), md(e["zone"]), fmt_count(e["before"]),
+                              fmt_count(e["after"]), diff_change(e)] for e in notable],
+                            right={0, 2, 3})
+        else:
+            lines += _table(["Resolver", "Before", "After", "Change"],
+                            [[md(e["resolver"]), fmt_count(e["before"]), fmt_count(e["after"]),
+                              diff_change(e)] for e in notable], right={1, 2})
+        lines.append("")
+    minor = minor_changes(diff)
+    if minor:
+        lines += [f"## Smaller changes (under {diff['options']['min_change']} EDEs apart)", ""]
+        lines += [f"- {md(what)} {how}" for what, how in minor]
+        lines.append("")
+    out.write("\n".join(lines).rstrip("\n") + "\n")

@@ -422,3 +422,72 @@ def sparkline(counts: list[int]) -> str:
         return "·" * len(counts)
     return "".join("·" if n <= 0 else SPARK[min(len(SPARK) - 1, math.ceil(n / peak * 8) - 1)]
                    for n in counts)
+
+
+# --- diff ------------------------------------------------------------------------------------
+
+def write_diff(diff: dict[str, Any], out: IO[str], *, width: int | None = None,
+               color: bool = False) -> None:
+    """Write a diff (``analyzer.diffs.diff``) to ``out`` as terminal text."""
+    from analyzer.render import diff_change, diff_rule, diff_side, diff_span, diff_verdict
+
+    with _console(out, width, color) as console:
+        before, after = diff["before"], diff["after"]
+        console.print(rich.text.Text.assemble(("EDE diff", "bold"), "  ",
+                                              safe_text(before["label"]), " -> ",
+                                              safe_text(after["label"]), overflow="fold"))
+        grid = rich.table.Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for title, side in (("Before", before), ("After", after)):
+            span = diff_span(side)
+            grid.add_row(title, rich.text.Text(
+                (f"{span}; " if span else "") + diff_side(side), overflow="fold"))
+        if diff.get("filters"):
+            grid.add_row("Filters", rich.text.Text(safe_text(_filters(diff["filters"]))))
+        grid.add_row("Verdict", diff_verdict(diff))
+        console.print(grid)
+        console.print(f"[dim]{_s(diff_rule(diff))}[/]")
+        if diff["codes"]:
+            console.print()
+            table = _table("Codes", "Rate: EDE options per 100 DNS responses of that side")
+            for name, justify in (("Code", "right"), ("Name", "left"), ("Before", "right"),
+                                  ("Rate", "right"), ("After", "right"), ("Rate", "right"),
+                                  ("Change", "left")):
+                table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                                 no_wrap=name != "Name", overflow="fold")
+            for c in diff["codes"]:
+                table.add_row(str(c["code"]), _s(c["name"]), fmt_count(c["before"]),
+                              fmt_share(c["before_rate"]), fmt_count(c["after"]),
+                              fmt_share(c["after_rate"]),
+                              diff_change(c) if c["notable"] or c["change"] == "unchanged"
+                              else f"{diff_change(c)} (few)")
+            console.print(table)
+        for key, title, label in (("zones", "Zones", "Zone"),
+                                  ("resolvers", "Resolvers", "Resolver")):
+            notable = [e for e in diff[key] if e["notable"]]
+            if not notable:
+                continue
+            console.print()
+            table = _table(f"{title} that changed")
+            if key == "zones":
+                table.add_column("Code", justify="right", no_wrap=True)
+            table.add_column(label, overflow="fold", min_width=16)
+            table.add_column("Before", justify="right", no_wrap=True)
+            table.add_column("After", justify="right", no_wrap=True)
+            table.add_column("Change", no_wrap=True)
+            for e in notable:
+                cells = [str(e["code"])] if key == "zones" else []
+                cells += [_s(e["zone"] if key == "zones" else e["resolver"]),
+                          fmt_count(e["before"]), fmt_count(e["after"]), diff_change(e)]
+                table.add_row(*cells)
+            console.print(table)
+        from analyzer.render import minor_changes
+
+        minor = minor_changes(diff)
+        if minor:
+            console.print()
+            console.print(rich.text.Text(
+                f"Smaller changes (under {diff['options']['min_change']} EDEs apart): "
+                + "; ".join(f"{safe_text(what)} {how}" for what, how in minor),
+                overflow="fold"))
