@@ -133,6 +133,17 @@ def _row_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return (row[0], row[1], row[len(MESSAGE_FIELDS)])
 
 
+def concat(frames: Sequence[pd.DataFrame], dtypes: dict[str, Any]) -> pd.DataFrame:
+    """Join frames built in pieces into one, in capture order, with the declared dtypes."""
+    frames = [f for f in frames if len(f)] or list(frames[:1])
+    if len(frames) == 1:
+        return frames[0]
+    # Categoricals with different categories concatenate to objects: declare them again.
+    joined = pd.concat(frames, ignore_index=True).astype(dtypes)
+    keys = ["capture", "frame_number"] + (["ede_index"] if "ede_index" in dtypes else [])
+    return joined.sort_values(keys, kind="stable", ignore_index=True)
+
+
 def empty_ede() -> pd.DataFrame:
     """Return an EDE frame with no rows and the full schema."""
     return build_ede([])

@@ -39,6 +39,7 @@ from analyzer.message import (
 from analyzer.result import CaptureInfo, ScanResult
 
 Source = str | Path | BinaryIO
+COMPACT_ROWS = 5_000  # rows kept as tuples before they are built into a frame
 Progress = Callable[[int, int], None]
 
 
@@ -59,7 +60,11 @@ class Scanner:
         self.problems = Tally()
         self.captures: list[CaptureInfo] = []
         self.rows: list[tuple[Any, ...]] = []
+        self.frames: list[Any] = []  # rows already built into frames (see _compact)
         self.report_rows: list[tuple[Any, ...]] = []
+        self.compact_rows = COMPACT_ROWS
+        self._warming = False
+        self._strings: dict[str, str] = {}
         self.dns_queries = self.dns_responses = self.responses_with_ede = self.ede_options = 0
         self.seconds: Counter[int] = Counter()
         self._window = match_window_ns
@@ -185,15 +190,25 @@ class Scanner:
                 accounting[self._response(buf[p:p + plen], ep, candidate=True)] += 1
         self._table.seal()
         self._flush_pending()
+        if len(self.rows) >= self.compact_rows and not self._warming:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Turn the rows so far into a frame: a row tuple costs several times its columns."""
+        rows, self.rows = self.rows, []
+        self.frames.append(frame.build_responses(rows) if self.all_responses
+                           else frame.build_ede(rows))
 
     def _warm_up(self, chunk: Chunk) -> None:
         """Decode records before a part's start for their state only: nothing is counted."""
         kept = (self.accounting, self.rows, self.report_rows, self.seconds, self.dns_queries,
                 self.dns_responses, self.responses_with_ede, self.ede_options)
         self.accounting, self.rows, self.report_rows, self.seconds = Tally(), [], [], Counter()
+        self._warming = True
         try:
             self._chunk(chunk)
         finally:
+            self._warming = False
             (self.accounting, self.rows, self.report_rows, self.seconds, self.dns_queries,
              self.dns_responses, self.responses_with_ede, self.ede_options) = kept
 
@@ -297,18 +312,25 @@ class Scanner:
         flag_bits = _FLAG_BITS
         capture = self._capture
         rows = self.rows
+        strings = self._strings  # one object per distinct name and text, not one per row
+        if len(strings) > 200_000:
+            strings.clear()
         for (ep, r), query_ts in zip(pending, asked, strict=True):
             src = ip_text.get(ep.src) or ip_text.setdefault(ep.src, _ip(ep.src))
             dst = ip_text.get(ep.dst) or ip_text.setdefault(ep.dst, _ip(ep.dst))
             head = (capture, ep.frame, ep.ts, src, ep.sport, dst, ep.dport, ep.transport,
-                    ep.ip_version, r.dns_id, r.qname, r.qtype, r.qclass, r.rcode,
+                    ep.ip_version, r.dns_id,
+                    r.qname and (strings.get(r.qname) or strings.setdefault(r.qname, r.qname)),
+                    r.qtype, r.qclass, r.rcode,
                     *flag_bits[r.flags & 0x07B0], r.edns_udp_size, r.do, len(r.edes), query_ts)
             if self.all_responses:
                 rows.append(head + (",".join(str(e.info_code) for e in r.edes),
                                     r.report_channel))
             else:
                 for index, ede in enumerate(r.edes):
-                    rows.append(head + (index, ede.info_code, ede.extra_text, ede.utf8_valid,
+                    text = ede.extra_text
+                    text = strings.get(text) or strings.setdefault(text, text)
+                    rows.append(head + (index, ede.info_code, text, ede.utf8_valid,
                                         r.report_channel))
 
     # -- results ---------------------------------------------------------------------------------
@@ -318,7 +340,7 @@ class Scanner:
         return Partial(self.rows, dict(self.accounting), dict(self.problems), self.captures,
                        self.dns_queries, self.dns_responses, self.responses_with_ede,
                        self.ede_options, dict(self.seconds), self.all_responses,
-                       None, self.end_position, self.report_rows)
+                       None, self.end_position, self.report_rows, self.frames)
 
     def result(self) -> ScanResult:
         """Return what the scan found, with the frame built."""
@@ -342,6 +364,7 @@ class Partial:
     part: split.Part | None = None   # which part of a split file, if it was split
     end_position: int | None = None  # where that part's reading actually stopped
     report_rows: list[tuple[Any, ...]] = field(default_factory=list)  # RFC 9567 reports
+    frames: list[Any] = field(default_factory=list)  # rows already built into frames
 
 
 def combine(partials: Sequence[Partial]) -> ScanResult:
@@ -349,11 +372,13 @@ def combine(partials: Sequence[Partial]) -> ScanResult:
     accounting, problems, seconds = Tally(), Tally(), Counter[int]()
     rows: list[tuple[Any, ...]] = []
     report_rows: list[tuple[Any, ...]] = []
+    frames: list[Any] = []
     captures: list[CaptureInfo] = []
     totals = [0, 0, 0, 0]
     all_responses = any(p.all_responses for p in partials)
     for p in partials:
         rows.extend(p.rows)
+        frames.extend(p.frames)
         report_rows.extend(p.report_rows)
         accounting.update(p.accounting)
         problems.update(p.problems)
@@ -362,7 +387,10 @@ def combine(partials: Sequence[Partial]) -> ScanResult:
         for k, v in enumerate((p.dns_queries, p.dns_responses, p.responses_with_ede,
                                p.ede_options)):
             totals[k] += v
-    built = frame.build_responses(rows) if all_responses else frame.build_ede(rows)
+    if all_responses:
+        built = frame.concat([*frames, frame.build_responses(rows)], frame.RESPONSE_DTYPES)
+    else:
+        built = frame.concat([*frames, frame.build_ede(rows)], frame.EDE_DTYPES)
     firsts = [c.first_ts_ns for c in captures if c.first_ts_ns is not None]
     lasts = [c.last_ts_ns for c in captures if c.last_ts_ns is not None]
     return ScanResult(
@@ -402,6 +430,7 @@ def join_parts(parts: Sequence[Partial]) -> Partial | None:
             return None
     rows: list[tuple[Any, ...]] = []
     report_rows: list[tuple[Any, ...]] = []
+    frames: list[Any] = []
     offset = 0
     accounting, problems, seconds = Counter[str](), Counter[str](), Counter[int]()
     info = CaptureInfo(path=parts[0].captures[0].path)
@@ -409,6 +438,10 @@ def join_parts(parts: Sequence[Partial]) -> Partial | None:
         for mine, theirs in ((rows, p.rows), (report_rows, p.report_rows)):
             mine.extend(theirs if not offset else
                         [r[:1] + (r[1] + offset,) + r[2:] for r in theirs])
+        for built in p.frames:
+            if offset:
+                built = built.assign(frame_number=built["frame_number"] + offset)
+            frames.append(built)
         part_info = p.captures[0]
         offset += part_info.packets
         accounting.update(p.accounting)
@@ -419,7 +452,7 @@ def join_parts(parts: Sequence[Partial]) -> Partial | None:
     return Partial(rows, dict(accounting), dict(problems), [info],
                    sum(p.dns_queries for p in parts), sum(p.dns_responses for p in parts),
                    sum(p.responses_with_ede for p in parts), sum(p.ede_options for p in parts),
-                   dict(seconds), first.all_responses, report_rows=report_rows)
+                   dict(seconds), first.all_responses, report_rows=report_rows, frames=frames)
 
 
 def _absorb(info: CaptureInfo, part: CaptureInfo) -> None:
@@ -558,9 +591,9 @@ def iter_ede_frames(sources: Source | Sequence[Source], rows_per_frame: int = 10
     Memory stays bounded by the piece size, whatever the size of the captures.
     """
     scanner = Scanner(**options)
+    scanner.compact_rows = rows_per_frame
     for _ in scanner.run(_as_list(sources)):
-        if len(scanner.rows) >= rows_per_frame:
-            rows, scanner.rows = scanner.rows, []
-            yield frame.build_ede(rows)
+        while scanner.frames:
+            yield scanner.frames.pop(0)
     if scanner.rows:
         yield frame.build_ede(scanner.rows)
