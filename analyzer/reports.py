@@ -100,6 +100,7 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
         window[1] - window[0] if window else 0)
     summary = summarize(scan, work, filters)
     series = timeline(work, seconds, window=window, response_seconds=scan.response_seconds)
+    reported = error_reports(scan.error_reports, df, work, filters=filters, top=top)
     return {
         "schema_version": SCHEMA_VERSION,
         "options": {"top": top, "interval": interval_label(seconds),
@@ -116,6 +117,8 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
         "timeseries": series,
         "incidents": incidents(series, work, top=min(top, 5)),
         "hints": hints(work, capture_start_ns=scan.first_ts_ns),
+        # only when the captures hold RFC 9567 reports or report channels: most do not
+        **({"error_reports": reported} if reported is not None else {}),
     }
 
 
@@ -522,6 +525,79 @@ def incidents(series: dict[str, Any], work: pd.DataFrame, *, top: int = 3
             })
     out.sort(key=lambda i: (i["start"], -i["count"], i["code"]))
     return out
+
+
+def error_reports(reports_df: pd.DataFrame | None, df: pd.DataFrame, work: pd.DataFrame, *,
+                  filters: Filters | None = None, top: int = 10) -> dict[str, Any] | None:
+    """Return the RFC 9567 error reports seen and how they square with the EDEs, or None
+    when the captures hold neither a report query nor a response with a Report-Channel.
+
+    ``reports`` lists the report queries per (reporter, agent, name, type, code), most
+    first (``top``). ``reconciliation`` has one entry per reported (name, code) and per
+    (name, code) whose EDE responses carried a report channel: the reports, the EDE options
+    on the wire, and ``status``: ``reported`` (both), ``report-without-ede`` or
+    ``ede-not-reported`` (a channel was offered, no report went out).
+    """
+    has_channel = "report_channel" in df.columns and bool(df["report_channel"].notna().any())
+    if (reports_df is None or reports_df.empty) and not has_channel:
+        return None
+    from analyzer import codes as catalogue
+    from analyzer import filters as filtering
+
+    found = pd.DataFrame()
+    if reports_df is not None and not reports_df.empty:
+        found = filtering.apply(reports_df.rename(columns={"reported_qname": "qname"}),
+                                filters)
+    listed: list[dict[str, Any]] = []
+    by_key: dict[tuple[str, int], int] = {}
+    if not found.empty:
+        found = found.assign(qname=[_lower_name(q) for q in found["qname"].astype(object)],
+                             ts_ns=_ns(found["ts"]))
+        g = found.groupby(["src_ip", "agent_domain", "qname", "reported_qtype", "ede_code"],
+                          observed=True, sort=False)
+        table = pd.DataFrame({"count": g.size(), "first": g["ts_ns"].min(),
+                              "last": g["ts_ns"].max()}).reset_index()
+        table = table.sort_values(["count", "qname", "ede_code", "src_ip"],
+                                  ascending=[False, True, True, True], key=_sort_key)
+        listed = [{
+            "reporter": str(r.src_ip), "agent": str(r.agent_domain), "qname": str(r.qname),
+            "qtype": str(r.reported_qtype), "code": int(r.ede_code),
+            "name": catalogue.describe(int(r.ede_code)).name, "count": int(r.count),
+            "first_seen": iso(r.first), "last_seen": iso(r.last),
+        } for r in table.head(top).itertuples(index=False)]
+        for (q, c), n in found.groupby(["qname", "ede_code"], observed=True).size().items():
+            by_key[(str(q), int(c))] = int(n)
+    edes: dict[tuple[str, int], int] = {}
+    channelled: dict[tuple[str, int], int] = {}
+    if not work.empty:
+        for (q, c), n in work.groupby(["qname", "code"], observed=True).size().items():
+            edes[(str(q), int(c))] = int(n)
+        if has_channel:
+            flagged = work.loc[df["report_channel"].notna().to_numpy()]
+            for (q, c), n in flagged.groupby(["qname", "code"], observed=True).size().items():
+                if n:
+                    channelled[(str(q), int(c))] = int(n)
+    rows = []
+    for q, c in sorted(by_key.keys() | channelled.keys(), key=lambda k: (k[0], k[1])):
+        sent, seen = by_key.get((q, c), 0), edes.get((q, c), 0)
+        status = ("reported" if sent and seen else "report-without-ede" if sent
+                  else "ede-not-reported")
+        rows.append({"qname": q, "code": c, "name": catalogue.describe(c).name,
+                     "reports": sent, "edes": seen, "edes_with_channel": channelled.get((q, c), 0),
+                     "status": status})
+    order = {"ede-not-reported": 0, "report-without-ede": 1, "reported": 2}
+    rows.sort(key=lambda r: (order[r["status"]], -max(r["reports"], r["edes"]), r["qname"],
+                             r["code"]))
+    channels = (df.loc[df["report_channel"].notna(), "report_channel"].astype(str)
+                .str.lower().str.rstrip(".").value_counts() if has_channel else pd.Series())
+    return {
+        "reports": listed,
+        "report_queries": int(len(found)),
+        "channels": [{"agent": str(a), "count": int(n)} for a, n in
+                     sorted(channels.items(), key=lambda kv: (-kv[1], kv[0]))[:top]],
+        "reconciliation": rows[:max(top, 1) * 5],
+        "summary": {s: sum(r["status"] == s for r in rows) for s in order},
+    }
 
 
 def hints(work: pd.DataFrame, *, capture_start_ns: int | None = None,

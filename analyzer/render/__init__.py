@@ -214,6 +214,13 @@ def truncated_note(capture: dict[str, Any]) -> str:
     return f"ends mid-record at byte {fmt_count(at)}: the records before it are reported"
 
 
+REPORT_STATUS = {"reported": "reported", "report-without-ede": "report without EDE",
+                 "ede-not-reported": "EDE not reported"}
+REPORT_NOTE = ("reported: reports and EDEs agree; report without EDE: a resolver reported an "
+               "error no captured response carried; EDE not reported: a response offered a "
+               "report channel, but no report went out")
+
+
 def code_label(entry: dict[str, Any]) -> str:
     """Return ``7 Signature Expired`` for a codes, incidents or series entry."""
     return f"{entry['code']} {entry['name']}"

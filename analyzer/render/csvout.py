@@ -89,6 +89,17 @@ def report_rows(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
                "responses": r["responses"], "domains": r["domains"],
                "value": r["software"], "key": codes, "first_seen": r["first_seen"],
                "last_seen": r["last_seen"], "detail": _join(r["evidence"])}
+    section = report.get("error_reports") or {}
+    for r in section.get("reports", []):
+        yield {"section": "error_reports", "resolver": r["reporter"], "qname": r["qname"],
+               "key": r["qtype"], "code": r["code"], "name": r["name"], "value": r["agent"],
+               "count": r["count"], "first_seen": r["first_seen"], "last_seen": r["last_seen"]}
+    for c in section.get("channels", []):
+        yield {"section": "report_channels", "value": c["agent"], "count": c["count"]}
+    for r in section.get("reconciliation", []):
+        yield {"section": "error_reconciliation", "qname": r["qname"], "code": r["code"],
+               "name": r["name"], "count": r["reports"], "responses": r["edes"],
+               "domains": r["edes_with_channel"], "value": r["status"]}
     for h in report.get("hints") or []:
         yield {"section": "hints", "key": h["kind"], "code": h["code"], "name": h["name"],
                "resolver": h["resolver"], "zone": h["zone"], "value": h["offset_seconds"],

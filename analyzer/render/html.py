@@ -122,6 +122,8 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
               r["software"] or "", _mono_list(r["evidence"][:3])]
              for r in report["resolvers"]],
             numeric={1, 2}))
+    if report.get("error_reports"):
+        body.append(_error_reports(report["error_reports"], dated))
     body.append(_captures(report))
     out.write(_page("Extended DNS Errors report", body))
 
@@ -313,6 +315,36 @@ def _timeseries(report: dict[str, Any], dated: bool) -> str:
         parts.append(f"<p class=\"muted\">{len(ts['series']) - MAX_SERIES} more codes in the "
                      "JSON report.</p>")
     parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _error_reports(section: dict[str, Any], dated: bool) -> str:
+    from analyzer.render import REPORT_NOTE, REPORT_STATUS
+
+    parts = ["<h2>DNS error reports (RFC 9567)</h2>"]
+    if section["reports"]:
+        parts.append(_table(
+            ["Reporter", "Reported name", "Type", "Code", "Agent", "Count", "First seen",
+             "Last seen"],
+            [[_mono(r["reporter"]), _mono(r["qname"]), r["qtype"], r["code"],
+              _mono(r["agent"]), fmt_count(r["count"]), fmt_time(r["first_seen"], date=dated),
+              fmt_time(r["last_seen"], date=dated)] for r in section["reports"]],
+            numeric={3, 5},
+            caption=f"{fmt_count(section['report_queries'])} report queries."))
+    else:
+        parts.append("<p>No report queries were sent.</p>")
+    if section["channels"]:
+        parts.append("<p>Report channels offered: " + ", ".join(
+            f"<code>{esc(c['agent'])}</code> ({fmt_count(c['count'])} EDEs)"
+            for c in section["channels"]) + "</p>")
+    if section["reconciliation"]:
+        parts.append("<h3>Reports against the EDEs on the wire</h3>")
+        parts.append(_table(
+            ["Name", "Code", "Reports", "EDEs", "With channel", "Status"],
+            [[_mono(r["qname"]), code_label(r), fmt_count(r["reports"]), fmt_count(r["edes"]),
+              fmt_count(r["edes_with_channel"]), REPORT_STATUS[r["status"]]]
+             for r in section["reconciliation"]],
+            numeric={2, 3, 4}, caption=REPORT_NOTE + "."))
     return "\n".join(parts)
 
 

@@ -168,12 +168,46 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
              for r in report["resolvers"]],
             right={1, 2})
         lines.append("")
+    if report.get("error_reports"):
+        lines += _error_reports(report["error_reports"], dated)
     failed = [c for c in report["captures"] if c["error"]]
     if failed:
         lines += ["## Captures that could not be read", ""]
         lines += [f"- {md(c['path'])}: {md(c['error'])}" for c in failed]
         lines.append("")
     out.write("\n".join(lines).rstrip("\n") + "\n")
+
+
+def _error_reports(section: dict[str, Any], dated: bool) -> list[str]:
+    from analyzer.render import REPORT_NOTE, REPORT_STATUS
+
+    lines = ["## DNS error reports (RFC 9567)", ""]
+    if section["reports"]:
+        lines += [f"{fmt_count(section['report_queries'])} report queries.", ""]
+        lines += _table(
+            ["Reporter", "Reported name", "Type", "Code", "Agent", "Count", "First seen",
+             "Last seen"],
+            [[md(r["reporter"]), md(r["qname"]), md(r["qtype"]), str(r["code"]),
+              md(r["agent"]), fmt_count(r["count"]), fmt_time(r["first_seen"], date=dated),
+              fmt_time(r["last_seen"], date=dated)] for r in section["reports"]],
+            right={3, 5})
+    else:
+        lines.append("No report queries were sent.")
+    lines.append("")
+    if section["channels"]:
+        lines += ["Report channels offered: " + ", ".join(
+            f"{md(c['agent'])} ({fmt_count(c['count'])} EDEs)" for c in section["channels"]),
+            ""]
+    if section["reconciliation"]:
+        lines += ["### Reports against the EDEs on the wire", "", f"*{REPORT_NOTE}.*", ""]
+        lines += _table(
+            ["Name", "Code", "Reports", "EDEs", "With channel", "Status"],
+            [[md(r["qname"]), code_label(r), fmt_count(r["reports"]), fmt_count(r["edes"]),
+              fmt_count(r["edes_with_channel"]), REPORT_STATUS[r["status"]]]
+             for r in section["reconciliation"]],
+            right={2, 3, 4})
+        lines.append("")
+    return lines
 
 
 def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:

@@ -47,7 +47,7 @@ def write_report(report: dict[str, Any], out: IO[str], *, width: int | None = No
     with _console(out, width, color) as console:
         ctx = _Context(report)
         for section in (_summary, _codes, _incidents, _hints, _actions, _zones, _domains,
-                        _resolvers, _timeline, _captures):
+                        _resolvers, _error_reports, _timeline, _captures):
             section(console, report, ctx)
 
 
@@ -363,6 +363,50 @@ def _resolvers(console: rich.console.Console, report: dict[str, Any], ctx: _Cont
     for resolver, software, text in evidence[:3]:
         console.print(_indent(f"[dim]{_s(resolver)} looks like {_s(software)}: "
                               f"\"{_s(text)}\"[/]"))
+
+
+def _error_reports(console: rich.console.Console, report: dict[str, Any], ctx: _Context
+                   ) -> None:
+    section = report.get("error_reports")
+    if not section:
+        return
+    from analyzer.render import REPORT_NOTE, REPORT_STATUS
+
+    console.print()
+    if section["reports"]:
+        n = section["report_queries"]
+        table = _table(f"DNS error reports (RFC 9567): {fmt_count(n)} report "
+                       f"{'query' if n == 1 else 'queries'}")
+        table.add_column("Reporter", overflow="fold", min_width=11)
+        table.add_column("Reported name", overflow="fold", min_width=14)
+        table.add_column("Type", no_wrap=True)
+        table.add_column("Code", justify="right", no_wrap=True)
+        table.add_column("Agent", overflow="fold", min_width=10)
+        table.add_column("Count", justify="right", no_wrap=True)
+        for r in section["reports"]:
+            table.add_row(_s(r["reporter"]), _s(r["qname"]), _s(r["qtype"]), str(r["code"]),
+                          _s(r["agent"]), fmt_count(r["count"]))
+        console.print(table)
+    else:
+        console.print("[bold]DNS error reports (RFC 9567)[/]: none sent")
+    if section["channels"]:
+        console.print(rich.text.Text("Report channels offered: " + ", ".join(
+            f"{safe_text(c['agent'])} ({plural(c['count'], 'EDE')})"
+            for c in section["channels"]), overflow="fold"))
+    if section["reconciliation"]:
+        console.print()
+        table = _table("Reports against the EDEs on the wire", REPORT_NOTE)
+        table.add_column("Name", overflow="fold", min_width=16)
+        table.add_column("Code", justify="right", no_wrap=True)
+        table.add_column("Reports", justify="right", no_wrap=True)
+        table.add_column("EDEs", justify="right", no_wrap=True)
+        table.add_column("Channel", justify="right", no_wrap=True)
+        table.add_column("Status", no_wrap=True)
+        for r in section["reconciliation"]:
+            table.add_row(_s(r["qname"]), str(r["code"]), fmt_count(r["reports"]),
+                          fmt_count(r["edes"]), fmt_count(r["edes_with_channel"]),
+                          REPORT_STATUS[r["status"]])
+        console.print(table)
 
 
 def _timeline(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
