@@ -252,6 +252,10 @@ def report(
     top: Annotated[int, typer.Option(
         "--top", "-n", min=1, metavar="N",
         help="How many domains and zones per code, and resolvers, to list.")] = 10,
+    upstream: Annotated[bool, typer.Option(
+        "--upstream", help="Read the captures a second time for the resolvers' own queries "
+                           "upstream (timeouts, RCODEs, upstream EDEs) and for forwarders "
+                           "that dropped or rewrote EDEs.")] = False,
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     quiet: QuietOpt = False,
@@ -264,14 +268,19 @@ def report(
     Example: ede-pcap report capture.pcap --format html --output report.html
     """
     fmt = _resolve_format(output_format, output, OutputFormat.TEXT, REPORT_FORMATS)
+    if upstream and "-" in captures:
+        raise typer.BadParameter("--upstream reads the captures twice, which standard input "
+                                 "cannot be; save it to a file first.", param_hint="'--upstream'")
     with _errors(debug):
         filters = _filters(code, domain, resolver, since, until)
         result = _scan(captures, port, quiet=quiet, strict=strict, jobs=jobs,
                        scheduler=scheduler)
         from analyzer import reports
 
+        legs = _legs(result, filters, port) if upstream else None
         try:
-            built = reports.build_report(result, top=top, interval=interval, filters=filters)
+            built = reports.build_report(result, top=top, interval=interval, filters=filters,
+                                         legs=legs)
         except reports.ReportError as e:
             _fail(str(e))
             raise typer.Exit(2) from None
@@ -463,6 +472,19 @@ def _scan(captures: list[str], port: list[int] | None, *, quiet: bool, strict: b
 
         result.captures.extend(CaptureInfo(path=e.split(": ", 1)[0], error=e) for e in errors)
     return result
+
+
+def _legs(result: ScanResult, filters: Filters, port: list[int] | None) -> Any:
+    """Return (upstream exchanges per EDE row, forwarder verdicts) for ``report --upstream``:
+    a second pass over the captures that were read."""
+    from analyzer import filters as filtering
+    from analyzer import legs
+
+    rows = filtering.apply(result.ede, filters)
+    paths = [c.path for c in result.captures if c.file_format]
+    ports = tuple(port or (53,))
+    return (legs.upstream_for_edes(paths, rows, ports=ports),
+            legs.forwarded(paths, rows, ports=ports))
 
 
 def _readable(result: ScanResult) -> bool:

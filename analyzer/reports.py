@@ -82,13 +82,16 @@ class ReportError(EdePcapError):
 # --- entry point ---------------------------------------------------------------------------
 
 def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None = None,
-                 filters: Filters | None = None) -> dict[str, Any]:
+                 filters: Filters | None = None,
+                 legs: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict[str, Any]:
     """Return the whole report for ``scan`` as a JSON-ready dict.
 
     :param top: how many domains and zones per code, resolvers, and incident domains to keep.
     :param interval: time-series bucket width (``"10s"``, ``"5min"``, seconds as int);
         chosen from the time span when None.
     :param filters: keep only the EDE rows that pass these (``analyzer.filters``).
+    :param legs: ``(legs.upstream_for_edes(...), legs.forwarded(...))`` computed for the
+        filtered EDE rows, one linked row per EDE row; adds the ``upstream`` section.
     """
     from analyzer import filters as filtering
 
@@ -119,6 +122,8 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
         "hints": hints(work, capture_start_ns=scan.first_ts_ns),
         # only when the captures hold RFC 9567 reports or report channels: most do not
         **({"error_reports": reported} if reported is not None else {}),
+        **({"upstream": upstream(legs[0], legs[1], work, top=top)} if legs is not None
+           else {}),
     }
 
 
@@ -525,6 +530,77 @@ def incidents(series: dict[str, Any], work: pd.DataFrame, *, top: int = 3
             })
     out.sort(key=lambda i: (i["start"], -i["count"], i["code"]))
     return out
+
+
+def upstream(linked: pd.DataFrame, forwarded: pd.DataFrame, work: pd.DataFrame, *,
+             top: int = 10) -> dict[str, Any]:
+    """Return what the resolvers' upstream legs and the forwarders show (``report --upstream``).
+
+    ``codes``: per (code, zone), most EDEs first (``top``): how many EDEs had upstream
+    queries to look at, those queries, the ones never answered (timeouts), the RCODEs and
+    the EDE codes upstream answered with, and the servers asked. ``forwarders``: per
+    (forwarder, upstream server, verdict) the EDEs it received and what its clients got:
+    ``passed``, ``dropped`` or ``rewrote`` (``legs.forwarded``).
+
+    :param linked: ``legs.upstream_for_edes`` for the rows of ``work``, in the same order.
+    """
+    from analyzer import codes as catalogue
+
+    if len(linked) != len(work):
+        raise ValueError("linked must hold one row per EDE row of work, in order")
+    codes_out: list[dict[str, Any]] = []
+    if len(work):
+        table = pd.DataFrame({
+            "code": work["code"].to_numpy(), "zone": work["zone"].astype(str).to_numpy(),
+            "queries": linked["upstream_queries"].to_numpy(dtype=np.int64),
+            "timeouts": linked["upstream_timeouts"].to_numpy(dtype=np.int64),
+            "rcodes": linked["upstream_rcodes"].astype(str).to_numpy(),
+            "edes": linked["upstream_ede"].astype(str).to_numpy(),
+            "servers": linked["upstream_servers"].astype(str).to_numpy(),
+        })
+        for (code, zone), g in table.groupby(["code", "zone"], sort=False):
+            rcodes: dict[str, int] = {}
+            for text in g["rcodes"]:
+                for part in text.split():
+                    name, _, n = part.rpartition(":")
+                    rcodes[name] = rcodes.get(name, 0) + int(n)
+            edes: dict[str, int] = {}
+            for text in g["edes"]:
+                for c in filter(None, text.split(",")):
+                    edes[c] = edes.get(c, 0) + 1
+            servers: dict[str, int] = {}
+            for text in g["servers"]:
+                for s in text.split():
+                    servers[s] = servers.get(s, 0) + 1
+            codes_out.append({
+                "code": int(code), "name": catalogue.describe(int(code)).name,
+                "zone": str(zone), "edes": len(g),
+                "edes_with_upstream": int((g["queries"] > 0).sum()),
+                "upstream_queries": int(g["queries"].sum()),
+                "timeouts": int(g["timeouts"].sum()),
+                "rcodes": dict(sorted(rcodes.items(), key=lambda kv: (-kv[1], kv[0]))),
+                "upstream_edes": dict(sorted(edes.items(),
+                                             key=lambda kv: (-kv[1], int(kv[0])))),
+                "servers": [s for s, _ in sorted(servers.items(),
+                                                 key=lambda kv: (-kv[1], kv[0]))][:5],
+            })
+        codes_out.sort(key=lambda e: (-e["edes"], e["code"], e["zone"]))
+    forwarders: list[dict[str, Any]] = []
+    if len(forwarded):
+        for (resolver, server, verdict), g in forwarded.groupby(
+                ["resolver", "upstream_server", "verdict"], sort=True):
+            forwarders.append({
+                "resolver": str(resolver), "upstream_server": str(server),
+                "verdict": str(verdict), "count": len(g),
+                "upstream_ede": sorted({int(c) for t in g["upstream_ede"]
+                                        for c in str(t).split(",") if c}),
+                "client_ede": sorted({int(c) for t in g["client_ede"]
+                                      for c in str(t).split(",") if c}),
+                "examples": list(dict.fromkeys(g["qname"].astype(str)))[:3],
+            })
+        order = {"dropped": 0, "rewrote": 1, "passed": 2}
+        forwarders.sort(key=lambda f: (order.get(f["verdict"], 3), -f["count"], f["resolver"]))
+    return {"codes": codes_out[:top * 3], "forwarders": forwarders[:top * 3]}
 
 
 def error_reports(reports_df: pd.DataFrame | None, df: pd.DataFrame, work: pd.DataFrame, *,

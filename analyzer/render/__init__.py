@@ -221,6 +221,20 @@ REPORT_NOTE = ("reported: reports and EDEs agree; report without EDE: a resolver
                "report channel, but no report went out")
 
 
+UPSTREAM_NOTE = ("Asked: EDEs whose resolver queried upstream for the name or a parent in "
+                 "the 10 s before; Timeouts: those queries never answered")
+
+
+def forwarder_line(f: dict[str, Any]) -> tuple[str, str, str]:
+    """Return (forwarder, upstream server, what happened) for a ``forwarders`` entry, e.g.
+    ``dropped 2 EDEs (6 upstream, none to the client)``; the first two are capture text."""
+    up = ", ".join(map(str, f["upstream_ede"])) or "none"
+    down = ", ".join(map(str, f["client_ede"])) or "none"
+    return (f["resolver"], f["upstream_server"],
+            f"{f['verdict']} {plural(f['count'], 'EDE')} ({up} upstream, {down} to the "
+            "client)")
+
+
 def code_label(entry: dict[str, Any]) -> str:
     """Return ``7 Signature Expired`` for a codes, incidents or series entry."""
     return f"{entry['code']} {entry['name']}"

@@ -100,6 +100,18 @@ def report_rows(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield {"section": "error_reconciliation", "qname": r["qname"], "code": r["code"],
                "name": r["name"], "count": r["reports"], "responses": r["edes"],
                "domains": r["edes_with_channel"], "value": r["status"]}
+    legs = report.get("upstream") or {}
+    for e in legs.get("codes", []):
+        yield {"section": "upstream", "code": e["code"], "name": e["name"], "zone": e["zone"],
+               "count": e["edes"], "responses": e["edes_with_upstream"],
+               "domains": e["upstream_queries"], "key": e["timeouts"],
+               "value": _pairs(e["rcodes"]), "resolver": _join(e["servers"]),
+               "detail": _pairs(e["upstream_edes"])}
+    for f in legs.get("forwarders", []):
+        yield {"section": "forwarders", "resolver": f["resolver"], "key": f["upstream_server"],
+               "value": f["verdict"], "count": f["count"],
+               "code": _join(f["upstream_ede"]), "name": _join(f["client_ede"]),
+               "detail": _join(f["examples"])}
     for h in report.get("hints") or []:
         yield {"section": "hints", "key": h["kind"], "code": h["code"], "name": h["name"],
                "resolver": h["resolver"], "zone": h["zone"], "value": h["offset_seconds"],

@@ -124,6 +124,8 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
             numeric={1, 2}))
     if report.get("error_reports"):
         body.append(_error_reports(report["error_reports"], dated))
+    if report.get("upstream") is not None:
+        body.append(_upstream(report["upstream"]))
     body.append(_captures(report))
     out.write(_page("Extended DNS Errors report", body))
 
@@ -315,6 +317,34 @@ def _timeseries(report: dict[str, Any], dated: bool) -> str:
         parts.append(f"<p class=\"muted\">{len(ts['series']) - MAX_SERIES} more codes in the "
                      "JSON report.</p>")
     parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _upstream(section: dict[str, Any]) -> str:
+    from analyzer.render import UPSTREAM_NOTE, forwarder_line
+
+    parts = ["<h2>Upstream</h2>"]
+    if section["codes"]:
+        parts.append(_table(
+            ["Code", "Zone", "EDEs", "Asked", "Queries", "Timeouts", "RCODEs", "Upstream EDEs",
+             "Servers"],
+            [[code_label(e), _mono(e["zone"]), fmt_count(e["edes"]),
+              fmt_count(e["edes_with_upstream"]), fmt_count(e["upstream_queries"]),
+              fmt_count(e["timeouts"]), fmt_counts(e["rcodes"]), fmt_counts(e["upstream_edes"]),
+              _mono_list(e["servers"])] for e in section["codes"]],
+            numeric={2, 3, 4, 5}, caption=UPSTREAM_NOTE + "."))
+    else:
+        parts.append("<p>No EDE to follow upstream.</p>")
+    parts.append("<h3>Forwarders</h3>")
+    if section["forwarders"]:
+        items = []
+        for f in section["forwarders"]:
+            forwarder, server, what = forwarder_line(f)
+            items.append(f"<li>{_mono(forwarder)} from {_mono(server)}: {esc(what)}, e.g. "
+                         f"{_mono_list(f['examples'])}</li>")
+        parts.append("<ul>" + "".join(items) + "</ul>")
+    else:
+        parts.append("<p>No forwarder in the captures received an EDE from upstream.</p>")
     return "\n".join(parts)
 
 

@@ -170,12 +170,43 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
         lines.append("")
     if report.get("error_reports"):
         lines += _error_reports(report["error_reports"], dated)
+    if report.get("upstream") is not None:
+        lines += _upstream(report["upstream"])
     failed = [c for c in report["captures"] if c["error"]]
     if failed:
         lines += ["## Captures that could not be read", ""]
         lines += [f"- {md(c['path'])}: {md(c['error'])}" for c in failed]
         lines.append("")
     out.write("\n".join(lines).rstrip("\n") + "\n")
+
+
+def _upstream(section: dict[str, Any]) -> list[str]:
+    from analyzer.render import UPSTREAM_NOTE, forwarder_line
+
+    lines = ["## Upstream", ""]
+    if section["codes"]:
+        lines += [f"*{UPSTREAM_NOTE}.*", ""]
+        lines += _table(
+            ["Code", "Zone", "EDEs", "Asked", "Queries", "Timeouts", "RCODEs", "Upstream EDEs",
+             "Servers"],
+            [[code_label(e), md(e["zone"]), fmt_count(e["edes"]),
+              fmt_count(e["edes_with_upstream"]), fmt_count(e["upstream_queries"]),
+              fmt_count(e["timeouts"]), fmt_counts(e["rcodes"]),
+              fmt_counts(e["upstream_edes"]), ", ".join(md(s) for s in e["servers"])]
+             for e in section["codes"]],
+            right={2, 3, 4, 5})
+    else:
+        lines.append("No EDE to follow upstream.")
+    lines += ["", "### Forwarders", ""]
+    if section["forwarders"]:
+        for f in section["forwarders"]:
+            forwarder, server, what = forwarder_line(f)
+            lines.append(f"- {md(forwarder)} from {md(server)}: {what}, e.g. "
+                         + ", ".join(md(q) for q in f["examples"]))
+    else:
+        lines.append("No forwarder in the captures received an EDE from upstream.")
+    lines.append("")
+    return lines
 
 
 def _error_reports(section: dict[str, Any], dated: bool) -> list[str]:

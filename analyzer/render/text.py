@@ -47,7 +47,7 @@ def write_report(report: dict[str, Any], out: IO[str], *, width: int | None = No
     with _console(out, width, color) as console:
         ctx = _Context(report)
         for section in (_summary, _codes, _incidents, _hints, _actions, _zones, _domains,
-                        _resolvers, _error_reports, _timeline, _captures):
+                        _resolvers, _error_reports, _upstream, _timeline, _captures):
             section(console, report, ctx)
 
 
@@ -407,6 +407,46 @@ def _error_reports(console: rich.console.Console, report: dict[str, Any], ctx: _
                           fmt_count(r["edes"]), fmt_count(r["edes_with_channel"]),
                           REPORT_STATUS[r["status"]])
         console.print(table)
+
+
+def _upstream(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
+    section = report.get("upstream")
+    if section is None:
+        return
+    from analyzer.render import UPSTREAM_NOTE, forwarder_line
+
+    console.print()
+    if section["codes"]:
+        table = _table("Upstream: what the resolvers' own queries got", UPSTREAM_NOTE)
+        table.add_column("Code", justify="right", no_wrap=True)
+        table.add_column("Zone", overflow="fold", min_width=14)
+        table.add_column("EDEs", justify="right", no_wrap=True)
+        table.add_column("Asked", justify="right", no_wrap=True)
+        table.add_column("Queries", justify="right", no_wrap=True)
+        table.add_column("Timeouts", justify="right", no_wrap=True)
+        table.add_column("Upstream said", overflow="fold")
+        for e in section["codes"]:
+            got = [fmt_counts(e["rcodes"])] if e["rcodes"] else []
+            got += [f"EDE {fmt_counts(e['upstream_edes'])}"] if e["upstream_edes"] else []
+            got += [f"from {', '.join(e['servers'][:2])}"] if e["servers"] else []
+            table.add_row(str(e["code"]), _s(e["zone"]), fmt_count(e["edes"]),
+                          fmt_count(e["edes_with_upstream"]), fmt_count(e["upstream_queries"]),
+                          fmt_count(e["timeouts"]), _s("; ".join(got)))
+        console.print(table)
+    else:
+        console.print("[bold]Upstream[/]: no EDE to follow upstream")
+    if section["forwarders"]:
+        console.print()
+        console.print("[bold]Forwarders: what they did with EDEs from upstream[/]")
+        for f in section["forwarders"]:
+            forwarder, server, what = forwarder_line(f)
+            # plain Text: a name from the capture is never read as markup or emoji code
+            console.print(rich.padding.Padding(rich.text.Text(
+                f"{safe_text(forwarder)} from {safe_text(server)}: {what}, e.g. "
+                + ", ".join(safe_text(q) for q in f["examples"]), overflow="fold"),
+                (0, 0, 0, 3)))
+    else:
+        console.print("[dim]No forwarder in the captures received an EDE from upstream.[/]")
 
 
 def _timeline(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
