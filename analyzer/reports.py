@@ -697,31 +697,31 @@ def hints(work: pd.DataFrame, *, capture_start_ns: int | None = None,
     rows = work.loc[chosen, ["code", "ts", "src_ip", "zone", "extra_text"]]
     from analyzer import textfacts
 
-    # one parse per distinct (text, code): -> (field, RRSIG time in seconds)
-    times: dict[tuple[str, int], tuple[str, int]] = {}
-    for text, c in rows[["extra_text", "code"]].drop_duplicates().itertuples(index=False):
-        if not isinstance(text, str):
+    # one parse per distinct (text, code) pair, then mapped back to the rows with numpy
+    text_index, texts = _factorize(rows["extra_text"])
+    pair = (text_index.astype(np.int64) + 1) * 65_537 + rows["code"].to_numpy(np.int64)
+    pairs, inverse = np.unique(pair, return_inverse=True)
+    field_of = np.full(len(pairs), "", dtype=object)
+    sig_of = np.zeros(len(pairs), dtype=np.int64)
+    for i, p in enumerate(pairs.tolist()):
+        t, c = divmod(p, 65_537)
+        if not t:
             continue
-        facts = textfacts.parse_extra_text(text, int(c))
-        wanted = SKEW_FIELDS[int(c)]
+        facts = textfacts.parse_extra_text(str(texts[t - 1]), c)
+        wanted = SKEW_FIELDS[c]
         for name in ("expiration", "inception"):
             seconds = textfacts.rrsig_time(getattr(facts, name))
             if seconds is not None and wanted in (None, name):
-                times[(text, int(c))] = (name, seconds)
+                field_of[i], sig_of[i] = name, seconds
                 break
-    if not times:
-        return []
-    keys: list[tuple[str, int]] = list(zip(rows["extra_text"].astype(object),
-                                           rows["code"].tolist(), strict=True))
-    looked_up = [times.get(k) for k in keys]
-    keep = np.array([f is not None for f in looked_up], dtype=bool)
+    inverse = np.asarray(inverse).reshape(-1)
+    keep = field_of[inverse] != ""
     if not keep.any():
         return []
     rows = rows.loc[keep]
-    found = [f for f in looked_up if f is not None]
     rows = rows.assign(
-        field=[f[0] for f in found],
-        sig_ns=np.array([f[1] for f in found], dtype=np.int64) * _NS,
+        field=field_of[inverse][keep],
+        sig_ns=sig_of[inverse][keep] * _NS,
         ts_ns=rows["ts"].to_numpy(dtype=np.int64))
     # d: how far the resolver's clock must be from the capture's for this one EDE
     rows = rows.assign(d=(rows["sig_ns"] - rows["ts_ns"]) / _NS)
