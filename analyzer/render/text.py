@@ -115,7 +115,7 @@ def _table(title: str, caption: str | None = None) -> rich.table.Table:
 
 
 def _indent(markup: str) -> rich.padding.Padding:
-    return rich.padding.Padding(rich.text.Text.from_markup(markup, overflow="fold"),
+    return rich.padding.Padding(rich.text.Text.from_markup(markup, overflow="fold", emoji=False),
                                 (0, 0, 0, 3))
 
 
