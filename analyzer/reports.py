@@ -653,7 +653,7 @@ def error_reports(reports_df: pd.DataFrame | None, df: pd.DataFrame, work: pd.Da
             for (q, c), n in flagged.groupby(["qname", "code"], observed=True).size().items():
                 if n:
                     channelled[(str(q), int(c))] = int(n)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for q, c in sorted(by_key.keys() | channelled.keys(), key=lambda k: (k[0], k[1])):
         sent, seen = by_key.get((q, c), 0), edes.get((q, c), 0)
         status = ("reported" if sent and seen else "report-without-ede" if sent
