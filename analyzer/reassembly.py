@@ -18,6 +18,7 @@ MAX_STREAM_BUFFER = 65537 * 2  # two DNS messages of maximum size (RFC 1035 §4.
 MAX_OUT_OF_ORDER = 64          # segments held per stream while waiting for a gap to fill
 MAX_TCP_BYTES = 64 << 20       # all streams together: past it, the oldest streams go
 TCP_IDLE_NS = 60 * 1_000_000_000  # a stream silent this long is forgotten (counted)
+TCP_FAR = 1 << 20              # a sequence jump this large is another connection
 TCP_GAP_NS = 1_000_000_000     # reordering resolves in milliseconds; a gap this old won't
 
 
@@ -231,6 +232,15 @@ class TcpReassembler:
     def _add(self, stream: _Stream, seq: int, data: bytes,
              on_message: Callable[[bytes], str], ts: int = 0) -> str:
         ahead = (seq - stream.next_seq) & 0xFFFFFFFF
+        if min(ahead, 0x100000000 - ahead) > TCP_FAR and _looks_framed(data, stream.qr):
+            # Far from anything this stream could send next, and a message starts here: a
+            # new connection on the same ports whose SYN was not captured. Start over.
+            if stream.ooo:
+                self.flush_gap(stream)
+            stream.buf.clear()
+            stream.next_seq, stream.synced = seq, True
+            self._evicted["tcp-streams-restarted"] += 1
+            return self._append(stream, data, on_message)
         if ahead >= 0x80000000:  # starts before what we have: retransmission or overlap
             behind = 0x100000000 - ahead
             if behind >= len(data):
