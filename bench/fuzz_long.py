@@ -69,13 +69,16 @@ MEMORY_GROWTH_MB = 256  # an input that raises the peak RSS this far above the s
 class Recorder:
     """Count inputs and crash signatures; keep the first input of each signature.
 
-    An input after which the process's peak RSS stands MEMORY_GROWTH_MB above where it was
-    after the first input counts as a crash too, signature ("MemoryGrowth", "", "").
+    With ``watch_memory``, an input after which the process's peak RSS stands
+    MEMORY_GROWTH_MB above where it was after the first input counts as a crash too,
+    signature ("MemoryGrowth", "", ""). Not under atheris: libFuzzer's in-memory corpus
+    grows the process by itself.
     """
 
-    def __init__(self, out: Path, known: dict[Any, str]):
+    def __init__(self, out: Path, known: dict[Any, str], watch_memory: bool = True):
         self.out = out
         self.known = known
+        self.watch_memory = watch_memory
         self.inputs = 0
         self.crashes: Counter[tuple[str, str, str]] = Counter()
         self.started = time.monotonic()
@@ -87,7 +90,8 @@ class Recorder:
         rss = _peak_rss_mb()
         if self.rss_base is None:
             self.rss_base = self.rss_mark = rss
-        elif sig is None and rss > self.rss_mark + 64 and rss > self.rss_base + MEMORY_GROWTH_MB:
+        elif (self.watch_memory and sig is None and rss > self.rss_mark + 64
+              and rss > self.rss_base + MEMORY_GROWTH_MB):
             self.rss_mark = rss
             sig = ("MemoryGrowth", "", "")
         if sig is None:
@@ -177,7 +181,7 @@ def atheris_child(seconds: float, runs: int, out: str, seed: int, stats_file: st
     import test_fuzz as harness
 
     pool = harness.seeds()
-    rec = Recorder(Path(out), harness.KNOWN_BUGS)
+    rec = Recorder(Path(out), harness.KNOWN_BUGS, watch_memory=False)
     corpus = Path(tempfile.mkdtemp(prefix="ede-atheris-corpus-"))
     for i, s in enumerate(pool):
         (corpus / f"seed-{i:03d}").write_bytes(s.data)
