@@ -18,6 +18,7 @@ import io
 import lzma
 import struct
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,17 @@ def _decompressor(stream: BinaryIO, kind: str, name: str) -> BinaryIO:
     return lz4.frame.LZ4FrameFile(stream)  # type: ignore[return-value]
 
 
+def _decompression_errors() -> tuple[type[BaseException], ...]:
+    """Return what the decompressors raise on damaged input (zlib, lzma, lz4, zstandard)."""
+    errors: list[type[BaseException]] = [OSError, EOFError, lzma.LZMAError, ValueError,
+                                         zlib.error,
+                                         RuntimeError]  # lz4.frame: "LZ4F_decompress failed"
+    zstd = sys.modules.get("zstandard")
+    if zstd is not None:
+        errors.append(zstd.ZstdError)
+    return tuple(errors)
+
+
 def compression_of(reader: CaptureReader) -> str | None:
     """Return the compression of the reader's file (split reading needs plain files)."""
     return reader.info.compression
@@ -216,19 +228,13 @@ class CaptureReader:
         while want > 0:
             try:
                 data = read(want)
-            except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
+            except _decompression_errors() as e:
                 # A decompressor that hits corrupt or cut-off input: keep what came before.
                 if parts:
                     break
                 raise CaptureError(self.name, f"decompression failed ({e})", self._pos,
                                    "the compressed file is damaged; records before this "
                                    "point were read") from None
-            except Exception as e:  # zstandard raises its own ZstdError, a bare Exception
-                if type(e).__name__ != "ZstdError":
-                    raise
-                if parts:
-                    break
-                raise CaptureError(self.name, f"decompression failed ({e})", self._pos) from None
             if not data:
                 break
             parts.append(data)

@@ -40,6 +40,7 @@ from analyzer.result import CaptureInfo, ScanResult
 
 Source = str | Path | BinaryIO
 COMPACT_ROWS = 5_000  # rows kept as tuples before they are built into a frame
+MAX_RESPONSE_BUCKETS = 10_000  # past this, response counts go to coarser time buckets
 Progress = Callable[[int, int], None]
 
 
@@ -66,7 +67,8 @@ class Scanner:
         self._warming = False
         self._strings: dict[str, str] = {}
         self.dns_queries = self.dns_responses = self.responses_with_ede = self.ede_options = 0
-        self.seconds: Counter[int] = Counter()
+        self.seconds: Counter[int] = Counter()  # responses per bucket (start, epoch seconds)
+        self._second_step = 1
         self._window = match_window_ns
         self._ip_text: dict[bytes, str] = {}
         self._fold: dict[bytes, int] = {}
@@ -192,6 +194,22 @@ class Scanner:
         self._flush_pending()
         if len(self.rows) >= self.compact_rows and not self._warming:
             self._compact()
+        if len(self.seconds) > MAX_RESPONSE_BUCKETS and not self._warming:
+            self._coarsen()
+
+    def _coarsen(self) -> None:
+        """Keep the response counts in coarser time buckets: memory must not grow with span.
+
+        One bucket per second would hold 2.6M entries for a month; the report's intervals
+        are far coarser than the buckets by then.
+        """
+        while len(self.seconds) > MAX_RESPONSE_BUCKETS // 4:
+            step = self._second_step = self._second_step * 60 if self._second_step < 3600 \
+                else self._second_step * 24
+            merged: Counter[int] = Counter()
+            for start, n in self.seconds.items():
+                merged[start // step * step] += n
+            self.seconds = merged
 
     def _compact(self) -> None:
         """Turn the rows so far into a frame: a row tuple costs several times its columns."""
@@ -218,7 +236,8 @@ class Scanner:
         n_resp = int(counts[fastpath.RESPONSE])
         if n_resp:
             self.dns_responses += n_resp
-            secs, per = np.unique(ts[cat == fastpath.RESPONSE] // 1_000_000_000,
+            step = self._second_step
+            secs, per = np.unique(ts[cat == fastpath.RESPONSE] // (1_000_000_000 * step) * step,
                                   return_counts=True)
             self.seconds.update(dict(zip(secs.tolist(), per.tolist(), strict=True)))
         q = np.flatnonzero(cat == fastpath.QUERY)
@@ -273,7 +292,7 @@ class Scanner:
     def _response(self, msg: bytes, ep: Endpoint, candidate: bool = False) -> str:
         if not (candidate or self.all_responses or may_hold_ede(msg)):
             self.dns_responses += 1
-            self.seconds[ep.ts // 1_000_000_000] += 1
+            self.seconds[ep.ts // (1_000_000_000 * self._second_step) * self._second_step] += 1
             return "dns-response"
         try:
             resp = parse_response(msg)
@@ -282,7 +301,7 @@ class Scanner:
                 raise Malformed(e.reason, f"{self._capture} frame {ep.frame}") from None
             return "malformed-" + e.reason
         self.dns_responses += 1
-        self.seconds[ep.ts // 1_000_000_000] += 1
+        self.seconds[ep.ts // (1_000_000_000 * self._second_step) * self._second_step] += 1
         for problem in resp.problems:
             self.problems[problem] += 1
         if resp.edes:

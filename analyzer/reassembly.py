@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 MAX_FRAGMENT_DATAGRAMS = 4096
 MAX_FRAGMENTS_PER_DATAGRAM = 256  # real fragmentation of 64 KiB at the smallest MTU needs ~50
+MAX_FRAGMENT_BYTES = 64 << 20  # all pending datagrams together
 MAX_DATAGRAM = 65535 + 40      # the largest IPv4/IPv6 payload, plus slack for jumbo headers
 FRAGMENT_TIMEOUT_NS = 30 * 1_000_000_000  # as Linux' ipfrag_time
 MAX_TCP_STREAMS = 16384
@@ -30,6 +31,7 @@ class IpReassembler:
         # Oldest first (OrderedDict: finding the first key stays O(1) after deletions).
         self._pending: OrderedDict[tuple[object, ...], list] = OrderedDict()  # type: ignore[type-arg]
         self._evicted = evicted
+        self._bytes = 0  # bytes held by all pending datagrams
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -44,20 +46,25 @@ class IpReassembler:
             entry = self._pending[key] = [ts, 0, -1, {}]
         elif ts - entry[0] > FRAGMENT_TIMEOUT_NS:
             self._evicted["ip-fragments-expired"] += 1
+            self._bytes -= entry[1]
             entry[:] = [ts, 0, -1, {}]
             self._pending.move_to_end(key)
         pieces: dict[int, bytes] = entry[3]
         if offset + len(data) > MAX_DATAGRAM or entry[1] + len(data) > 2 * MAX_DATAGRAM:
-            del self._pending[key]
+            self._forget(key)
             self._evicted["ip-fragments-oversized"] += 1
             return None
         if offset not in pieces:
             if len(pieces) >= MAX_FRAGMENTS_PER_DATAGRAM:
-                del self._pending[key]
+                self._forget(key)
                 self._evicted["ip-fragments-too-many"] += 1
                 return None
             pieces[offset] = data
             entry[1] += len(data)
+            self._bytes += len(data)
+            while self._bytes > MAX_FRAGMENT_BYTES and len(self._pending) > 1:
+                self._forget(next(iter(self._pending)))
+                self._evicted["ip-fragments-evicted"] += 1
         if not more:
             entry[2] = offset + len(data)
         total = entry[2]
@@ -76,8 +83,13 @@ class IpReassembler:
         for start in sorted(pieces):
             piece = pieces[start][: max(0, total - start)]
             out[start:start + len(piece)] = piece
-        del self._pending[key]
+        self._forget(key)
         return bytes(out)
+
+    def _forget(self, key: tuple[object, ...]) -> None:
+        entry = self._pending.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[1]
 
     def _make_room(self, now: int) -> None:
         """Drop expired datagrams from the oldest end, else the oldest one: O(1) amortised."""
@@ -86,10 +98,10 @@ class IpReassembler:
             oldest = next(iter(pending))
             if now - pending[oldest][0] <= FRAGMENT_TIMEOUT_NS:
                 break
-            del pending[oldest]
+            self._forget(oldest)
             self._evicted["ip-fragments-expired"] += 1
         if len(pending) >= MAX_FRAGMENT_DATAGRAMS:
-            del pending[next(iter(pending))]
+            self._forget(next(iter(pending)))
             self._evicted["ip-fragments-evicted"] += 1
 
 
