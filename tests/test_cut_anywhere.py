@@ -115,10 +115,6 @@ def test_a_cut_file_is_told_apart_from_a_whole_one() -> None:
     assert result.accounting["capture-truncated"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="reports.captures() copies CaptureInfo.error_offset "
-                   "but not truncated_at, so the report of a cut file says "
-                   "'capture-truncated 1' but not where the file ended (and the text, "
-                   "Markdown and HTML reports list captures only when one has an error)")
 def test_the_report_says_where_a_cut_file_ended() -> None:
     data, records, _, _ = uncut("transports.pcap")
     start, _ = records[5]
@@ -161,12 +157,6 @@ def test_a_cut_gzip_keeps_every_record_it_can_decompress(fraction: float) -> Non
 
 # --- a reused TCP port (found by bench/soak.py on a 10M-packet generated capture) -------------
 
-@pytest.mark.xfail(strict=True, reason="reassembly.TcpReassembler._add treats a segment far "
-                   "behind the stream's next_seq as a retransmission: a new connection on "
-                   "the 4-tuple of one seen < TCP_IDLE_NS earlier, its SYN not captured, loses "
-                   "its query (dropped) while its response waits as out of order until the gap "
-                   "is given up; a framed message 2**20+ bytes away from next_seq should "
-                   "restart the stream")
 def test_a_connection_reusing_ports_without_a_captured_syn_loses_nothing() -> None:
     from captures import QR, T0, Rec, framed, message, opt_rr, pcap, question
     from captures import ede_option as ede

@@ -73,12 +73,7 @@ TIME_LIMIT = float(os.environ.get("EDE_FUZZ_TIME_LIMIT", "20"))  # seconds per i
 
 # Crash signatures with a reproducer in tests/fuzz_corpus/ (MANIFEST.json names the file and
 # the diagnosis). Remove an entry when its bug is fixed.
-KNOWN_BUGS: dict[tuple[str, str, str], str] = {
-    ("error", "analyzer/capture.py", "_read"):
-        "zlib.error from a damaged gzip deflate stream escapes CaptureReader._read",
-    ("RuntimeError", "analyzer/capture.py", "_read"):
-        "lz4.frame's RuntimeError from a damaged lz4 frame escapes CaptureReader._read",
-}
+KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
 
 
 class Hang(BaseException):
@@ -90,6 +85,9 @@ class Hang(BaseException):
 
 @dataclass(frozen=True)
 class Seed:
+    """A capture to start mutating from: where it came from, and its (decompressed,
+    trimmed) bytes."""
+
     name: str
     data: bytes
 

@@ -136,10 +136,6 @@ def test_text_prints_rich_markup_as_typed(hostile: dict, color: bool) -> None:
     assert "\x1b]8;" not in out  # no hyperlink from [link=...]
 
 
-@pytest.mark.xfail(strict=True, reason="render/text.py _indent builds rich.text.Text."
-                   "from_markup(markup, overflow='fold') whose emoji=True default turns "
-                   "':fire:' in an EXTRA-TEXT into U+1F525 (the console's emoji=False does "
-                   "not apply to Text built beforehand); pass emoji=False")
 def test_text_prints_emoji_codes_as_typed(hostile: dict) -> None:
     out = rendered(hostile, "text", width=400)
     assert "\U0001f525" not in out
