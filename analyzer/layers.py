@@ -212,8 +212,13 @@ class PacketDecoder:
         seq = (l4[4] << 24) | (l4[5] << 16) | (l4[6] << 8) | l4[7]
         if hlen == len(l4):  # SYN, FIN, RST or ACK without data: no message can complete
             return self.tcp.control((src, dst, sport, dport), seq, l4[13], ts)
+        return self.tcp_data(ts, frame, src, dst, sport, dport, ver, seq, l4[13], l4[hlen:])
+
+    def tcp_data(self, ts: int, frame: int, src: bytes, dst: bytes, sport: int, dport: int,
+                 ver: int, seq: int, flags: int, data: bytes) -> str:
+        """Feed the data of a checked TCP segment into stream reassembly."""
         meta = Endpoint(ts, frame, src, dst, sport, dport, ver, "tcp")
         from_server, to_server = sport in self.ports, dport in self.ports
         qr = None if from_server == to_server else int(from_server)
-        return self.tcp.feed((src, dst, sport, dport), seq, l4[13], l4[hlen:],
+        return self.tcp.feed((src, dst, sport, dport), seq, flags, data,
                              lambda msg: self.on_dns(msg, meta), qr, ts)

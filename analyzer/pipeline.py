@@ -153,6 +153,7 @@ class Scanner:
         data_off, caplen, origlen, linktype = chunk.data_off, chunk.caplen, chunk.origlen, \
             chunk.linktype
         decoder = self._decoder
+        streams = decoder.tcp
         accounting = self.accounting
         # SLOW and TCP packets in capture order: TCP streams may pass through both.
         # Columns become lists first: indexing numpy scalars one by one is slow.
@@ -162,18 +163,25 @@ class Scanner:
                       origlen[sel]]
             if cls is not None:
                 fields += [cls.l3[sel], cls.l4[sel], cls.ip_version[sel], cls.sport[sel],
-                           cls.dport[sel], cls.payload[sel] + cls.payload_len[sel]]
-            for i, c, t, lt, d, cl, ol, *tcp in zip(*(f.tolist() for f in fields), strict=True):
+                           cls.dport[sel], cls.payload[sel],
+                           cls.payload[sel] + cls.payload_len[sel]]
+            for i, c, t, lt, d, cl, ol, *at in zip(*(f.tolist() for f in fields), strict=True):
                 if c == fastpath.SLOW:
                     category = decoder.decode(t, first + i, lt, buf[d:d + cl], ol)
                 else:
-                    l3, l4, ver, sport, dport, end = tcp
+                    # fastpath checked the header; go straight to the stream.
+                    l3, l4, ver, sport, dport, start, end = at
                     if ver == 4:
                         src, dst = buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]
                     else:
                         src, dst = buf[l3 + 8:l3 + 24], buf[l3 + 24:l3 + 40]
-                    category = decoder.tcp_segment(t, first + i, src, dst, sport, dport, ver,
-                                                   buf[l4:end])
+                    seq = int.from_bytes(buf[l4 + 4:l4 + 8], "big")
+                    if start == end:
+                        category = streams.control((src, dst, sport, dport), seq, buf[l4 + 13],
+                                                   t)
+                    else:
+                        category = decoder.tcp_data(t, first + i, src, dst, sport, dport, ver,
+                                                    seq, buf[l4 + 13], buf[start:end])
                 if self.strict and category.startswith(("malformed-", "snaplen-")):
                     raise Malformed(category.removeprefix("malformed-"),
                                     f"{self._capture} frame {first + i}")
