@@ -79,7 +79,8 @@ RESPONSE_COLUMNS: tuple[str, ...] = tuple(RESPONSE_DTYPES)
 
 
 def _timestamps(values: Sequence[int | None]) -> pd.Series:
-    ns = np.array([-1 if v is None else v for v in values], dtype=np.int64)
+    ns = (np.array(values, dtype=np.int64) if None not in values
+          else np.array([-1 if v is None else v for v in values], dtype=np.int64))
     series = pd.Series(ns.view("datetime64[ns]"), dtype="datetime64[ns]")
     series[ns < 0] = pd.NaT
     return series.dt.tz_localize("UTC")
@@ -113,9 +114,20 @@ def _build(rows: Sequence[tuple[Any, ...]], fields: Sequence[str],
         elif name == "latency":
             data[name] = data["ts"] - data["query_ts"]
         else:
-            data[name] = pd.array(list(columns[name]), dtype=dtype)
+            data[name] = _column(columns[name], dtype)
     frame = pd.DataFrame({k: pd.Series(v).reset_index(drop=True) for k, v in data.items()})
     return frame.astype(dtypes)
+
+
+_NUMPY_FOR = {"Int64": np.int64, "UInt16": np.int64, "UInt8": np.int64, _BOOL: bool}
+
+
+def _column(values: Sequence[Any], dtype: Any) -> Any:
+    """Return one typed column; without nulls, through numpy (pandas parses item by item)."""
+    fast = _NUMPY_FOR.get(dtype) if isinstance(dtype, str) else None
+    if fast is not None and values and None not in values:
+        return pd.array(np.array(values, dtype=fast), dtype=dtype)
+    return pd.array(list(values), dtype=dtype)
 
 
 def build_ede(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:

@@ -135,9 +135,22 @@ class QueryTable:
         for batch in self._batches:
             lo = np.searchsorted(batch.keys, keys, side="left")
             hi = np.searchsorted(batch.keys, keys, side="right")
-            for i in np.flatnonzero(hi > lo).tolist():
+            hits = np.flatnonzero(hi > lo)
+            if not len(hits):
+                continue
+            # Most keys have one query in a batch: read those columns as lists at once.
+            first_ts = batch.ts[lo[hits]].tolist()
+            first_start = batch.start[lo[hits]].tolist()
+            for i, start, stop, t_first, s_first in zip(hits.tolist(), lo[hits].tolist(),
+                                                        hi[hits].tolist(), first_ts,
+                                                        first_start, strict=True):
                 t_resp, question = int(ts[i]), questions[i]
-                start, stop = int(lo[i]), int(hi[i])
+                if stop - start == 1:
+                    if t_resp - self.window_ns <= t_first <= t_resp and (
+                            best[i] is None or t_first > best[i]) and (  # type: ignore[operator]
+                            batch.buf[s_first + 12:s_first + 12 + len(question)] == question):
+                        best[i] = t_first
+                    continue
                 # Queries with this key are in time order: start from the latest one not
                 # after the response and walk back through the window, a bounded number of
                 # steps, so identical repeated exchanges cannot make this quadratic.
