@@ -613,6 +613,8 @@ def test_docs_state_the_bounds_in_the_code() -> None:
         "MAX_STREAM_BUFFER": reassembly.MAX_STREAM_BUFFER,
         "MAX_OUT_OF_ORDER": reassembly.MAX_OUT_OF_ORDER,
         "MAX_TCP_BYTES": reassembly.MAX_TCP_BYTES,
+        "TCP_IDLE_NS": reassembly.TCP_IDLE_NS,
+        "TCP_GAP_NS": reassembly.TCP_GAP_NS,
         "MAX_FRAGMENT_DATAGRAMS": reassembly.MAX_FRAGMENT_DATAGRAMS,
         "MAX_FRAGMENTS_PER_DATAGRAM": reassembly.MAX_FRAGMENTS_PER_DATAGRAM,
         "MAX_DATAGRAM": reassembly.MAX_DATAGRAM,
