@@ -140,6 +140,7 @@ class TcpReassembler:
         self._streams: OrderedDict[tuple[object, ...], _Stream] = OrderedDict()
         self._evicted = evicted
         self._bytes = 0  # sum of every stream's ``held``
+        self._expired_at = 0  # capture time of the last idle check
 
     def _drop(self, key: tuple[object, ...]) -> _Stream | None:
         stream = self._streams.pop(key, None)
@@ -164,10 +165,14 @@ class TcpReassembler:
     def _touch(self, key: tuple[object, ...], stream: _Stream, ts: int) -> None:
         """Note activity on ``stream`` and forget streams idle for TCP_IDLE_NS.
 
-        Streams stay ordered by last activity, so idle ones are found at the front.
+        Streams stay ordered by last activity, so idle ones are found at the front; the
+        front is looked at once per second of capture time, not on every segment.
         """
         stream.last_ts = ts
         self._streams.move_to_end(key)
+        if ts - self._expired_at < 1_000_000_000:
+            return
+        self._expired_at = ts
         while self._streams:
             oldest_key, oldest = next(iter(self._streams.items()))
             if ts - oldest.last_ts <= TCP_IDLE_NS:
