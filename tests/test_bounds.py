@@ -170,6 +170,7 @@ def test_reassembly_bounds_have_the_documented_values() -> None:
     assert reassembly.MAX_TCP_BYTES == 64 << 20
     assert reassembly.MAX_FRAGMENT_DATAGRAMS == 4096
     assert reassembly.MAX_FRAGMENTS_PER_DATAGRAM == 256
+    assert reassembly.MAX_FRAGMENT_BYTES == 64 << 20
     assert reassembly.MAX_DATAGRAM == 65575
     assert reassembly.FRAGMENT_TIMEOUT_NS == 30 * 10**9
     assert capture.MAX_RECORD == 1 << 20
@@ -270,11 +271,9 @@ def test_a_datagram_in_too_many_pieces_is_dropped_and_counted() -> None:
     assert +evicted == {"ip-fragments-too-many": 1}
 
 
-@pytest.mark.xfail(strict=True, reason="reassembly.IpReassembler bounds datagrams (4,096) and "
-                   "bytes per datagram (2 x MAX_DATAGRAM) but not their product: pending "
-                   "fragments may hold 4,096 x 131,150 B = 512 MiB, 8 x the MAX_TCP_BYTES "
-                   "budget TCP streams share; give fragments a byte budget too")
 def test_pending_fragments_share_a_byte_budget() -> None:
+    # Bounded per datagram and in number only, pending fragments could hold 4,096 x 131,150
+    # bytes = 512 MiB (8376475 added MAX_FRAGMENT_BYTES, shared by all datagrams).
     evicted: Counter[str] = Counter()
     r = IpReassembler(evicted)
     # two overlapping 65,000-byte pieces per datagram (offsets 0 and 8): within both the
@@ -283,9 +282,10 @@ def test_pending_fragments_share_a_byte_budget() -> None:
     for i in range(reassembly.MAX_FRAGMENT_DATAGRAMS):
         r.feed((i,), 0, True, piece, ts=T0)
         r.feed((i,), 8, True, piece, ts=T0)
-    assert len(r) == reassembly.MAX_FRAGMENT_DATAGRAMS
-    held = sum(entry[1] for entry in r._pending.values())
-    assert held <= reassembly.MAX_TCP_BYTES
+        assert sum(entry[1] for entry in r._pending.values()) <= reassembly.MAX_FRAGMENT_BYTES
+    kept = len(r)
+    assert kept == reassembly.MAX_FRAGMENT_BYTES // (2 * len(piece))
+    assert +evicted == {"ip-fragments-evicted": reassembly.MAX_FRAGMENT_DATAGRAMS - kept}
 
 
 def test_a_datagram_past_max_datagram_is_dropped_and_counted() -> None:
@@ -615,6 +615,7 @@ def test_docs_state_the_bounds_in_the_code() -> None:
         "TCP_GAP_NS": reassembly.TCP_GAP_NS,
         "MAX_FRAGMENT_DATAGRAMS": reassembly.MAX_FRAGMENT_DATAGRAMS,
         "MAX_FRAGMENTS_PER_DATAGRAM": reassembly.MAX_FRAGMENTS_PER_DATAGRAM,
+        "MAX_FRAGMENT_BYTES": reassembly.MAX_FRAGMENT_BYTES,
         "MAX_DATAGRAM": reassembly.MAX_DATAGRAM,
         "FRAGMENT_TIMEOUT_NS": reassembly.FRAGMENT_TIMEOUT_NS,
         "MAX_RECORD": capture.MAX_RECORD,
