@@ -36,6 +36,13 @@ class Endpoint(NamedTuple):
 DnsHandler = Callable[[bytes, Endpoint], str]
 
 
+def addresses(buf: bytes, l3: int, ip_version: int) -> tuple[bytes, bytes]:
+    """Return the source and destination address of the IP header at ``buf[l3:]``."""
+    if ip_version == 4:
+        return buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]
+    return buf[l3 + 8:l3 + 24], buf[l3 + 24:l3 + 40]
+
+
 class PacketDecoder:
     """Decode packets one at a time, keeping reassembly state across them."""
 

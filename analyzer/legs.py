@@ -26,6 +26,7 @@ import pandas as pd
 from analyzer import dnsnames, fastpath, matching
 from analyzer.capture import CaptureReader
 from analyzer.errors import CaptureError, Malformed
+from analyzer.layers import addresses
 from analyzer.message import parse_response
 
 DEFAULT_WINDOW_S = 10.0
@@ -114,8 +115,7 @@ def _chunk(chunk: Any, capture: str, folded: np.ndarray, ports: np.ndarray, name
             continue
         if msg.qname is None or msg.qname.lower() not in names:
             continue
-        s_ip, d_ip = (buf[l3i + 12:l3i + 16], buf[l3i + 16:l3i + 20]) if v == 4 else (
-            buf[l3i + 8:l3i + 24], buf[l3i + 24:l3i + 40])
+        s_ip, d_ip = addresses(buf, l3i, v)
         src_s, dst_s = _ip(s_ip), _ip(d_ip)
         ts, frame = int(chunk.ts_ns[i]), chunk.first_frame + i
         sport, dport = int(cls.sport[i]), int(cls.dport[i])

@@ -24,7 +24,7 @@ import numpy as np
 from analyzer import errorreport, fastpath, frame, matching, split
 from analyzer.capture import CaptureReader, Chunk
 from analyzer.errors import CaptureError, Malformed, Tally
-from analyzer.layers import Endpoint, PacketDecoder
+from analyzer.layers import Endpoint, PacketDecoder, addresses
 from analyzer.message import (
     FLAG_AA,
     FLAG_AD,
@@ -171,10 +171,7 @@ class Scanner:
                 else:
                     # fastpath checked the header; go straight to the stream.
                     l3, l4, ver, sport, dport, start, end = at
-                    if ver == 4:
-                        src, dst = buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]
-                    else:
-                        src, dst = buf[l3 + 8:l3 + 24], buf[l3 + 24:l3 + 40]
+                    src, dst = addresses(buf, l3, ver)
                     seq = int.from_bytes(buf[l4 + 4:l4 + 8], "big")
                     if start == end:
                         category = streams.control((src, dst, sport, dport), seq, buf[l4 + 13],
@@ -192,10 +189,7 @@ class Scanner:
                       cls.dport[sel], cls.payload[sel], cls.payload_len[sel]]
             columns = (f.tolist() for f in fields)
             for i, t, l3, ver, sport, dport, p, plen in zip(*columns, strict=True):
-                if ver == 4:
-                    src, dst = buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]
-                else:
-                    src, dst = buf[l3 + 8:l3 + 24], buf[l3 + 24:l3 + 40]
+                src, dst = addresses(buf, l3, ver)
                 ep = Endpoint(t, first + i, src, dst, sport, dport, ver, "udp")
                 accounting[self._response(buf[p:p + plen], ep, candidate=True)] += 1
         self._table.seal()
@@ -263,8 +257,7 @@ class Scanner:
             self._table.add_many(chunk.buf, keys, ts[q], payload)
         for i in cls.reports.tolist():
             l3, ver, p = int(cls.l3[i]), int(cls.ip_version[i]), int(cls.payload[i])
-            src, dst = (chunk.buf[l3 + 12:l3 + 16], chunk.buf[l3 + 16:l3 + 20]) if ver == 4 \
-                else (chunk.buf[l3 + 8:l3 + 24], chunk.buf[l3 + 24:l3 + 40])
+            src, dst = addresses(chunk.buf, l3, ver)
             self._error_report(chunk.buf[p:p + int(cls.payload_len[i])],
                                Endpoint(int(ts[i]), chunk.first_frame + i, src, dst,
                                         int(cls.sport[i]), int(cls.dport[i]), ver, "udp"))
