@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-MARK = b"\x03_er"  # the "_er" label as it appears on the wire
+MARK = b"\x03_er"  # the "_er" label as it appears on the wire, first in a report's QNAME
 
 
 class ErrorReport(NamedTuple):

@@ -174,7 +174,11 @@ def classify(chunk: Chunk, ports: np.ndarray, decode_all_responses: bool = False
     qr = a[payload + 2] >> 7
     query = dns & (qr == 0)
     cat[query] = QUERY
-    reports = _holding(a, np.flatnonzero(query), payload, payload_len, b"\x03_er")
+    # RFC 9567 §6.1.1: a report's QNAME starts with the label "_er" (any case: 0x20 bits).
+    asked = np.flatnonzero(query & (payload_len >= 16))
+    first = payload[asked] + 12
+    reports = asked[(a[first] == 3) & (a[first + 1] == 0x5F) & ((a[first + 2] | 0x20) == 0x65)
+                    & ((a[first + 3] | 0x20) == 0x72)]
     resp = dns & (qr == 1)
     if decode_all_responses:
         cat[resp] = CANDIDATE
@@ -186,24 +190,6 @@ def classify(chunk: Chunk, ports: np.ndarray, decode_all_responses: bool = False
             cat[maybe[_may_hold_ede(a, payload[maybe] + 12, (payload + payload_len)[maybe])]] = \
                 CANDIDATE
     return Classified(cat, l3, l4, ipver, sport, dport, payload, payload_len, reports)
-
-
-def _holding(a: np.ndarray, which: np.ndarray, payload: np.ndarray, payload_len: np.ndarray,
-             pattern: bytes) -> np.ndarray:
-    """Return those of ``which`` whose DNS message holds ``pattern`` after its header."""
-    if not len(which):
-        return which
-    # The pattern's second byte is rare ("_"): find it, then check the rest around it.
-    at = np.flatnonzero(a[1:] == pattern[1]) + 1
-    for k, byte in enumerate(pattern):
-        if k != 1:
-            at = at[a[at - 1 + k] == byte]
-    if not len(at):
-        return at
-    start, stop = payload[which] + 12, payload[which] + payload_len[which]
-    i = np.searchsorted(at - 1, start)
-    first = (at - 1)[np.minimum(i, len(at) - 1)]
-    return which[(i < len(at)) & (first + len(pattern) <= stop)]
 
 
 def _may_hold_ede(a: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:

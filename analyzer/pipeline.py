@@ -285,7 +285,7 @@ class Scanner:
             key = matching.query_key(ep.src, ep.dst, ep.sport, ep.dport,
                                      (msg[0] << 8) | msg[1], ep.transport == "tcp")
             self._table.add(key, ep.ts, msg)
-            if errorreport.MARK in msg:
+            if msg[12:16].lower() == errorreport.MARK:
                 self._error_report(msg, ep)
             return "dns-query"
         return self._response(msg, ep)
