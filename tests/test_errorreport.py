@@ -34,11 +34,10 @@ def test_not_report_names(qname: str) -> None:
     assert parse_report_name(qname) is None
 
 
-def _capture(tmp_path):
+def _capture(tmp_path, report_name="_er.1.www.shop.example.com.7._er.agent.example.net."):
     DNS, DNSQR, DNSRROPT, EDNS0TLV = scapy.DNS, scapy.DNSQR, scapy.DNSRROPT, scapy.EDNS0TLV
     IP, UDP = scapy.IP, scapy.UDP
     macs = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}  # no ARP lookups
-    report_name = "_er.1.www.shop.example.com.7._er.agent.example.net."
     report = (scapy.Ether(**macs) / IP(src="192.0.2.53", dst="198.51.100.9")
               / UDP(sport=33333, dport=53)
               / DNS(id=7, rd=0, qd=DNSQR(qname=report_name, qtype="TXT")))
@@ -69,3 +68,15 @@ def test_reports_and_channel_in_capture(tmp_path, force_slow: bool) -> None:
     assert result.accounting == {"dns-query": 1, "dns-response": 1}
     assert result.ede.report_channel.tolist() == ["agent.example.net"]
     assert result.ede.extra_text.tolist() == ["exp"]
+
+
+@pytest.mark.parametrize("force_slow", [False, True])
+def test_report_label_in_any_case(tmp_path, force_slow: bool) -> None:
+    # DNS names are case-insensitive, and resolvers may randomise case (0x20).
+    scanner = pipeline.Scanner(force_slow=force_slow)
+    capture = _capture(tmp_path, "_Er.1.www.shop.example.com.7._ER.agent.example.net.")
+    for _ in scanner.run([capture]):
+        pass
+    reports = scanner.result().error_reports
+    assert reports[["reported_qname", "ede_code", "agent_domain"]].values.tolist() == [
+        ["www.shop.example.com", 7, "agent.example.net"]]
