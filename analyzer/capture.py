@@ -30,7 +30,7 @@ import numpy as np
 from analyzer.errors import CaptureError
 from analyzer.result import CaptureInfo
 
-CHUNK_BYTES = 4 << 20
+CHUNK_BYTES = 2 << 20  # 4 MiB measured the same speed with ~15 MB more peak memory
 # No real capture holds a frame this large (tcpdump's maximum snaplen is 256 KiB; TSO
 # captures reach 64 KiB): a record claiming more means the file is corrupt, and accepting it
 # would make us buffer whatever size the length field claims.

@@ -174,7 +174,7 @@ def test_reassembly_bounds_have_the_documented_values() -> None:
     assert reassembly.MAX_DATAGRAM == 65575
     assert reassembly.FRAGMENT_TIMEOUT_NS == 30 * 10**9
     assert capture.MAX_RECORD == 1 << 20
-    assert capture.CHUNK_BYTES == 4 << 20
+    assert capture.CHUNK_BYTES == 2 << 20
     assert capture.XZ_MEMLIMIT == 96 << 20
 
 
