@@ -119,37 +119,25 @@ def _format_option(allowed: tuple[OutputFormat, ...], default: str) -> Any:
         help=f"Output format [default: {default}, or from the --output suffix].")
 
 
-def _check_codes(values: list[str] | None) -> list[str] | None:
-    from analyzer import filters
+def _checker(parser: str) -> Callable[[list[str] | None], list[str] | None]:
+    """Return an option callback that checks each value with ``filters.<parser>``."""
 
-    for v in values or ():
-        try:
-            filters.parse_code(v)
-        except filters.FilterError as e:
-            raise typer.BadParameter(_after_option(e)) from None
-    return values
+    def check(values: list[str] | None) -> list[str] | None:
+        from analyzer import filters
 
+        for v in values or ():
+            try:
+                getattr(filters, parser)(v)
+            except filters.FilterError as e:
+                raise typer.BadParameter(_after_option(e)) from None
+        return values
 
-def _check_domains(values: list[str] | None) -> list[str] | None:
-    from analyzer import filters
-
-    for v in values or ():
-        try:
-            filters.parse_domain(v)
-        except filters.FilterError as e:
-            raise typer.BadParameter(_after_option(e)) from None
-    return values
+    return check
 
 
-def _check_resolvers(values: list[str] | None) -> list[str] | None:
-    from analyzer import filters
-
-    for v in values or ():
-        try:
-            filters.parse_resolver(v)
-        except filters.FilterError as e:
-            raise typer.BadParameter(_after_option(e)) from None
-    return values
+_check_codes = _checker("parse_code")
+_check_domains = _checker("parse_domain")
+_check_resolvers = _checker("parse_resolver")
 
 
 def _check_time(value: str | None) -> str | None:
