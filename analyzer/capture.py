@@ -27,6 +27,7 @@ from typing import BinaryIO
 import dpkt
 import numpy as np
 
+from analyzer import records
 from analyzer.errors import CaptureError
 from analyzer.result import CaptureInfo
 
@@ -272,7 +273,6 @@ class CaptureReader:
         linktype = hdr.linktype & 0x0FFFFFFF
         self.info.linktypes = [LINKTYPE_NAMES.get(linktype, f"linktype-{linktype}")]
         incl_of = struct.Struct(endian + "I").unpack_from
-        hdr_dtype = np.dtype(endian + "u4")
         start = stop = 0
         if self.span is not None:
             lead_in, start, stop = self.span
@@ -286,41 +286,31 @@ class CaptureReader:
             data = self._read(self.chunk_bytes)
             buf = carry + data if carry else data
             n = len(buf)
-            offs: list[int] = []
-            append = offs.append
-            off = 0
             limit = stop - block_start if self.span is not None else n + 1
-            while off + 16 <= n and off < limit:
-                end = off + 16 + incl_of(buf, off + 8)[0]
-                if end > n:
-                    break
-                append(off)
-                off = end
+            rows, off = records.pcap_records(buf, 0, limit, endian == ">")
             finished = self.span is not None and off >= limit
             if finished:
                 self.end_position = block_start + off
             warm = 0
             if self.span is not None and block_start < start:
-                warm = sum(1 for o in offs if block_start + o < start)
+                warm = int(np.count_nonzero(rows[:, 0] < start - block_start))
             bad = None
-            if offs:
-                arr = np.frombuffer(buf, np.uint8)
-                idx = np.asarray(offs, dtype=np.int64)
-                fields = arr[idx[:, None] + np.arange(16)].view(hdr_dtype).astype(np.int64)
-                incl = fields[:, 2]
+            if len(rows):
+                incl = rows[:, 3]
                 over = np.flatnonzero(incl > MAX_RECORD)
                 if len(over):
                     bad = int(over[0])
                     claimed = int(incl[bad])
-                    idx, fields, incl = idx[:bad], fields[:bad], incl[:bad]
-                if len(idx):
-                    yield self._emit(buf, idx + 16, incl, fields[:, 3],
-                                     fields[:, 0] * 1_000_000_000 + fields[:, 1] * ts_scale,
-                                     np.full(len(idx), linktype, dtype=np.int64), warm)
+                    bad_at = int(rows[bad, 0])
+                    rows = rows[:bad]
+                if len(rows):
+                    yield self._emit(buf, rows[:, 0] + 16, rows[:, 3].copy(), rows[:, 4].copy(),
+                                     rows[:, 1] * 1_000_000_000 + rows[:, 2] * ts_scale,
+                                     np.full(len(rows), linktype, dtype=np.int64), warm)
                 if bad is not None:
                     raise CaptureError(
                         self.name, f"record {self._frame} claims {claimed} bytes",
-                        block_start + offs[bad], "the file is corrupt from here on; "
+                        block_start + bad_at, "the file is corrupt from here on; "
                         "the records before it were read")
             if finished:
                 return
@@ -379,14 +369,23 @@ class CaptureReader:
                 buf = carry
             n = len(buf)
             off = 0
-            epb_offs: list[int] = []
+            epb_runs: list[np.ndarray] = []  # rows from records.pcapng_epbs
+            n_epb = 0
             other: list[tuple[int, int]] = []  # SPB/PB records: (position in order, offset)
             hdr_of = struct.Struct(endian + "II").unpack_from
             while off + 12 <= n:
+                run, off = records.pcapng_epbs(buf, off, endian == ">")
+                if len(run):
+                    epb_runs.append(run)
+                    n_epb += len(run)
+                if off + 12 > n:
+                    break
+                # Whatever stopped the run: another block type, or an EPB that is cut short
+                # (read more) or has an impossible length (the checks below report it).
                 btype, blen = hdr_of(buf, off)
                 if btype == _PCAPNG_SHB:
                     # A new section may switch byte order: finish the records before it first.
-                    if epb_offs or other:
+                    if n_epb or other:
                         break
                     bom = buf[off + 8:off + 12]
                     endian = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}.get(bom, "")
@@ -397,7 +396,7 @@ class CaptureReader:
                     blen = hdr_of(buf, off)[1]
                     ifaces = []
                 if blen < _MIN_BLOCK.get(btype, 12) or blen % 4 or blen > MAX_RECORD + 64:
-                    chunk = self._flush_ng(buf, epb_offs, other, endian, ifaces)
+                    chunk = self._flush_ng(buf, epb_runs, other, endian, ifaces)
                     if chunk is not None:
                         yield chunk
                     raise CaptureError(self.name, f"pcapng block of type {btype:#x} has "
@@ -406,12 +405,10 @@ class CaptureReader:
                                        "it were read")
                 if off + blen > n:
                     break
-                if btype == _PCAPNG_EPB:
-                    epb_offs.append(off)
-                elif btype in (_PCAPNG_SPB, _PCAPNG_PB):
-                    other.append((len(epb_offs) + len(other), off))
+                if btype in (_PCAPNG_SPB, _PCAPNG_PB):
+                    other.append((n_epb + len(other), off))
                 elif btype == _PCAPNG_IDB:
-                    if epb_offs or other:
+                    if n_epb or other:
                         break  # interfaces change: emit the packets before this block first
                     ifaces.append(self._interface(buf[off:off + blen], endian, block_start + off))
                     for lt, *_ in ifaces:
@@ -419,7 +416,7 @@ class CaptureReader:
                         if nm not in self.info.linktypes:
                             self.info.linktypes.append(nm)
                 off += blen
-            chunk = self._flush_ng(buf, epb_offs, other, endian, ifaces)
+            chunk = self._flush_ng(buf, epb_runs, other, endian, ifaces)
             if chunk is not None:
                 yield chunk
             carry = buf[off:]
@@ -453,13 +450,13 @@ class CaptureReader:
                                        f"timestamp offset ({offset_s} s)", where)
         return (idb.linktype, 1e9 / ticks_per_s, ticks_per_s, offset_s)
 
-    def _flush_ng(self, buf: bytes, epb_offs: list[int], other: list[tuple[int, int]],
+    def _flush_ng(self, buf: bytes, epb_runs: list[np.ndarray], other: list[tuple[int, int]],
                   endian: str, ifaces: list[tuple[int, float, int, int]]) -> Chunk | None:
-        count = len(epb_offs) + len(other)
+        epbs = epb_runs[0] if len(epb_runs) == 1 else np.concatenate(epb_runs) if epb_runs \
+            else np.empty((0, 7), np.int64)
+        count = len(epbs) + len(other)
         if not count:
             return None
-        arr = np.frombuffer(buf, np.uint8)
-        u4 = np.dtype(endian + "u4")
         data_off = np.empty(count, np.int64)
         caplen = np.empty(count, np.int64)
         origlen = np.empty(count, np.int64)
@@ -468,18 +465,15 @@ class CaptureReader:
         is_epb = np.ones(count, bool)
         if other:
             is_epb[[pos for pos, _ in other]] = False
-        if epb_offs:
-            idx = np.asarray(epb_offs, dtype=np.int64)
-            f = arr[idx[:, None] + np.arange(8, 28)].view(u4)
+        if len(epbs):
             # EPB: interface, ts high, ts low, captured length, original length (pcapng §4.3)
-            iface[is_epb] = f[:, 0]
-            ticks[is_epb] = (f[:, 1].astype(np.uint64) << np.uint64(32)) | f[:, 2]
-            caplen[is_epb] = f[:, 3]
-            origlen[is_epb] = f[:, 4]
-            blen = arr[idx[:, None] + np.arange(4, 8)].view(u4)[:, 0].astype(np.int64)
-            data_off[is_epb] = idx + 28
+            iface[is_epb] = epbs[:, 2]
+            ticks[is_epb] = (epbs[:, 3].astype(np.uint64) << np.uint64(32)) | \
+                epbs[:, 4].astype(np.uint64)
+            origlen[is_epb] = epbs[:, 6]
+            data_off[is_epb] = epbs[:, 0] + 28
             # A captured length that overruns its own block is a lie: keep what the block has.
-            caplen[is_epb] = np.minimum(caplen[is_epb], np.maximum(blen - 32, 0))
+            caplen[is_epb] = np.minimum(epbs[:, 5], np.maximum(epbs[:, 1] - 32, 0))
         prev = 0
         for pos, off in other:
             btype, blen = struct.unpack_from(endian + "II", buf, off)

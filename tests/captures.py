@@ -18,9 +18,10 @@ and the slow path, ``test_oracle`` through tshark.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -35,6 +36,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
+from analyzer import speedups
 from analyzer.frame import EDE_COLUMNS
 from analyzer.pipeline import Scanner
 from analyzer.result import ScanResult
@@ -557,6 +559,17 @@ CRAFTED: dict[str, Crafted] = {
 # -- scanning -----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def pure_python_kernels() -> Iterator[None]:
+    """Run the block with the Python twins of the compiled kernels (see analyzer.speedups)."""
+    kept = speedups.kernels
+    speedups.kernels = None
+    try:
+        yield
+    finally:
+        speedups.kernels = kept
+
+
 def scan_bytes(*files: bytes, ports: Iterable[int] = (53,), all_responses: bool = False,
                force_slow: bool = False) -> ScanResult:
     """Scan in-memory capture files with the fast path, or with ``force_slow`` without it."""
@@ -586,6 +599,8 @@ def scan_checked(*files: bytes, ports: Iterable[int] = (53,),
     fast = scan_bytes(*files, ports=ports, all_responses=all_responses)
     slow = scan_bytes(*files, ports=ports, all_responses=all_responses, force_slow=True)
     assert_same_result(fast, slow)
+    with pure_python_kernels():
+        assert_same_result(fast, scan_bytes(*files, ports=ports, all_responses=all_responses))
     assert sum(fast.accounting.values()) == fast.packets
     assert sum(c.packets for c in fast.captures) == fast.packets
     if not all_responses:

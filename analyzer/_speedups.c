@@ -1,0 +1,392 @@
+/* Compiled kernels for the two loops that Python and numpy do slowly: walking packet
+ * records (each record's length says where the next one starts, so it cannot be
+ * vectorised) and classifying packets (a dozen numpy passes over every chunk).
+ *
+ * Contract: each function returns exactly what its Python twin returns
+ * (records.pcap_records_py, records.pcapng_epbs_py, fastpath.classify_numpy); the test
+ * suite runs both on the same bytes. Everything here reads untrusted bytes: every read is
+ * bounds-checked against the buffer, and no function allocates more than its output.
+ * The GIL is released while the loops run.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Keep in step with analyzer/fastpath.py. */
+enum { SLOW, QUERY, RESPONSE, CANDIDATE, NOT_DNS_PORT, NON_IP, NOT_UDP_TCP,
+       UNSUPPORTED_LINKTYPE, TCP_NO_PAYLOAD, TCP_SEGMENT };
+#define ETH_IP4 0x0800
+#define ETH_IP6 0x86DD
+#define MAX_RECORD (1 << 20)
+#define PCAPNG_EPB 6
+
+static inline uint32_t rd32(const uint8_t *p, int big) {
+    return big ? ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]
+               : ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | p[0];
+}
+
+/* A byte of the chunk, or 0 outside it (the Python twin reads zero padding there). */
+static inline int64_t at(const uint8_t *a, int64_t n, int64_t i) {
+    return (i >= 0 && i < n) ? a[i] : 0;
+}
+
+static inline int64_t u16(const uint8_t *a, int64_t n, int64_t i) {
+    return (at(a, n, i) << 8) | at(a, n, i + 1);
+}
+
+/* pcap_records(buf, off, limit, big_endian) -> (bytes, next_off)
+ *
+ * Walk classic pcap records from ``off`` while a whole 16-byte header and its captured
+ * bytes fit in ``buf`` and the record starts before ``limit``. The bytes hold five int64
+ * per record: header offset, ts seconds, ts fraction, captured length, original length.
+ */
+static PyObject *pcap_records(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t off, limit;
+    int big;
+    if (!PyArg_ParseTuple(args, "y*nnp", &view, &off, &limit, &big))
+        return NULL;
+    const uint8_t *buf = view.buf;
+    Py_ssize_t n = view.len;
+    Py_ssize_t count = 0, cap = 0;
+    int64_t *rows = NULL;
+    Py_ssize_t pos = off;
+    /* One pass to count, so the output is allocated once at its exact size. */
+    Py_BEGIN_ALLOW_THREADS
+    while (pos >= 0 && pos + 16 <= n && pos < limit) {
+        Py_ssize_t end = pos + 16 + (Py_ssize_t)rd32(buf + pos + 8, big);
+        if (end > n)
+            break;
+        count++;
+        pos = end;
+    }
+    Py_END_ALLOW_THREADS
+    cap = count;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, cap * 5 * (Py_ssize_t)sizeof(int64_t));
+    if (out == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    rows = (int64_t *)PyBytes_AS_STRING(out);
+    pos = off;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < cap; i++) {
+        const uint8_t *h = buf + pos;
+        int64_t *r = rows + i * 5;
+        r[0] = pos;
+        r[1] = rd32(h, big);
+        r[2] = rd32(h + 4, big);
+        r[3] = rd32(h + 8, big);
+        r[4] = rd32(h + 12, big);
+        pos += 16 + r[3];
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(Nn)", out, pos);
+}
+
+/* pcapng_epbs(buf, off, big_endian) -> (bytes, next_off)
+ *
+ * Walk consecutive Enhanced Packet Blocks from ``off``; stop at the first block that is not
+ * a whole, plausible EPB (another block type, a bad length, or one cut by the buffer's end)
+ * and leave it to the Python walker. Seven int64 per block: block offset, block length,
+ * interface id, timestamp high, timestamp low, captured length, original length.
+ */
+static PyObject *pcapng_epbs(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t off;
+    int big;
+    if (!PyArg_ParseTuple(args, "y*np", &view, &off, &big))
+        return NULL;
+    const uint8_t *buf = view.buf;
+    Py_ssize_t n = view.len;
+    Py_ssize_t count = 0;
+    Py_ssize_t pos = off;
+    Py_BEGIN_ALLOW_THREADS
+    while (pos >= 0 && pos + 12 <= n) {
+        uint32_t btype = rd32(buf + pos, big), blen = rd32(buf + pos + 4, big);
+        if (btype != PCAPNG_EPB || blen < 32 || blen % 4 || blen > MAX_RECORD + 64 ||
+            pos + (Py_ssize_t)blen > n)
+            break;
+        count++;
+        pos += blen;
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *out = PyBytes_FromStringAndSize(NULL, count * 7 * (Py_ssize_t)sizeof(int64_t));
+    if (out == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    int64_t *rows = (int64_t *)PyBytes_AS_STRING(out);
+    pos = off;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const uint8_t *h = buf + pos;
+        int64_t *r = rows + i * 7;
+        r[0] = pos;
+        r[1] = rd32(h + 4, big);
+        for (int k = 0; k < 5; k++)
+            r[2 + k] = rd32(h + 8 + 4 * k, big);
+        pos += r[1];
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(Nn)", out, pos);
+}
+
+/* Whether ``00 29`` occurs in [start, stop) and ``00 0f`` follows it 10+ bytes on. */
+static int may_hold_ede(const uint8_t *a, int64_t n, int64_t start, int64_t stop) {
+    if (stop > n)
+        stop = n;
+    if (start < 0)
+        start = 0;
+    int64_t p = start;
+    for (; p + 1 < stop; p++) {
+        if (a[p + 1] == 0x29 && a[p] == 0)
+            break;
+    }
+    if (p + 1 >= stop)
+        return 0;
+    for (int64_t q = p + 10; q + 1 < stop; q++) {
+        if (a[q + 1] == 0x0F && a[q] == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int is_ip6_extension(int64_t nh) {
+    switch (nh) {
+    case 0: case 43: case 44: case 51: case 60: case 135: case 139: case 140: case 253:
+    case 254:
+        return 1;
+    }
+    return 0;
+}
+
+static int get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t itemsize,
+                      const char *name) {
+    int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    if (view->itemsize != itemsize) {
+        PyErr_Format(PyExc_TypeError, "%s: expected items of %zd bytes", name, itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* classify(arr, data_off, caplen, linktype, port_map, decode_all,
+ *          cat, l3, l4, ip_version, sport, dport, payload, payload_len) -> list
+ *
+ * Fill the output columns exactly as fastpath.classify_numpy does for every field the
+ * pipeline reads, and return the indices of RFC 9567 error-report candidates.
+ * ``port_map`` is 8192 bytes, one bit per port that counts as DNS.
+ */
+static PyObject *classify(PyObject *self, PyObject *args) {
+    PyObject *objs[14];
+    int decode_all;
+    if (!PyArg_ParseTuple(args, "OOOOOpOOOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &decode_all, &objs[6], &objs[7], &objs[8], &objs[9],
+                          &objs[10], &objs[11], &objs[12], &objs[13]))
+        return NULL;
+    objs[5] = NULL;
+    static const struct { int writable; Py_ssize_t size; const char *name; } spec[14] = {
+        {0, 1, "arr"}, {0, 8, "data_off"}, {0, 8, "caplen"}, {0, 8, "linktype"},
+        {0, 1, "port_map"}, {0, 0, ""}, {1, 1, "cat"}, {1, 8, "l3"}, {1, 8, "l4"},
+        {1, 8, "ip_version"}, {1, 8, "sport"}, {1, 8, "dport"}, {1, 8, "payload"},
+        {1, 8, "payload_len"}};
+    Py_buffer views[14];
+    int got = 0;
+    PyObject *result = NULL;
+    for (; got < 14; got++) {
+        if (got == 5)
+            continue;
+        if (get_buffer(objs[got], &views[got], spec[got].writable, spec[got].size,
+                       spec[got].name) < 0)
+            goto done;
+    }
+    Py_ssize_t count = views[1].len / 8;
+    for (int k = 2; k < 14; k++) {
+        if (k == 4 || k == 5)
+            continue;
+        if (views[k].len / views[k].itemsize != count) {
+            PyErr_Format(PyExc_ValueError, "%s: expected %zd items", spec[k].name, count);
+            goto done;
+        }
+    }
+    if (views[4].len != 8192) {
+        PyErr_SetString(PyExc_ValueError, "port_map: expected 8192 bytes");
+        goto done;
+    }
+    const uint8_t *a = views[0].buf;
+    const int64_t n = views[0].len;
+    const int64_t *d_off = views[1].buf, *caplen = views[2].buf, *lt_col = views[3].buf;
+    const uint8_t *ports = views[4].buf;
+    int8_t *cat = views[6].buf;
+    int64_t *l3_col = views[7].buf, *l4_col = views[8].buf, *ver_col = views[9].buf;
+    int64_t *sport_col = views[10].buf, *dport_col = views[11].buf;
+    int64_t *pay_col = views[12].buf, *plen_col = views[13].buf;
+    /* Error reports are rare: mark them in place first, gather them after the loop. */
+    int64_t reports = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const int64_t d = d_off[i], cap = caplen[i], lt = lt_col[i], end = d + cap;
+        int64_t etype = -1, l3 = -1, l4 = -1, proto = -1, ip_end = 0, ver = 0;
+        int known = 0;
+        int8_t c = SLOW;
+        l3_col[i] = l4_col[i] = -1;
+        ver_col[i] = sport_col[i] = dport_col[i] = pay_col[i] = plen_col[i] = 0;
+        /* -- link layer: where the IP header starts, and which IP it is -- */
+        switch (lt) {
+        case 1: {
+            int64_t et = u16(a, n, d + 12), off = d + 14;
+            for (int k = 0; k < 2; k++) { /* 802.1Q, then QinQ's inner tag */
+                if (et == 0x8100 || et == 0x88A8 || et == 0x9100) {
+                    et = u16(a, n, off + 2);
+                    off += 4;
+                }
+            }
+            if (cap >= off - d) { etype = et; l3 = off; known = 1; }
+            break;
+        }
+        case 113:
+            if (cap >= 16) { etype = u16(a, n, d + 14); l3 = d + 16; known = 1; }
+            break;
+        case 276:
+            if (cap >= 20) { etype = u16(a, n, d); l3 = d + 20; known = 1; }
+            break;
+        case 12: case 14: case 101:
+            if (cap >= 1) {
+                int64_t v = at(a, n, d) >> 4;
+                etype = v == 4 ? ETH_IP4 : v == 6 ? ETH_IP6 : -2;
+                l3 = d;
+                known = 1;
+            }
+            break;
+        case 228: etype = ETH_IP4; l3 = d; known = 1; break;
+        case 229: etype = ETH_IP6; l3 = d; known = 1; break;
+        case 0: case 108:
+            if (cap >= 4) {
+                /* NULL's family is in the capturing host's byte order; LOOP's is big. */
+                int64_t fam = lt == 108 ? at(a, n, d + 3) : at(a, n, d);
+                if (lt == 0 && fam == 0)
+                    fam = at(a, n, d + 3);
+                etype = fam == 2 ? ETH_IP4
+                      : (fam == 10 || fam == 24 || fam == 28 || fam == 30) ? ETH_IP6 : -2;
+                l3 = d + 4;
+                known = 1;
+            }
+            break;
+        default:
+            c = UNSUPPORTED_LINKTYPE;
+        }
+        if (known && etype >= 0 && etype != ETH_IP4 && etype != ETH_IP6)
+            c = NON_IP;
+        /* -- IP -- */
+        if (known && etype == ETH_IP4 && l3 + 20 <= end) {
+            int64_t vihl = at(a, n, l3), ihl = (vihl & 15) * 4, total = u16(a, n, l3 + 2);
+            int64_t frag = ((at(a, n, l3 + 6) & 0x3F) << 8) | at(a, n, l3 + 7);
+            if ((vihl >> 4) == 4 && ihl >= 20 && frag == 0 && total >= ihl &&
+                l3 + total <= end) {
+                l4 = l3 + ihl; proto = at(a, n, l3 + 9); ip_end = l3 + total; ver = 4;
+            }
+        } else if (known && etype == ETH_IP6 && l3 + 40 <= end) {
+            int64_t plen = u16(a, n, l3 + 4), nh = at(a, n, l3 + 6);
+            if ((at(a, n, l3) >> 4) == 6 && l3 + 40 + plen <= end && !is_ip6_extension(nh)) {
+                l4 = l3 + 40; proto = nh; ip_end = l3 + 40 + plen; ver = 6;
+            }
+        }
+        l3_col[i] = l3;
+        if (l4 < 0) {
+            cat[i] = c;
+            continue;
+        }
+        l4_col[i] = l4;
+        ver_col[i] = ver;
+        if (proto != 6 && proto != 17) {
+            cat[i] = NOT_UDP_TCP;
+            continue;
+        }
+        /* -- transport -- */
+        int64_t sport = u16(a, n, l4), dport = u16(a, n, l4 + 2);
+        sport_col[i] = sport;
+        dport_col[i] = dport;
+        int dns_port = ((ports[sport >> 3] >> (sport & 7)) & 1) ||
+                       ((ports[dport >> 3] >> (dport & 7)) & 1);
+        if (proto == 6) {
+            int64_t hlen = (at(a, n, l4 + 12) >> 4) * 4, flags = at(a, n, l4 + 13);
+            pay_col[i] = l4 + hlen;
+            plen_col[i] = ip_end - (l4 + hlen);
+            if (!dns_port) {
+                if (l4 + 4 <= ip_end)
+                    c = NOT_DNS_PORT;
+            } else if (hlen >= 20 && l4 + hlen <= ip_end) {
+                c = (l4 + hlen == ip_end && (flags & 0x07) == 0) ? TCP_NO_PAYLOAD : TCP_SEGMENT;
+            }
+            cat[i] = c;
+            continue;
+        }
+        int64_t ulen = u16(a, n, l4 + 4), p = l4 + 8, plen = ulen - 8;
+        pay_col[i] = p;
+        plen_col[i] = plen;
+        if (l4 + 8 <= ip_end) {
+            if (!dns_port) {
+                c = NOT_DNS_PORT;
+            } else if (ulen >= 20 && l4 + ulen <= ip_end) {
+                if ((at(a, n, p + 2) >> 7) == 0) {
+                    c = QUERY;
+                    /* RFC 9567 §6.1.1: a report's QNAME starts with the label "_er". */
+                    if (plen >= 16 && at(a, n, p + 12) == 3 && at(a, n, p + 13) == 0x5F &&
+                        (at(a, n, p + 14) | 0x20) == 0x65 && (at(a, n, p + 15) | 0x20) == 0x72)
+                        reports++, c = -1 - QUERY; /* marked; restored below */
+                } else if (decode_all) {
+                    c = CANDIDATE;
+                } else {
+                    c = RESPONSE;
+                    if (u16(a, n, p + 10) > 0 && may_hold_ede(a, n, p + 12, p + plen))
+                        c = CANDIDATE;
+                }
+            }
+        }
+        cat[i] = c;
+    }
+    Py_END_ALLOW_THREADS
+    result = PyList_New(0);
+    if (result == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; reports && i < count; i++) {
+        if (cat[i] == -1 - QUERY) {
+            cat[i] = QUERY;
+            reports--;
+            PyObject *index = PyLong_FromSsize_t(i);
+            if (index == NULL || PyList_Append(result, index) < 0) {
+                Py_XDECREF(index);
+                Py_CLEAR(result);
+                goto done;
+            }
+            Py_DECREF(index);
+        }
+    }
+done:
+    for (int k = 0; k < got; k++) {
+        if (k != 5)
+            PyBuffer_Release(&views[k]);
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"pcap_records", pcap_records, METH_VARARGS, "Walk classic pcap records."},
+    {"pcapng_epbs", pcapng_epbs, METH_VARARGS, "Walk consecutive pcapng Enhanced Packet Blocks."},
+    {"classify", classify, METH_VARARGS, "Classify a chunk of packets (see fastpath)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "analyzer._speedups",
+    "Compiled twins of the record walk and the packet classifier.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }

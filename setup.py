@@ -1,0 +1,10 @@
+"""Build the optional C kernels; everything else is declared in pyproject.toml.
+
+``optional=True``: where no C compiler is present the install still succeeds, and
+``analyzer.speedups`` falls back to the Python twins of the kernels.
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("analyzer._speedups", ["analyzer/_speedups.c"],
+                             extra_compile_args=["-O2"], optional=True)])

@@ -1,0 +1,280 @@
+"""The compiled kernels against their Python twins: same records, same verdicts, same offsets.
+
+Each kernel is run on real capture bytes (samples, peer captures, the fuzz corpus) and on
+bytes that hypothesis makes up or mutates, and compared field by field with the Python twin
+(records.*_py, fastpath.classify_numpy). The whole-pipeline comparison runs in
+``captures.scan_checked`` for every crafted capture.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from captures import pure_python_kernels
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from analyzer import fastpath, records, speedups
+from analyzer.capture import PAD, CaptureReader, Chunk
+from analyzer.errors import CaptureError
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER = ROOT.parent / "shared" / "peer-captures"
+FIXTURES = sorted(
+    [*ROOT.glob("samples/**/*.pcap*"), *PEER.glob("**/*.pcap*"), *ROOT.glob("tests/fuzz_corpus/*")],
+    key=str)
+# The fields the pipeline reads, per category (see pipeline.Scanner._chunk and _settled).
+READ_FOR = (fastpath.QUERY, fastpath.CANDIDATE, fastpath.TCP_SEGMENT)
+FIELDS = ("l3", "l4", "ip_version", "sport", "dport", "payload", "payload_len")
+LINKTYPES = (0, 1, 12, 14, 101, 108, 113, 147, 228, 229, 276)
+
+kernels = speedups.kernels
+needs_kernels = pytest.mark.skipif(kernels is None, reason="the C kernels are not built")
+
+
+def test_the_kernels_are_built() -> None:
+    if os.environ.get("EDE_PCAP_PURE_PYTHON"):
+        pytest.skip("EDE_PCAP_PURE_PYTHON is set: the Python twins run on purpose")
+    assert kernels is not None, (
+        "analyzer/_speedups.c did not build: install gcc and the Python headers "
+        "(Debian: build-essential python3-dev), then reinstall")
+    assert speedups.describe() == "compiled kernels"
+
+
+def read_all(path: Path) -> tuple[list[tuple], str | None]:
+    """Every chunk's columns, and the error that ended the read (if any)."""
+    out = []
+    reader = CaptureReader(path)
+    try:
+        for ch in reader.chunks():
+            out.append((ch.first_frame, ch.data_off.tolist(), ch.caplen.tolist(),
+                        ch.origlen.tolist(), ch.ts_ns.tolist(), ch.linktype.tolist()))
+    except CaptureError as e:
+        return out, str(e)
+    finally:
+        reader.close()
+    return out, None
+
+
+@needs_kernels
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_record_walk_agrees_on_every_fixture(path: Path) -> None:
+    compiled = read_all(path)
+    with pure_python_kernels():
+        assert read_all(path) == compiled
+
+
+def assert_same_verdicts(chunk: Chunk, ports: np.ndarray, decode_all: bool) -> np.ndarray:
+    assert kernels is not None
+    got = fastpath.classify(chunk, ports, decode_all)
+    want = fastpath.classify_numpy(chunk, ports, decode_all)
+    np.testing.assert_array_equal(got.cat, want.cat)
+    np.testing.assert_array_equal(got.reports, want.reports)
+    read = np.isin(got.cat, READ_FOR) | np.isin(np.arange(len(chunk)), got.reports)
+    for name in FIELDS:
+        np.testing.assert_array_equal(getattr(got, name)[read], getattr(want, name)[read], name)
+    return got.cat
+
+
+@needs_kernels
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_classify_agrees_on_every_fixture(path: Path) -> None:
+    reader = CaptureReader(path)
+    seen = 0
+    try:
+        for chunk in reader.chunks():
+            for ports in ([53], [53, 5300, 853]):
+                for decode_all in (False, True):
+                    assert_same_verdicts(chunk, np.array(ports, np.int64), decode_all)
+            seen += len(chunk)
+    except CaptureError:
+        pass
+    finally:
+        reader.close()
+    if path.name == "incident.pcap":
+        assert seen > 1000  # the comparison really ran on packets
+
+
+# -- made-up and mutated bytes ------------------------------------------------------------------
+
+
+@needs_kernels
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=400), off=st.integers(-4, 420), limit=st.integers(-4, 500),
+       big=st.booleans())
+def test_pcap_walk_agrees_on_any_bytes(data: bytes, off: int, limit: int, big: bool) -> None:
+    if off < 0:  # the Python walk is never called with a negative offset; the C one refuses
+        rows, stop = records.pcap_records(data, off, limit, big)
+        assert len(rows) == 0 and stop == off
+        return
+    rows, stop = records.pcap_records(data, off, limit, big)
+    want_rows, want_stop = records.pcap_records_py(data, off, limit, big)
+    np.testing.assert_array_equal(rows, want_rows)
+    assert stop == want_stop
+
+
+def block(btype: int, blen: int, body: bytes, big: bool) -> bytes:
+    e = ">" if big else "<"
+    return struct.pack(e + "II", btype, blen) + body
+
+
+@st.composite
+def pcapng_blocks(draw: st.DrawFn) -> tuple[bytes, bool]:
+    big = draw(st.booleans())
+    out = b""
+    for _ in range(draw(st.integers(0, 6))):
+        btype = draw(st.sampled_from([6, 6, 6, 3, 1, 2, 0x0A0D0D0A, draw(st.integers(0, 9))]))
+        size = draw(st.integers(0, 120))
+        honest = 12 + size + (-size % 4)
+        blen = draw(st.sampled_from([honest, honest, honest - 4, honest + 4, honest + 2, 28, 31,
+                                     (1 << 20) + 100, draw(st.integers(0, 1 << 32 - 1))]))
+        body = draw(st.binary(min_size=honest - 8, max_size=honest - 8))
+        out += block(btype, blen, body, big)
+    cut = draw(st.integers(0, len(out)))
+    return out[:cut], big
+
+
+@needs_kernels
+@settings(max_examples=300, deadline=None)
+@given(case=pcapng_blocks(), off=st.integers(0, 40))
+def test_pcapng_walk_agrees_on_any_blocks(case: tuple[bytes, bool], off: int) -> None:
+    data, big = case
+    rows, stop = records.pcapng_epbs(data, off, big)
+    want_rows, want_stop = records.pcapng_epbs_py(data, off, big)
+    np.testing.assert_array_equal(rows, want_rows)
+    assert stop == want_stop
+
+
+def sample_chunk(name: str) -> Chunk:
+    reader = CaptureReader(ROOT / "samples" / name)
+    try:
+        return next(iter(reader.chunks()))
+    finally:
+        reader.close()
+
+
+TRANSPORTS = sample_chunk("transports.pcap")
+# Every link type the samples carry, as packets to mutate.
+BASES = [TRANSPORTS, *(sample_chunk(f"transports-{link}.pcap") for link in ("sll", "null", "raw")),
+         sample_chunk("all-codes.pcapng")]
+
+
+@needs_kernels
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_classify_agrees_on_mutated_packets(data: st.DataObject) -> None:
+    """Real packets with bytes flipped, cut short or relabelled: the verdicts still agree."""
+    base = data.draw(st.sampled_from(BASES))
+    picks = data.draw(st.lists(st.integers(0, len(base) - 1), min_size=1, max_size=8))
+    buf = bytearray()
+    offs, caps, lts = [], [], []
+    for i in picks:
+        d, cap = int(base.data_off[i]), int(base.caplen[i])
+        pkt = bytearray(base.buf[d:d + cap])
+        for _ in range(data.draw(st.integers(0, 4))):
+            if pkt:
+                pkt[data.draw(st.integers(0, len(pkt) - 1))] = data.draw(st.integers(0, 255))
+        keep = data.draw(st.integers(0, len(pkt))) if data.draw(st.booleans()) else len(pkt)
+        offs.append(len(buf))
+        caps.append(keep)
+        own = int(base.linktype[i])
+        lts.append(data.draw(st.sampled_from([own, own, own, *LINKTYPES])))
+        buf += pkt[:keep]
+    n = len(picks)
+    chunk = Chunk(bytes(buf), np.array(offs, np.int64), np.array(caps, np.int64),
+                  np.array(caps, np.int64), np.zeros(n, np.int64), np.array(lts, np.int64), 1)
+    ports = np.array(data.draw(st.sampled_from([[53], [53, 5300], [0, 65535]])), np.int64)
+    assert_same_verdicts(chunk, ports, data.draw(st.booleans()))
+
+
+@needs_kernels
+@pytest.mark.parametrize("base", BASES, ids=lambda c: f"link{int(c.linktype[0])}")
+def test_classify_agrees_on_every_cut_of_real_packets(base: Chunk) -> None:
+    """Each packet cut at every length, whole at last."""
+    buf = bytearray()
+    offs, caps = [], []
+    for i in range(min(len(base), 25)):
+        d, cap = int(base.data_off[i]), int(base.caplen[i])
+        for keep in range(cap + 1):
+            offs.append(len(buf))
+            caps.append(keep)
+            buf += base.buf[d:d + keep]
+    n = len(offs)
+    chunk = Chunk(bytes(buf), np.array(offs, np.int64), np.array(caps, np.int64),
+                  np.array(caps, np.int64), np.zeros(n, np.int64),
+                  np.full(n, int(base.linktype[0]), np.int64), 1)
+    for decode_all in (False, True):
+        cat = assert_same_verdicts(chunk, np.array([53], np.int64), decode_all)
+    assert len(set(cat.tolist())) >= 3  # cuts reach several verdicts, not one
+
+
+@needs_kernels
+@settings(max_examples=200, deadline=None)
+@given(buf=st.binary(min_size=0, max_size=300), data=st.data())
+def test_classify_agrees_on_noise(buf: bytes, data: st.DataObject) -> None:
+    n = data.draw(st.integers(0, 6))
+    offs = [data.draw(st.integers(0, len(buf))) for _ in range(n)]
+    # Short captured lengths, where the header-size checks sit, come up often.
+    caps = [min(data.draw(st.one_of(st.integers(0, 64), st.integers(0, 300))), len(buf) - o)
+            for o in offs]
+    lts = [data.draw(st.sampled_from(LINKTYPES)) for _ in range(n)]
+    chunk = Chunk(buf, np.array(offs, np.int64), np.array(caps, np.int64),
+                  np.array(caps, np.int64), np.zeros(n, np.int64), np.array(lts, np.int64), 1)
+    assert len(chunk.arr) == len(buf) + PAD
+    assert_same_verdicts(chunk, np.array([53], np.int64), data.draw(st.booleans()))
+
+
+@needs_kernels
+def test_classify_refuses_columns_of_the_wrong_shape() -> None:
+    assert kernels is not None
+    chunk = TRANSPORTS
+    n = len(chunk)
+    outs = [np.empty(n, np.int8), *(np.empty(n, np.int64) for _ in range(7))]
+    with pytest.raises(TypeError, match="data_off"):
+        kernels.classify(chunk.arr, chunk.data_off.astype(np.int32), chunk.caplen,
+                         chunk.linktype, bytes(8192), False, *outs)
+    with pytest.raises(ValueError, match="port_map"):
+        kernels.classify(chunk.arr, chunk.data_off, chunk.caplen, chunk.linktype, b"", False,
+                         *outs)
+    outs[2] = np.empty(n + 1, np.int64)
+    with pytest.raises(ValueError, match="l4"):
+        kernels.classify(chunk.arr, chunk.data_off, chunk.caplen, chunk.linktype, bytes(8192),
+                         False, *outs)
+
+
+def test_the_pure_python_switch_is_honoured(tmp_path: Path) -> None:
+    """EDE_PCAP_PURE_PYTHON=1 runs the twins; the report is the same byte for byte."""
+    import subprocess
+    import sys
+
+    sample = ROOT / "samples" / "incident.pcap"
+    outputs = []
+    for pure in ("", "1"):
+        env = {**os.environ, "EDE_PCAP_PURE_PYTHON": pure}
+        code = ("import sys; from analyzer import speedups; print(speedups.describe()); "
+                "from analyzer.cli import main; sys.argv = ['ede-pcap', 'report', sys.argv[1], "
+                "'--format', 'json']; main()")
+        done = subprocess.run([sys.executable, "-c", code, str(sample)], env=env,
+                              capture_output=True, text=True, check=True)
+        outputs.append(done.stdout)
+    compiled, pure = outputs
+    assert pure.startswith("pure Python kernels\n")
+    if kernels is not None:
+        assert compiled.startswith("compiled kernels\n")
+    assert compiled.split("\n", 1)[1] == pure.split("\n", 1)[1]
+    assert '"ede_options"' in pure
+
+
+def test_reader_gives_the_same_chunks_through_a_stream() -> None:
+    data = (ROOT / "samples" / "all-codes.pcapng").read_bytes()
+    with pure_python_kernels():
+        reader = CaptureReader(io.BytesIO(data))
+        want = [(c.data_off.tolist(), c.ts_ns.tolist()) for c in reader.chunks()]
+    reader = CaptureReader(io.BytesIO(data))
+    assert [(c.data_off.tolist(), c.ts_ns.tolist()) for c in reader.chunks()] == want
+    assert sum(len(d) for d, _ in want) > 10
