@@ -377,10 +377,177 @@ done:
     return result;
 }
 
+/* Bytes a name may hold and still print as itself (message._PLAIN_NAME, without the dot). */
+static int plain_name_byte(uint8_t b) {
+    return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') ||
+           b == '_' || b == '*' || b == '-';
+}
+
+/* Past the RR owner name at ``off``, or -1 where message._skip_name would raise. */
+static Py_ssize_t skip_name(const uint8_t *m, Py_ssize_t n, Py_ssize_t off) {
+    for (;;) {
+        if (off >= n)
+            return -1;
+        uint8_t len = m[off];
+        if (len == 0)
+            return off + 1;
+        if (len >= 0xC0)
+            return off + 1 < n ? off + 2 : -1;
+        if (len > 63)
+            return -1;
+        off += len + 1;
+    }
+}
+
+/* parse_response(msg) -> tuple | None
+ *
+ * message.parse_response for the common, clean response: one question whose name prints as
+ * itself, RRs that parse, at most one OPT, EDE texts in valid UTF-8, no Report-Channel.
+ * Anything else returns None and the Python decoder takes the message, so every malformed
+ * reason and every problem is still named in one place. The tuple is DnsResponse's first
+ * ten fields and a list of (info-code, extra text).
+ */
+static PyObject *parse_response(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const uint8_t *m = view.buf;
+    const Py_ssize_t n = view.len;
+    PyObject *edes = NULL, *qname = NULL, *result = NULL;
+    char name[256];
+    Py_ssize_t name_len = 0;
+    if (n < 12)
+        goto fallback;
+    unsigned dns_id = (m[0] << 8) | m[1], flags = (m[2] << 8) | m[3];
+    unsigned qd = (m[4] << 8) | m[5], an = (m[6] << 8) | m[7], ns = (m[8] << 8) | m[9];
+    unsigned ar = (m[10] << 8) | m[11];
+    if (qd != 1)
+        goto fallback;
+    Py_ssize_t off = 12;
+    int wire = 0;
+    for (;;) { /* the question name: plain labels only, no pointers */
+        if (off >= n)
+            goto fallback;
+        uint8_t len = m[off];
+        if (len == 0) {
+            off += 1;
+            break;
+        }
+        if (len > 63)
+            goto fallback;
+        wire += len + 1;
+        if (wire > 255 || off + 1 + len > n)
+            goto fallback;
+        if (name_len)
+            name[name_len++] = '.';
+        for (int k = 1; k <= len; k++) {
+            if (!plain_name_byte(m[off + k]))
+                goto fallback;
+            name[name_len++] = (char)m[off + k];
+        }
+        off += len + 1;
+    }
+    if (off + 4 > n)
+        goto fallback;
+    unsigned qtype = (m[off] << 8) | m[off + 1], qclass = (m[off + 2] << 8) | m[off + 3];
+    off += 4;
+    Py_ssize_t question_end = off;
+    for (unsigned i = 0; i < an + ns; i++) {
+        off = skip_name(m, n, off);
+        if (off < 0 || off + 10 > n)
+            goto fallback;
+        off += 10 + ((m[off + 8] << 8) | m[off + 9]);
+        if (off > n)
+            goto fallback;
+    }
+    unsigned rcode = flags & 0xF;
+    int has_opt = 0, dnssec_ok = 0;
+    unsigned udp_size = 0;
+    edes = PyList_New(0);
+    if (edes == NULL)
+        goto error;
+    for (unsigned i = 0; i < ar; i++) {
+        if (off >= n)
+            goto fallback;
+        Py_ssize_t at = skip_name(m, n, off);
+        if (at < 0 || at + 10 > n)
+            goto fallback;
+        unsigned rtype = (m[at] << 8) | m[at + 1], rclass = (m[at + 2] << 8) | m[at + 3];
+        uint32_t ttl = ((uint32_t)m[at + 4] << 24) | ((uint32_t)m[at + 5] << 16) |
+                       ((uint32_t)m[at + 6] << 8) | m[at + 7];
+        Py_ssize_t pos = at + 10, stop = pos + ((m[at + 8] << 8) | m[at + 9]);
+        if (stop > n)
+            goto fallback;
+        if (rtype == 41) {
+            if (has_opt)
+                goto fallback; /* a second OPT is a problem the Python decoder names */
+            has_opt = 1;
+            udp_size = rclass;
+            rcode |= (ttl >> 24) << 4;
+            dnssec_ok = (ttl & 0x8000) != 0;
+            while (pos < stop) {
+                if (pos + 4 > stop)
+                    goto fallback;
+                unsigned code = (m[pos] << 8) | m[pos + 1], olen = (m[pos + 2] << 8) | m[pos + 3];
+                pos += 4;
+                if (pos + olen > stop || code == 18)
+                    goto fallback;
+                if (code == 15) {
+                    if (olen < 2)
+                        goto fallback;
+                    Py_ssize_t tlen = olen - 2;
+                    if (tlen && m[pos + 2 + tlen - 1] == 0) /* tolerate one trailing NUL */
+                        tlen--;
+                    PyObject *text = PyUnicode_DecodeUTF8((const char *)m + pos + 2, tlen, NULL);
+                    if (text == NULL) {
+                        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                            goto error;
+                        PyErr_Clear();
+                        goto fallback;
+                    }
+                    PyObject *item = Py_BuildValue("(IN)", (m[pos] << 8) | m[pos + 1], text);
+                    if (item == NULL || PyList_Append(edes, item) < 0) {
+                        Py_XDECREF(item);
+                        goto error;
+                    }
+                    Py_DECREF(item);
+                }
+                pos += olen;
+            }
+        }
+        off = stop;
+    }
+    qname = name_len ? PyUnicode_DecodeASCII(name, name_len, NULL)
+                     : PyUnicode_FromString(".");
+    if (qname == NULL)
+        goto error;
+    PyObject *question = PyBytes_FromStringAndSize((const char *)m + 12, question_end - 12);
+    if (question == NULL)
+        goto error;
+    PyObject *udp = has_opt ? PyLong_FromUnsignedLong(udp_size) : Py_NewRef(Py_None);
+    PyObject *dok = has_opt ? PyBool_FromLong(dnssec_ok) : Py_NewRef(Py_None);
+    result = Py_BuildValue("(IINIINIONNN)", dns_id, flags, qname, qtype, qclass, question, rcode,
+                           has_opt ? Py_True : Py_False, udp, dok, edes);
+    qname = edes = NULL; /* the tuple holds them now (or they were released with it) */
+    PyBuffer_Release(&view);
+    return result;
+fallback:
+    Py_XDECREF(edes);
+    Py_XDECREF(qname);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(edes);
+    Py_XDECREF(qname);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"pcap_records", pcap_records, METH_VARARGS, "Walk classic pcap records."},
     {"pcapng_epbs", pcapng_epbs, METH_VARARGS, "Walk consecutive pcapng Enhanced Packet Blocks."},
     {"classify", classify, METH_VARARGS, "Classify a chunk of packets (see fastpath)."},
+    {"parse_response", parse_response, METH_O, "Decode a clean DNS response (see message)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,6 +13,7 @@ import re
 import struct
 from typing import NamedTuple
 
+from analyzer import speedups
 from analyzer.errors import Malformed
 
 OPT = 41
@@ -67,12 +68,25 @@ def may_hold_ede(msg: bytes) -> bool:
 
 
 def parse_response(msg: bytes) -> DnsResponse:
-    """Decode a DNS message; raise ``Malformed`` when the parts we need are unreadable."""
+    """Decode a DNS message; raise ``Malformed`` when the parts we need are unreadable.
+
+    The compiled kernel decodes the common, clean response (see ``_speedups.c``); anything
+    it does not take, malformed or merely unusual, is decoded here.
+    """
+    kernels = speedups.kernels
+    if kernels is not None:
+        clean = kernels.parse_response(msg)
+        if clean is not None:
+            *head, texts = clean
+            return DnsResponse(*head, [EdeOption(code, text, True) for code, text in texts], [])
+    return parse_response_py(msg)
+
+
+def parse_response_py(msg: bytes) -> DnsResponse:
+    """The Python decoder alone: the twin the kernel is tested against."""
     try:
         return _parse(msg)
-    except IndexError:
-        raise Malformed("dns-truncated") from None
-    except struct.error:
+    except (IndexError, struct.error):
         raise Malformed("dns-truncated") from None
 
 

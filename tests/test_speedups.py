@@ -15,13 +15,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from captures import pure_python_kernels
+from captures import (
+    QR,
+    a_rr,
+    ede_option,
+    edns_option,
+    opt_rr,
+    pure_python_kernels,
+    response,
+)
+from captures import message as dns_message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyzer import fastpath, records, speedups
+from analyzer import fastpath, message, records, speedups
 from analyzer.capture import PAD, CaptureReader, Chunk
-from analyzer.errors import CaptureError
+from analyzer.errors import CaptureError, Malformed
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT.parent / "shared" / "peer-captures"
@@ -278,3 +287,100 @@ def test_reader_gives_the_same_chunks_through_a_stream() -> None:
     reader = CaptureReader(io.BytesIO(data))
     assert [(c.data_off.tolist(), c.ts_ns.tolist()) for c in reader.chunks()] == want
     assert sum(len(d) for d, _ in want) > 10
+
+
+# -- the DNS response decoder -------------------------------------------------------------------
+
+
+def assert_same_response(msg: bytes) -> bool:
+    """Compare the kernel with the Python decoder on ``msg``; return whether the kernel took it."""
+    assert kernels is not None
+    clean = kernels.parse_response(msg)
+    try:
+        want = message.parse_response_py(msg)
+    except Malformed:
+        assert clean is None, "the kernel took a message the Python decoder rejects"
+        return False
+    if clean is None:
+        return False
+    assert tuple(want[:10]) == clean[:10]
+    assert [(e.info_code, e.extra_text) for e in want.edes] == clean[10]
+    assert all(e.utf8_valid for e in want.edes)
+    assert want.problems == [] and want.report_channel is None
+    assert message.parse_response(msg) == want
+    return True
+
+
+@needs_kernels
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_response_decoder_agrees_on_every_fixture(path: Path) -> None:
+    reader = CaptureReader(path)
+    taken = seen = 0
+    try:
+        for chunk in reader.chunks():
+            cls = fastpath.classify_numpy(chunk, np.array([53, 5300], np.int64), True)
+            for i in np.flatnonzero(cls.cat == fastpath.CANDIDATE).tolist():
+                p, plen = int(cls.payload[i]), int(cls.payload_len[i])
+                taken += assert_same_response(chunk.buf[p:p + plen])
+                seen += 1
+    except CaptureError:
+        pass
+    finally:
+        reader.close()
+    if path.name == "incident.pcap":
+        assert taken > seen * 0.9 > 100  # clean responses really go through the kernel
+
+
+LABEL = st.one_of(st.from_regex(rb"\A[a-z0-9-]{1,12}\Z"), st.binary(min_size=1, max_size=70))
+TEXT = st.one_of(st.text(max_size=30).map(str.encode), st.binary(max_size=30),
+                 st.just(b"no SEP matching the DS found\x00"))
+
+
+@st.composite
+def dns_responses(draw: st.DrawFn) -> bytes:
+    labels = draw(st.lists(LABEL, max_size=5))
+    qd = [b"".join(bytes([min(len(x), 255)]) + x for x in labels) + b"\x00" + b"\x00\x01\x00\x01"]
+    options = [ede_option(draw(st.integers(0, 65535)), draw(TEXT))
+               for _ in range(draw(st.integers(0, 3)))]
+    if draw(st.booleans()):
+        options.insert(draw(st.integers(0, len(options))),
+                       edns_option(draw(st.sampled_from([10, 12, 18, 15, 3])),
+                                   draw(st.binary(max_size=12))))
+    ar = [opt_rr(*options, udp_size=draw(st.integers(0, 65535)),
+                 ext_rcode=draw(st.integers(0, 255)), do=draw(st.booleans()))]
+    if draw(st.booleans()):
+        ar.insert(0, a_rr())
+    if draw(st.integers(0, 9)) == 0:
+        ar.append(opt_rr())  # a second OPT: a problem the Python decoder names
+    an = [a_rr() for _ in range(draw(st.integers(0, 2)))]
+    qds = qd * draw(st.sampled_from([1, 1, 1, 0, 2]))
+    msg = bytearray(dns_message(draw(st.integers(0, 65535)), draw(st.integers(0, 65535)) | QR,
+                            qd=qds, an=an, ar=ar))
+    for _ in range(draw(st.integers(0, 2))):  # damage: flipped bytes, then a cut
+        msg[draw(st.integers(0, len(msg) - 1))] = draw(st.integers(0, 255))
+    if draw(st.booleans()):
+        del msg[draw(st.integers(0, len(msg))):]
+    return bytes(msg)
+
+
+@needs_kernels
+@settings(max_examples=600, deadline=None)
+@given(msg=dns_responses())
+def test_response_decoder_agrees_on_made_up_messages(msg: bytes) -> None:
+    assert_same_response(msg)
+
+
+@needs_kernels
+@settings(max_examples=300, deadline=None)
+@given(msg=st.binary(max_size=120))
+def test_response_decoder_agrees_on_noise(msg: bytes) -> None:
+    assert_same_response(msg)
+
+
+@needs_kernels
+def test_response_decoder_takes_the_common_case() -> None:
+    msg = response("Dnssec-Failed.example", 48, edes=[(6, "bogus"), (65000, "privé\x00")],
+                   an=[a_rr()], do=True)
+    assert assert_same_response(msg)
+    assert kernels is not None
+    assert kernels.parse_response(msg)[10] == [(6, "bogus"), (65000, "privé")]
