@@ -7,6 +7,7 @@ RR type, RCODE) are added here, once per frame, not once per packet.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -78,22 +79,56 @@ EDE_COLUMNS: tuple[str, ...] = tuple(EDE_DTYPES)
 RESPONSE_COLUMNS: tuple[str, ...] = tuple(RESPONSE_DTYPES)
 
 
-def _timestamps(values: Sequence[int | None]) -> pd.Series:
+def _timestamps(values: Sequence[int | None]) -> Any:
     ns = (np.array(values, dtype=np.int64) if None not in values
           else np.array([-1 if v is None else v for v in values], dtype=np.int64))
-    series = pd.Series(ns.view("datetime64[ns]"), dtype="datetime64[ns]")
-    series[ns < 0] = pd.NaT
-    return series.dt.tz_localize("UTC")
+    stamps = ns.view("datetime64[ns]").copy()
+    stamps[ns < 0] = np.datetime64("NaT")
+    return pd.DatetimeIndex(stamps).tz_localize("UTC").array
 
 
 def _named(values: Sequence[int | None], namer: Any) -> pd.Categorical:
-    names = {v: namer(v) for v in set(values) if v is not None}
-    return pd.Categorical([None if v is None else names[v] for v in values])
+    """Numbers -> a categorical of their names, naming each distinct number once."""
+    if not values or None in values:
+        names = {v: namer(v) for v in set(values) if v is not None}
+        return pd.Categorical([None if v is None else names[v] for v in values])
+    numbers, inverse = np.unique(np.array(values, dtype=np.int64), return_inverse=True)
+    labels = [namer(v) for v in numbers.tolist()]
+    # Categories sorted by name, as pd.Categorical(list) orders them; numbers may share one.
+    categories = sorted(set(labels))
+    code_of = {name: i for i, name in enumerate(categories)}
+    codes_by_number = np.array([code_of[name] for name in labels], dtype=np.int64)
+    return pd.Categorical.from_codes(codes_by_number[inverse], categories=categories)
+
+
+def _in_order(rows: Sequence[tuple[Any, ...]], third: int) -> Sequence[tuple[Any, ...]]:
+    """Return the rows sorted by capture, frame number and field ``third`` (stable).
+
+    Rows arrive almost always in order already (DNS over TCP can lag): checked with numpy,
+    and then nothing moves.
+    """
+    captures = [r[0] for r in rows]
+    keys = [np.array([r[1] for r in rows], dtype=np.int64)]
+    thirds = [r[third] for r in rows]
+    if all(isinstance(v, int) for v in thirds):
+        keys.insert(0, np.array(thirds, dtype=np.int64))
+    else:  # response rows: the codes string
+        ranks = {v: i for i, v in enumerate(sorted(set(thirds)))}
+        keys.insert(0, np.array([ranks[v] for v in thirds], dtype=np.int64))
+    names = sorted(set(captures))
+    if len(names) > 1:
+        rank = {name: i for i, name in enumerate(names)}
+        keys.append(np.array([rank[c] for c in captures], dtype=np.int64))
+    order = np.lexsort(keys)
+    if len(order) < 2 or (np.diff(order) == 1).all():
+        return rows
+    return operator.itemgetter(*order.tolist())(rows)
 
 
 def _build(rows: Sequence[tuple[Any, ...]], fields: Sequence[str],
            dtypes: dict[str, Any]) -> pd.DataFrame:
     if rows:
+        rows = _in_order(rows, len(MESSAGE_FIELDS))
         columns: dict[str, Any] = dict(zip(fields, zip(*rows, strict=True), strict=True))
     else:
         columns = dict.fromkeys(fields, ())
@@ -115,7 +150,9 @@ def _build(rows: Sequence[tuple[Any, ...]], fields: Sequence[str],
             data[name] = data["ts"] - data["query_ts"]
         else:
             data[name] = _column(columns[name], dtype)
-    frame = pd.DataFrame({k: pd.Series(v).reset_index(drop=True) for k, v in data.items()})
+    frame = pd.DataFrame(data)
+    # Every column is built in its declared dtype; astype only settles the categoricals'
+    # dtype objects and costs nothing where they already match.
     return frame.astype(dtypes)
 
 
@@ -124,25 +161,24 @@ _NUMPY_FOR = {"Int64": np.int64, "UInt16": np.int64, "UInt8": np.int64, _BOOL: b
 
 def _column(values: Sequence[Any], dtype: Any) -> Any:
     """Return one typed column; without nulls, through numpy (pandas parses item by item)."""
+    if dtype == _CATEGORY:
+        return pd.Categorical(values)
     fast = _NUMPY_FOR.get(dtype) if isinstance(dtype, str) else None
     if fast is not None and values and None not in values:
         return pd.array(np.array(values, dtype=fast), dtype=dtype)
+    if dtype is _STRING:
+        return pd.array(np.array(values, dtype=object), dtype=dtype)
     return pd.array(list(values), dtype=dtype)
 
 
 def build_ede(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
     """Return the EDE frame (one row per EDE option) for decoder rows in ``EDE_FIELDS`` order."""
-    return _build(sorted(rows, key=_row_order), EDE_FIELDS, EDE_DTYPES)
+    return _build(list(rows), EDE_FIELDS, EDE_DTYPES)
 
 
 def build_responses(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
     """Return the response frame (one row per DNS response) for rows in ``RESPONSE_FIELDS``."""
-    return _build(sorted(rows, key=_row_order), RESPONSE_FIELDS, RESPONSE_DTYPES)
-
-
-def _row_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    # capture, frame number, then EDE index (or the codes string for response rows)
-    return (row[0], row[1], row[len(MESSAGE_FIELDS)])
+    return _build(list(rows), RESPONSE_FIELDS, RESPONSE_DTYPES)
 
 
 def concat(frames: Sequence[pd.DataFrame], dtypes: dict[str, Any]) -> pd.DataFrame:
