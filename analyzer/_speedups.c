@@ -377,6 +377,70 @@ done:
     return result;
 }
 
+static inline uint64_t be_bytes(const uint8_t *a, int64_t n, int64_t pos, int width) {
+    uint64_t v = 0;
+    for (int k = 0; k < width; k++)
+        v = (v << 8) | (uint64_t)at(a, n, pos + k);
+    return v;
+}
+
+/* matching.fold_ip: IPv4 as its 32-bit number, IPv6 as hi * M3 + lo (mod 2**64). */
+static inline uint64_t fold_ip(const uint8_t *a, int64_t n, int64_t pos, int64_t version) {
+    if (version != 6)
+        return be_bytes(a, n, pos, 4);
+    return be_bytes(a, n, pos, 8) * 0x165667B19E3779F9ULL + be_bytes(a, n, pos + 8, 8);
+}
+
+/* query_keys(arr, l3, ip_version, sport, dport, payload, out)
+ *
+ * matching.query_keys_numpy for UDP queries: the 64-bit key each query shares with its
+ * response (client address and port, server address and port, DNS id).
+ */
+static PyObject *query_keys(PyObject *self, PyObject *args) {
+    PyObject *objs[7];
+    if (!PyArg_ParseTuple(args, "OOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
+                          &objs[5], &objs[6]))
+        return NULL;
+    static const struct { int writable; Py_ssize_t size; const char *name; } spec[7] = {
+        {0, 1, "arr"}, {0, 8, "l3"}, {0, 8, "ip_version"}, {0, 8, "sport"}, {0, 8, "dport"},
+        {0, 8, "payload"}, {1, 8, "out"}};
+    Py_buffer views[7];
+    int got = 0;
+    PyObject *result = NULL;
+    for (; got < 7; got++) {
+        if (get_buffer(objs[got], &views[got], spec[got].writable, spec[got].size,
+                       spec[got].name) < 0)
+            goto done;
+    }
+    Py_ssize_t count = views[1].len / 8;
+    for (int k = 2; k < 7; k++) {
+        if (views[k].len / 8 != count) {
+            PyErr_Format(PyExc_ValueError, "%s: expected %zd items", spec[k].name, count);
+            goto done;
+        }
+    }
+    const uint8_t *a = views[0].buf;
+    const int64_t n = views[0].len;
+    const int64_t *l3 = views[1].buf, *ver = views[2].buf, *sport = views[3].buf;
+    const int64_t *dport = views[4].buf, *payload = views[5].buf;
+    uint64_t *out = views[6].buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int v6 = ver[i] == 6;
+        uint64_t client = fold_ip(a, n, l3[i] + (v6 ? 8 : 12), ver[i]);
+        uint64_t server = fold_ip(a, n, l3[i] + (v6 ? 24 : 16), ver[i]);
+        uint64_t mix = ((uint64_t)sport[i] << 32) | ((uint64_t)dport[i] << 16) |
+                       (uint64_t)u16(a, n, payload[i]);
+        out[i] = client * 0x9E3779B97F4A7C15ULL + server * 0xC2B2AE3D27D4EB4FULL + mix;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&views[k]);
+    return result;
+}
+
 /* Bytes a name may hold and still print as itself (message._PLAIN_NAME, without the dot). */
 static int plain_name_byte(uint8_t b) {
     return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') ||
@@ -547,6 +611,7 @@ static PyMethodDef methods[] = {
     {"pcap_records", pcap_records, METH_VARARGS, "Walk classic pcap records."},
     {"pcapng_epbs", pcapng_epbs, METH_VARARGS, "Walk consecutive pcapng Enhanced Packet Blocks."},
     {"classify", classify, METH_VARARGS, "Classify a chunk of packets (see fastpath)."},
+    {"query_keys", query_keys, METH_VARARGS, "Keys pairing UDP queries with responses."},
     {"parse_response", parse_response, METH_O, "Decode a clean DNS response (see message)."},
     {NULL, NULL, 0, NULL},
 };

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analyzer import speedups
+
 DEFAULT_WINDOW_NS = 10 * 1_000_000_000
 MAX_RETAINED_BYTES = 48 << 20  # chunk buffers kept for question comparison
 _MASK = (1 << 64) - 1
@@ -66,6 +68,31 @@ def query_key_np(client: np.ndarray, server: np.ndarray, cport: np.ndarray,
         | dns_id.astype(np.uint64) | np.uint64(int(tcp) << 48)
     with np.errstate(over="ignore"):
         return client * np.uint64(_M1) + server * np.uint64(_M2) + mix
+
+
+def query_keys(a: np.ndarray, l3: np.ndarray, version: np.ndarray, sport: np.ndarray,
+               dport: np.ndarray, payload: np.ndarray) -> np.ndarray:
+    """Return ``query_key`` for UDP queries located column-wise in the chunk bytes ``a``.
+
+    The compiled kernel computes them in one pass when it was built; ``query_keys_numpy``
+    is its twin.
+    """
+    kernels = speedups.kernels
+    if kernels is None:
+        return query_keys_numpy(a, l3, version, sport, dport, payload)
+    out = np.empty(len(l3), np.uint64)
+    kernels.query_keys(a, *(np.ascontiguousarray(c, np.int64)
+                            for c in (l3, version, sport, dport, payload)), out)
+    return out
+
+
+def query_keys_numpy(a: np.ndarray, l3: np.ndarray, version: np.ndarray, sport: np.ndarray,
+                     dport: np.ndarray, payload: np.ndarray) -> np.ndarray:
+    src_at = np.where(version == 4, l3 + 12, l3 + 8)
+    dst_at = np.where(version == 4, l3 + 16, l3 + 24)
+    dns_id = (a[payload].astype(np.int64) << 8) | a[payload + 1]
+    return query_key_np(fold_ip_np(a, src_at, version), fold_ip_np(a, dst_at, version),
+                        sport, dport, dns_id)
 
 
 @dataclass(slots=True)

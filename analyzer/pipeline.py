@@ -245,15 +245,9 @@ class Scanner:
         q = np.flatnonzero(cat == fastpath.QUERY)
         if len(q):
             self.dns_queries += len(q)
-            a = chunk.arr
-            l3, ver = cls.l3[q], cls.ip_version[q]
-            src_at = np.where(ver == 4, l3 + 12, l3 + 8)
-            dst_at = np.where(ver == 4, l3 + 16, l3 + 24)
             payload = cls.payload[q]
-            dns_id = (a[payload].astype(np.int64) << 8) | a[payload + 1]
-            keys = matching.query_key_np(matching.fold_ip_np(a, src_at, ver),
-                                         matching.fold_ip_np(a, dst_at, ver),
-                                         cls.sport[q], cls.dport[q], dns_id)
+            keys = matching.query_keys(chunk.arr, cls.l3[q], cls.ip_version[q], cls.sport[q],
+                                       cls.dport[q], payload)
             self._table.add_many(chunk.buf, keys, ts[q], payload)
         for i in cls.reports.tolist():
             l3, ver, p = int(cls.l3[i]), int(cls.ip_version[i]), int(cls.payload[i])

@@ -30,12 +30,26 @@ TSHARK = ["tshark", "-r", "{f}", "-n", "-Y", "dns.opt.ext_error.info_code", "-T"
           "-e", "frame.number", "-e", "dns.opt.ext_error.info_code"]
 
 
+# As a user's installed package runs: pip writes the bytecode at install time, so a shell
+# that sets PYTHONDONTWRITEBYTECODE would otherwise time a recompile on every run.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def ede_pcap_command() -> list[str]:
+    """The ede-pcap of this interpreter's environment (not a version manager's shim)."""
+    beside = Path(sys.executable).with_name("ede-pcap")
+    if beside.exists():
+        return [str(beside)]
+    return [sys.executable, "-m", "analyzer"]
+
+
 def run(cmd: list[str], repeat: int) -> tuple[float, float]:
     """Return the best wall time (s) and the peak RSS (MiB) of ``cmd`` over ``repeat`` runs."""
     best, peak = float("inf"), 0.0
     for _ in range(repeat):
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env=CHILD_ENV)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 0:
@@ -70,15 +84,13 @@ def check_truth(capture: Path, report: dict) -> str:
 
 
 def bench(capture: Path, args: argparse.Namespace) -> dict:
-    ede = [sys.executable, "-m", "analyzer", "report", str(capture), "--format", "json",
+    ede = [*ede_pcap_command(), "report", str(capture), "--format", "json",
            "--output", "/dev/null", "--quiet"]
-    if shutil.which("ede-pcap"):
-        ede[:3] = [shutil.which("ede-pcap")]  # type: ignore[list-item]
     if args.jobs > 1:
         ede += ["--jobs", str(args.jobs)]
     size = capture.stat().st_size
     with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-        subprocess.run(ede[:-3] + ["--output", tmp.name, "--quiet"], check=True)
+        subprocess.run(ede[:-3] + ["--output", tmp.name, "--quiet"], check=True, env=CHILD_ENV)
         report = json.loads(Path(tmp.name).read_text())
     packets = report["summary"]["packets"]
     seconds, rss = run(ede, args.repeat)
@@ -114,8 +126,12 @@ def main() -> None:
             captures = [generate(args.workdir / f"bench-{n}.pcap", n, "pcap", 0.03, 1),
                         generate(args.workdir / f"bench-{n}.pcapng", n, "pcapng", 0.03, 1),
                         generate(args.workdir / f"bench-{n}-ede30.pcap", n, "pcap", 0.3, 1)]
+    kernels = subprocess.run([sys.executable, "-c", "from analyzer import speedups; "
+                              "print(speedups.describe())"], capture_output=True, text=True,
+                             env=CHILD_ENV).stdout.strip()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, {platform.platform()}")
+          f"{platform.python_version()}, {platform.platform()}; ede-pcap: "
+          f"{' '.join(ede_pcap_command())} ({kernels})")
     header = ("| capture | packets | MB | ede-pcap s | packets/s | MB/s | peak RSS MiB | "
               "tshark s | tshark RSS MiB | x tshark | truth |")
     print(header)

@@ -28,7 +28,7 @@ from captures import message as dns_message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyzer import fastpath, message, records, speedups
+from analyzer import fastpath, matching, message, records, speedups
 from analyzer.capture import PAD, CaptureReader, Chunk
 from analyzer.errors import CaptureError, Malformed
 
@@ -87,6 +87,11 @@ def assert_same_verdicts(chunk: Chunk, ports: np.ndarray, decode_all: bool) -> n
     read = np.isin(got.cat, READ_FOR) | np.isin(np.arange(len(chunk)), got.reports)
     for name in FIELDS:
         np.testing.assert_array_equal(getattr(got, name)[read], getattr(want, name)[read], name)
+    q = np.flatnonzero(got.cat == fastpath.QUERY)
+    columns = (chunk.arr, got.l3[q], got.ip_version[q], got.sport[q], got.dport[q],
+               got.payload[q])
+    np.testing.assert_array_equal(matching.query_keys(*columns),
+                                  matching.query_keys_numpy(*columns))
     return got.cat
 
 
@@ -384,3 +389,27 @@ def test_response_decoder_takes_the_common_case() -> None:
     assert assert_same_response(msg)
     assert kernels is not None
     assert kernels.parse_response(msg)[10] == [(6, "bogus"), (65000, "privé")]
+
+
+@needs_kernels
+@settings(max_examples=200, deadline=None)
+@given(buf=st.binary(min_size=60, max_size=200), data=st.data())
+def test_query_keys_agree_on_any_addresses(buf: bytes, data: st.DataObject) -> None:
+    n = data.draw(st.integers(1, 5))
+    arr = np.frombuffer(buf + bytes(PAD), np.uint8)
+    l3 = np.array([data.draw(st.integers(0, len(buf) - 40)) for _ in range(n)], np.int64)
+    ver = np.array([data.draw(st.sampled_from([4, 6])) for _ in range(n)], np.int64)
+    ports = [np.array([data.draw(st.integers(0, 65535)) for _ in range(n)], np.int64)
+             for _ in range(2)]
+    payload = np.array([data.draw(st.integers(0, len(buf) - 2)) for _ in range(n)], np.int64)
+    columns = (arr, l3, ver, *ports, payload)
+    keys = matching.query_keys(*columns)
+    np.testing.assert_array_equal(keys, matching.query_keys_numpy(*columns))
+    # ... and both equal the per-packet decoder's key, so a query found either way matches.
+    for i in range(n):
+        at, width = (12, 4) if ver[i] == 4 else (8, 16)
+        src = bytes(buf[l3[i] + at:l3[i] + at + width])
+        dst = bytes(buf[l3[i] + at + width:l3[i] + at + 2 * width])
+        dns_id = (buf[payload[i]] << 8) | buf[payload[i] + 1]
+        assert int(keys[i]) == matching.query_key(src, dst, int(ports[0][i]), int(ports[1][i]),
+                                                  dns_id, False)
