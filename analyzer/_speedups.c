@@ -391,15 +391,17 @@ static inline uint64_t fold_ip(const uint8_t *a, int64_t n, int64_t pos, int64_t
     return be_bytes(a, n, pos, 8) * 0x165667B19E3779F9ULL + be_bytes(a, n, pos + 8, 8);
 }
 
-/* query_keys(arr, l3, ip_version, sport, dport, payload, out)
+/* query_keys(arr, l3, ip_version, sport, dport, payload, out, responses)
  *
- * matching.query_keys_numpy for UDP queries: the 64-bit key each query shares with its
- * response (client address and port, server address and port, DNS id).
+ * matching.query_keys_numpy for UDP messages: the 64-bit key a query shares with its
+ * response (client address and port, server address and port, DNS id). For responses
+ * the client is the destination.
  */
 static PyObject *query_keys(PyObject *self, PyObject *args) {
     PyObject *objs[7];
-    if (!PyArg_ParseTuple(args, "OOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
-                          &objs[5], &objs[6]))
+    int responses;
+    if (!PyArg_ParseTuple(args, "OOOOOOOp", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
+                          &objs[5], &objs[6], &responses))
         return NULL;
     static const struct { int writable; Py_ssize_t size; const char *name; } spec[7] = {
         {0, 1, "arr"}, {0, 8, "l3"}, {0, 8, "ip_version"}, {0, 8, "sport"}, {0, 8, "dport"},
@@ -427,10 +429,12 @@ static PyObject *query_keys(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < count; i++) {
         int v6 = ver[i] == 6;
-        uint64_t client = fold_ip(a, n, l3[i] + (v6 ? 8 : 12), ver[i]);
-        uint64_t server = fold_ip(a, n, l3[i] + (v6 ? 24 : 16), ver[i]);
-        uint64_t mix = ((uint64_t)sport[i] << 32) | ((uint64_t)dport[i] << 16) |
-                       (uint64_t)u16(a, n, payload[i]);
+        uint64_t src = fold_ip(a, n, l3[i] + (v6 ? 8 : 12), ver[i]);
+        uint64_t dst = fold_ip(a, n, l3[i] + (v6 ? 24 : 16), ver[i]);
+        uint64_t client = responses ? dst : src, server = responses ? src : dst;
+        uint64_t cport = (uint64_t)(responses ? dport[i] : sport[i]);
+        uint64_t sport_ = (uint64_t)(responses ? sport[i] : dport[i]);
+        uint64_t mix = (cport << 32) | (sport_ << 16) | (uint64_t)u16(a, n, payload[i]);
         out[i] = client * 0x9E3779B97F4A7C15ULL + server * 0xC2B2AE3D27D4EB4FULL + mix;
     }
     Py_END_ALLOW_THREADS
@@ -463,32 +467,36 @@ static Py_ssize_t skip_name(const uint8_t *m, Py_ssize_t n, Py_ssize_t off) {
     }
 }
 
-/* parse_response(msg) -> tuple | None
- *
- * message.parse_response for the common, clean response: one question whose name prints as
- * itself, RRs that parse, at most one OPT, EDE texts in valid UTF-8, no Report-Channel.
- * Anything else returns None and the Python decoder takes the message, so every malformed
- * reason and every problem is still named in one place. The tuple is DnsResponse's first
- * ten fields and a list of (info-code, extra text).
- */
-static PyObject *parse_response(PyObject *self, PyObject *arg) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    const uint8_t *m = view.buf;
-    const Py_ssize_t n = view.len;
-    PyObject *edes = NULL, *qname = NULL, *result = NULL;
+/* What parse_clean reads from a clean response. */
+typedef struct {
+    unsigned dns_id, flags, qtype, qclass, rcode, udp_size;
+    int has_opt, dnssec_ok;
+    Py_ssize_t question_end; /* the question is m[12:question_end] */
+    Py_ssize_t name_len;
     char name[256];
-    Py_ssize_t name_len = 0;
+} Clean;
+
+/* Decode the common, clean response into ``out``, appending each EDE option's info-code and
+ * text to ``codes`` and ``texts``. Return 1 when the message is clean; 0 when it is not and
+ * the Python decoder must take it (then nothing stays appended); -1 with an exception set.
+ *
+ * Clean means: one question whose name prints as itself, RRs that parse, at most one OPT,
+ * EDE texts in valid UTF-8, no Report-Channel. This mirrors message._parse step by step.
+ */
+static int parse_clean(const uint8_t *m, Py_ssize_t n, Clean *out, PyObject *codes,
+                       PyObject *texts) {
+    Py_ssize_t appended_from = PyList_GET_SIZE(codes);
     if (n < 12)
         goto fallback;
-    unsigned dns_id = (m[0] << 8) | m[1], flags = (m[2] << 8) | m[3];
+    out->dns_id = (m[0] << 8) | m[1];
+    out->flags = (m[2] << 8) | m[3];
     unsigned qd = (m[4] << 8) | m[5], an = (m[6] << 8) | m[7], ns = (m[8] << 8) | m[9];
     unsigned ar = (m[10] << 8) | m[11];
     if (qd != 1)
         goto fallback;
     Py_ssize_t off = 12;
     int wire = 0;
+    out->name_len = 0;
     for (;;) { /* the question name: plain labels only, no pointers */
         if (off >= n)
             goto fallback;
@@ -502,20 +510,21 @@ static PyObject *parse_response(PyObject *self, PyObject *arg) {
         wire += len + 1;
         if (wire > 255 || off + 1 + len > n)
             goto fallback;
-        if (name_len)
-            name[name_len++] = '.';
+        if (out->name_len)
+            out->name[out->name_len++] = '.';
         for (int k = 1; k <= len; k++) {
             if (!plain_name_byte(m[off + k]))
                 goto fallback;
-            name[name_len++] = (char)m[off + k];
+            out->name[out->name_len++] = (char)m[off + k];
         }
         off += len + 1;
     }
     if (off + 4 > n)
         goto fallback;
-    unsigned qtype = (m[off] << 8) | m[off + 1], qclass = (m[off + 2] << 8) | m[off + 3];
+    out->qtype = (m[off] << 8) | m[off + 1];
+    out->qclass = (m[off + 2] << 8) | m[off + 3];
     off += 4;
-    Py_ssize_t question_end = off;
+    out->question_end = off;
     for (unsigned i = 0; i < an + ns; i++) {
         off = skip_name(m, n, off);
         if (off < 0 || off + 10 > n)
@@ -524,12 +533,9 @@ static PyObject *parse_response(PyObject *self, PyObject *arg) {
         if (off > n)
             goto fallback;
     }
-    unsigned rcode = flags & 0xF;
-    int has_opt = 0, dnssec_ok = 0;
-    unsigned udp_size = 0;
-    edes = PyList_New(0);
-    if (edes == NULL)
-        goto error;
+    out->rcode = out->flags & 0xF;
+    out->has_opt = out->dnssec_ok = 0;
+    out->udp_size = 0;
     for (unsigned i = 0; i < ar; i++) {
         if (off >= n)
             goto fallback;
@@ -543,12 +549,12 @@ static PyObject *parse_response(PyObject *self, PyObject *arg) {
         if (stop > n)
             goto fallback;
         if (rtype == 41) {
-            if (has_opt)
+            if (out->has_opt)
                 goto fallback; /* a second OPT is a problem the Python decoder names */
-            has_opt = 1;
-            udp_size = rclass;
-            rcode |= (ttl >> 24) << 4;
-            dnssec_ok = (ttl & 0x8000) != 0;
+            out->has_opt = 1;
+            out->udp_size = rclass;
+            out->rcode |= (ttl >> 24) << 4;
+            out->dnssec_ok = (ttl & 0x8000) != 0;
             while (pos < stop) {
                 if (pos + 4 > stop)
                     goto fallback;
@@ -569,42 +575,159 @@ static PyObject *parse_response(PyObject *self, PyObject *arg) {
                         PyErr_Clear();
                         goto fallback;
                     }
-                    PyObject *item = Py_BuildValue("(IN)", (m[pos] << 8) | m[pos + 1], text);
-                    if (item == NULL || PyList_Append(edes, item) < 0) {
-                        Py_XDECREF(item);
+                    PyObject *info = PyLong_FromLong((m[pos] << 8) | m[pos + 1]);
+                    int failed = info == NULL || PyList_Append(codes, info) < 0 ||
+                                 PyList_Append(texts, text) < 0;
+                    Py_XDECREF(info);
+                    Py_DECREF(text);
+                    if (failed)
                         goto error;
-                    }
-                    Py_DECREF(item);
                 }
                 pos += olen;
             }
         }
         off = stop;
     }
-    qname = name_len ? PyUnicode_DecodeASCII(name, name_len, NULL)
-                     : PyUnicode_FromString(".");
-    if (qname == NULL)
-        goto error;
-    PyObject *question = PyBytes_FromStringAndSize((const char *)m + 12, question_end - 12);
-    if (question == NULL)
-        goto error;
-    PyObject *udp = has_opt ? PyLong_FromUnsignedLong(udp_size) : Py_NewRef(Py_None);
-    PyObject *dok = has_opt ? PyBool_FromLong(dnssec_ok) : Py_NewRef(Py_None);
-    result = Py_BuildValue("(IINIINIONNN)", dns_id, flags, qname, qtype, qclass, question, rcode,
-                           has_opt ? Py_True : Py_False, udp, dok, edes);
-    qname = edes = NULL; /* the tuple holds them now (or they were released with it) */
+    return 1;
+fallback:
+    if (PyList_SetSlice(codes, appended_from, PY_SSIZE_T_MAX, NULL) < 0 ||
+        PyList_SetSlice(texts, appended_from, PY_SSIZE_T_MAX, NULL) < 0)
+        return -1;
+    return 0;
+error:
+    return -1;
+}
+
+static PyObject *clean_qname(const Clean *c) {
+    return c->name_len ? PyUnicode_DecodeASCII(c->name, c->name_len, NULL)
+                       : PyUnicode_FromString(".");
+}
+
+/* parse_response(msg) -> tuple | None
+ *
+ * message.parse_response for one clean response (see parse_clean); None leaves the message
+ * to the Python decoder. The tuple is DnsResponse's first ten fields and a list of
+ * (info-code, extra text).
+ */
+static PyObject *parse_response(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Clean c;
+    PyObject *codes = PyList_New(0), *texts = PyList_New(0), *result = NULL;
+    if (codes == NULL || texts == NULL)
+        goto done;
+    int state = parse_clean(view.buf, view.len, &c, codes, texts);
+    if (state < 0)
+        goto done;
+    if (state == 0) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(codes);
+    PyObject *edes = PyList_New(count);
+    if (edes == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = PyTuple_Pack(2, PyList_GET_ITEM(codes, i), PyList_GET_ITEM(texts, i));
+        if (pair == NULL) {
+            Py_DECREF(edes);
+            goto done;
+        }
+        PyList_SET_ITEM(edes, i, pair);
+    }
+    result = Py_BuildValue(
+        "(IINIINIONNN)", c.dns_id, c.flags, clean_qname(&c), c.qtype, c.qclass,
+        PyBytes_FromStringAndSize((const char *)view.buf + 12, c.question_end - 12), c.rcode,
+        c.has_opt ? Py_True : Py_False,
+        c.has_opt ? PyLong_FromUnsignedLong(c.udp_size) : Py_NewRef(Py_None),
+        c.has_opt ? PyBool_FromLong(c.dnssec_ok) : Py_NewRef(Py_None), edes);
+done:
+    Py_XDECREF(codes);
+    Py_XDECREF(texts);
     PyBuffer_Release(&view);
     return result;
-fallback:
-    Py_XDECREF(edes);
-    Py_XDECREF(qname);
-    PyBuffer_Release(&view);
-    Py_RETURN_NONE;
-error:
-    Py_XDECREF(edes);
-    Py_XDECREF(qname);
-    PyBuffer_Release(&view);
-    return NULL;
+}
+
+/* Columns of decode_responses' message rows. */
+enum { R_CANDIDATE, R_DNS_ID, R_FLAGS, R_QTYPE, R_QCLASS, R_RCODE, R_UDP_SIZE, R_DO, R_EDES,
+       R_QUESTION_LEN, R_COLUMNS };
+
+/* decode_responses(arr, payload, payload_len) -> (rows, qnames, codes, texts)
+ *
+ * parse_clean over every candidate response of a chunk. ``rows`` holds R_COLUMNS int64 per
+ * clean message, starting with the candidate's index; ``qnames`` one name per clean
+ * message; ``codes`` and ``texts`` one entry per EDE option, in message order. Candidates
+ * missing from ``rows`` are left to the Python decoder.
+ */
+static PyObject *decode_responses(PyObject *self, PyObject *args) {
+    PyObject *objs[3];
+    if (!PyArg_ParseTuple(args, "OOO", &objs[0], &objs[1], &objs[2]))
+        return NULL;
+    static const struct { Py_ssize_t size; const char *name; } spec[3] = {
+        {1, "arr"}, {8, "payload"}, {8, "payload_len"}};
+    Py_buffer views[3];
+    int got = 0;
+    PyObject *rows = NULL, *qnames = NULL, *codes = NULL, *texts = NULL, *result = NULL;
+    for (; got < 3; got++) {
+        if (get_buffer(objs[got], &views[got], 0, spec[got].size, spec[got].name) < 0)
+            goto done;
+    }
+    Py_ssize_t count = views[1].len / 8;
+    if (views[2].len / 8 != count) {
+        PyErr_Format(PyExc_ValueError, "payload_len: expected %zd items", count);
+        goto done;
+    }
+    const uint8_t *a = views[0].buf;
+    const int64_t n = views[0].len, *payload = views[1].buf, *plen = views[2].buf;
+    rows = PyBytes_FromStringAndSize(NULL, count * R_COLUMNS * (Py_ssize_t)sizeof(int64_t));
+    qnames = PyList_New(0);
+    codes = PyList_New(0);
+    texts = PyList_New(0);
+    if (rows == NULL || qnames == NULL || codes == NULL || texts == NULL)
+        goto done;
+    int64_t *row = (int64_t *)PyBytes_AS_STRING(rows);
+    Py_ssize_t taken = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (payload[i] < 0 || plen[i] < 0 || payload[i] + plen[i] > n)
+            continue; /* cannot happen for the classifier's candidates; never read past */
+        Py_ssize_t before = PyList_GET_SIZE(codes);
+        Clean c;
+        int state = parse_clean(a + payload[i], plen[i], &c, codes, texts);
+        if (state < 0)
+            goto done;
+        if (state == 0)
+            continue;
+        PyObject *name = clean_qname(&c);
+        if (name == NULL || PyList_Append(qnames, name) < 0) {
+            Py_XDECREF(name);
+            goto done;
+        }
+        Py_DECREF(name);
+        int64_t *r = row + taken * R_COLUMNS;
+        r[R_CANDIDATE] = i;
+        r[R_DNS_ID] = c.dns_id;
+        r[R_FLAGS] = c.flags;
+        r[R_QTYPE] = c.qtype;
+        r[R_QCLASS] = c.qclass;
+        r[R_RCODE] = c.rcode;
+        r[R_UDP_SIZE] = c.has_opt ? (int64_t)c.udp_size : -1;
+        r[R_DO] = c.has_opt ? c.dnssec_ok : -1;
+        r[R_EDES] = PyList_GET_SIZE(codes) - before;
+        r[R_QUESTION_LEN] = c.question_end - 12;
+        taken++;
+    }
+    if (_PyBytes_Resize(&rows, taken * R_COLUMNS * (Py_ssize_t)sizeof(int64_t)) < 0)
+        goto done;
+    result = PyTuple_Pack(4, rows, qnames, codes, texts);
+done:
+    Py_XDECREF(rows);
+    Py_XDECREF(qnames);
+    Py_XDECREF(codes);
+    Py_XDECREF(texts);
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&views[k]);
+    return result;
 }
 
 static PyMethodDef methods[] = {
@@ -613,6 +736,7 @@ static PyMethodDef methods[] = {
     {"classify", classify, METH_VARARGS, "Classify a chunk of packets (see fastpath)."},
     {"query_keys", query_keys, METH_VARARGS, "Keys pairing UDP queries with responses."},
     {"parse_response", parse_response, METH_O, "Decode a clean DNS response (see message)."},
+    {"decode_responses", decode_responses, METH_VARARGS, "Decode a chunk's clean responses."},
     {NULL, NULL, 0, NULL},
 };
 

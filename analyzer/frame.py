@@ -79,25 +79,38 @@ EDE_COLUMNS: tuple[str, ...] = tuple(EDE_DTYPES)
 RESPONSE_COLUMNS: tuple[str, ...] = tuple(RESPONSE_DTYPES)
 
 
-def _timestamps(values: Sequence[int | None]) -> Any:
-    ns = (np.array(values, dtype=np.int64) if None not in values
-          else np.array([-1 if v is None else v for v in values], dtype=np.int64))
+def _timestamps(values: Sequence[int | None] | np.ndarray) -> Any:
+    """Nanoseconds -> UTC timestamps; None (or a negative number) is NaT."""
+    if isinstance(values, np.ndarray):
+        ns = values
+    else:
+        ns = (np.array(values, dtype=np.int64) if None not in values
+              else np.array([-1 if v is None else v for v in values], dtype=np.int64))
     stamps = ns.view("datetime64[ns]").copy()
     stamps[ns < 0] = np.datetime64("NaT")
     return pd.DatetimeIndex(stamps).tz_localize("UTC").array
 
 
-def _named(values: Sequence[int | None], namer: Any) -> pd.Categorical:
-    """Numbers -> a categorical of their names, naming each distinct number once."""
-    if not values or None in values:
-        names = {v: namer(v) for v in set(values) if v is not None}
-        return pd.Categorical([None if v is None else names[v] for v in values])
-    numbers, inverse = np.unique(np.array(values, dtype=np.int64), return_inverse=True)
-    labels = [namer(v) for v in numbers.tolist()]
+def _named(values: Sequence[int | None] | np.ndarray, namer: Any) -> pd.Categorical:
+    """Numbers -> a categorical of their names, naming each distinct number once.
+
+    ``values`` is a sequence with None for missing, or an int64 array with -1 for missing.
+    """
+    if isinstance(values, np.ndarray):
+        numbers_all = values
+    elif not values:
+        return pd.Categorical([])
+    elif None in values:
+        numbers_all = np.array([-1 if v is None else v for v in values], dtype=np.int64)
+    else:
+        numbers_all = np.array(values, dtype=np.int64)
+    numbers, inverse = np.unique(numbers_all, return_inverse=True)
+    labels = [None if v < 0 else namer(v) for v in numbers.tolist()]
     # Categories sorted by name, as pd.Categorical(list) orders them; numbers may share one.
-    categories = sorted(set(labels))
+    categories = sorted({name for name in labels if name is not None})
     code_of = {name: i for i, name in enumerate(categories)}
-    codes_by_number = np.array([code_of[name] for name in labels], dtype=np.int64)
+    codes_by_number = np.array([-1 if name is None else code_of[name] for name in labels],
+                               dtype=np.int64)
     return pd.Categorical.from_codes(codes_by_number[inverse], categories=categories)
 
 
@@ -173,7 +186,98 @@ def _column(values: Sequence[Any], dtype: Any) -> Any:
 
 def build_ede(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
     """Return the EDE frame (one row per EDE option) for decoder rows in ``EDE_FIELDS`` order."""
-    return _build(list(rows), EDE_FIELDS, EDE_DTYPES)
+    return build_ede_columns(ede_columns(list(rows)))
+
+
+# -- the column form of EDE rows ----------------------------------------------------------------
+# The pipeline's bulk path hands over whole columns: numpy int64/bool arrays for numbers
+# (-1 where a value is missing: no valid field is negative) and lists for text. Rows from the
+# per-packet path are turned into the same form, so one builder serves both.
+
+TEXT_FIELDS = frozenset({"capture", "src_ip", "dst_ip", "transport", "qname", "extra_text",
+                         "report_channel"})
+_BOOL_FIELDS = frozenset({"aa", "tc", "rd", "ra", "ad", "cd", "do", "extra_text_utf8_valid"})
+
+
+def ede_columns(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+    """Decoder rows in ``EDE_FIELDS`` order -> the column form."""
+    transposed = list(zip(*rows, strict=True)) if rows else [()] * len(EDE_FIELDS)
+    out: dict[str, Any] = {}
+    for name, values in zip(EDE_FIELDS, transposed, strict=True):
+        if name in TEXT_FIELDS:
+            out[name] = list(values)
+        elif None in values:
+            out[name] = np.array([-1 if v is None else int(v) for v in values], np.int64)
+        else:
+            out[name] = np.array(values, np.int64)
+    return out
+
+
+def merge_columns(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Join column-form pieces field by field (no ordering: ``build_ede_columns`` sorts)."""
+    if len(parts) == 1:
+        return parts[0]
+    merged: dict[str, Any] = {}
+    for name in EDE_FIELDS:
+        pieces = [p[name] for p in parts]
+        if name in TEXT_FIELDS:
+            merged[name] = [v for piece in pieces for v in piece]
+        else:
+            merged[name] = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+    return merged
+
+
+def column_rows(columns: dict[str, Any]) -> int:
+    return len(columns["frame_number"])
+
+
+def build_ede_columns(columns: dict[str, Any]) -> pd.DataFrame:
+    """Return the EDE frame for columns in the column form, sorted into capture order."""
+    frame_number = np.asarray(columns["frame_number"], np.int64)
+    keys = [np.asarray(columns["ede_index"], np.int64), frame_number]
+    captures = columns["capture"]
+    names = sorted(set(captures))
+    if len(names) > 1:
+        rank = {name: i for i, name in enumerate(names)}
+        keys.append(np.array([rank[c] for c in captures], np.int64))
+    order = np.lexsort(keys)
+    if len(order) > 1 and not (np.diff(order) == 1).all():
+        pick = order.tolist()
+        columns = {name: ([values[i] for i in pick] if name in TEXT_FIELDS
+                          else np.asarray(values)[order])
+                   for name, values in columns.items()}
+    data: dict[str, Any] = {}
+    for name, dtype in EDE_DTYPES.items():
+        if name in ("qtype", "qclass", "rcode"):
+            data[name] = _named(np.asarray(columns[name], np.int64), _NAMERS[name])
+        elif name in ("ede_name", "ede_category"):
+            data[name] = _named(np.asarray(columns["ede_code"], np.int64), _NAMERS[name])
+        elif name in ("ts", "query_ts"):
+            data[name] = _timestamps(np.asarray(columns[name], np.int64))
+        elif name == "latency":
+            data[name] = data["ts"] - data["query_ts"]
+        elif name in TEXT_FIELDS:
+            data[name] = _column(columns[name], dtype)
+        else:
+            data[name] = _typed_numbers(np.asarray(columns[name], np.int64), dtype,
+                                        name in _BOOL_FIELDS)
+    return pd.DataFrame(data).astype(EDE_DTYPES)
+
+
+_NAMERS: dict[str, Any] = {
+    "qtype": dnsnames.rrtype_name, "qclass": dnsnames.class_name, "rcode": dnsnames.rcode_name,
+    "ede_name": lambda c: codes.describe(c).name,
+    "ede_category": lambda c: codes.describe(c).category,
+}
+
+
+def _typed_numbers(values: np.ndarray, dtype: str, boolean: bool) -> Any:
+    missing = values < 0
+    clean = np.where(missing, 0, values)
+    typed = pd.array(clean.astype(bool) if boolean else clean, dtype=dtype)
+    if missing.any():
+        typed[missing] = pd.NA
+    return typed
 
 
 def build_responses(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:

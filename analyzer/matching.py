@@ -71,28 +71,31 @@ def query_key_np(client: np.ndarray, server: np.ndarray, cport: np.ndarray,
 
 
 def query_keys(a: np.ndarray, l3: np.ndarray, version: np.ndarray, sport: np.ndarray,
-               dport: np.ndarray, payload: np.ndarray) -> np.ndarray:
-    """Return ``query_key`` for UDP queries located column-wise in the chunk bytes ``a``.
+               dport: np.ndarray, payload: np.ndarray, responses: bool = False) -> np.ndarray:
+    """Return ``query_key`` for UDP messages located column-wise in the chunk bytes ``a``.
 
-    The compiled kernel computes them in one pass when it was built; ``query_keys_numpy``
-    is its twin.
+    Queries by default; with ``responses`` the client is the destination. The compiled
+    kernel computes them in one pass when it was built; ``query_keys_numpy`` is its twin.
     """
     kernels = speedups.kernels
     if kernels is None:
-        return query_keys_numpy(a, l3, version, sport, dport, payload)
+        return query_keys_numpy(a, l3, version, sport, dport, payload, responses)
     out = np.empty(len(l3), np.uint64)
     kernels.query_keys(a, *(np.ascontiguousarray(c, np.int64)
-                            for c in (l3, version, sport, dport, payload)), out)
+                            for c in (l3, version, sport, dport, payload)), out, responses)
     return out
 
 
 def query_keys_numpy(a: np.ndarray, l3: np.ndarray, version: np.ndarray, sport: np.ndarray,
-                     dport: np.ndarray, payload: np.ndarray) -> np.ndarray:
+                     dport: np.ndarray, payload: np.ndarray,
+                     responses: bool = False) -> np.ndarray:
     src_at = np.where(version == 4, l3 + 12, l3 + 8)
     dst_at = np.where(version == 4, l3 + 16, l3 + 24)
     dns_id = (a[payload].astype(np.int64) << 8) | a[payload + 1]
-    return query_key_np(fold_ip_np(a, src_at, version), fold_ip_np(a, dst_at, version),
-                        sport, dport, dns_id)
+    src, dst = fold_ip_np(a, src_at, version), fold_ip_np(a, dst_at, version)
+    if responses:
+        return query_key_np(dst, src, dport, sport, dns_id)
+    return query_key_np(src, dst, sport, dport, dns_id)
 
 
 @dataclass(slots=True)

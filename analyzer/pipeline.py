@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from analyzer import errorreport, fastpath, frame, matching, split
+from analyzer import errorreport, fastpath, frame, matching, speedups, split
 from analyzer.capture import CaptureReader, Chunk
 from analyzer.errors import CaptureError, Malformed, Tally
 from analyzer.layers import Endpoint, PacketDecoder, addresses
@@ -62,6 +62,7 @@ class Scanner:
         self.captures: list[CaptureInfo] = []
         self.rows: list[tuple[Any, ...]] = []
         self.frames: list[Any] = []  # rows already built into frames (see _compact)
+        self.ede_parts: list[dict[str, Any]] = []  # EDE rows in column form (see _clean_rows)
         self.report_rows: list[tuple[Any, ...]] = []
         self.compact_rows = COMPACT_ROWS
         self._warming = False
@@ -183,8 +184,11 @@ class Scanner:
                     raise Malformed(category.removeprefix("malformed-"),
                                     f"{self._capture} frame {first + i}")
                 accounting[category] += 1
+        clean = None
         if cls is not None:
             sel = np.flatnonzero(cat == fastpath.CANDIDATE)
+            if len(sel) and speedups.kernels is not None and not self.all_responses:
+                sel, clean = self._decode_clean(chunk, cls, sel)
             fields = [sel, ts[sel], cls.l3[sel], cls.ip_version[sel], cls.sport[sel],
                       cls.dport[sel], cls.payload[sel], cls.payload_len[sel]]
             columns = (f.tolist() for f in fields)
@@ -194,7 +198,9 @@ class Scanner:
                 accounting[self._response(buf[p:p + plen], ep, candidate=True)] += 1
         self._table.seal()
         self._flush_pending()
-        if len(self.rows) >= self.compact_rows and not self._warming:
+        if clean is not None:
+            self._clean_rows(chunk, cls, *clean)  # type: ignore[arg-type]
+        if self._pending_rows() >= self.compact_rows and not self._warming:
             self._compact()
         if len(self.seconds) > MAX_RESPONSE_BUCKETS and not self._warming:
             self._coarsen()
@@ -213,24 +219,40 @@ class Scanner:
                 merged[start // step * step] += n
             self.seconds = merged
 
+    def _pending_rows(self) -> int:
+        return len(self.rows) + sum(frame.column_rows(p) for p in self.ede_parts)
+
     def _compact(self) -> None:
         """Turn the rows so far into a frame: a row tuple costs several times its columns."""
         rows, self.rows = self.rows, []
-        self.frames.append(frame.build_responses(rows) if self.all_responses
-                           else frame.build_ede(rows))
+        if self.all_responses:
+            self.frames.append(frame.build_responses(rows))
+            return
+        parts, self.ede_parts = self.ede_parts, []
+        if rows:
+            parts.append(frame.ede_columns(rows))
+        if parts:
+            self.frames.append(frame.build_ede_columns(frame.merge_columns(parts)))
+
+    def flush_frames(self) -> None:
+        """Build every row still held into a frame (``frames`` then holds everything)."""
+        if self.rows or self.ede_parts:
+            self._compact()
 
     def _warm_up(self, chunk: Chunk) -> None:
         """Decode records before a part's start for their state only: nothing is counted."""
         kept = (self.accounting, self.rows, self.report_rows, self.seconds, self.dns_queries,
-                self.dns_responses, self.responses_with_ede, self.ede_options)
+                self.dns_responses, self.responses_with_ede, self.ede_options, self.ede_parts)
         self.accounting, self.rows, self.report_rows, self.seconds = Tally(), [], [], Counter()
+        self.ede_parts = []
         self._warming = True
         try:
             self._chunk(chunk)
         finally:
             self._warming = False
             (self.accounting, self.rows, self.report_rows, self.seconds, self.dns_queries,
-             self.dns_responses, self.responses_with_ede, self.ede_options) = kept
+             self.dns_responses, self.responses_with_ede, self.ede_options,
+             self.ede_parts) = kept
 
     def _settled(self, chunk: Chunk, cls: fastpath.Classified, counts: np.ndarray) -> None:
         """Book the packets numpy settled: plain responses and queries."""
@@ -255,6 +277,110 @@ class Scanner:
             self._error_report(chunk.buf[p:p + int(cls.payload_len[i])],
                                Endpoint(int(ts[i]), chunk.first_frame + i, src, dst,
                                         int(cls.sport[i]), int(cls.dport[i]), ver, "udp"))
+
+    # -- clean responses, column-wise ----------------------------------------------------------
+
+    def _decode_clean(self, chunk: Chunk, cls: fastpath.Classified,
+                      sel: np.ndarray) -> tuple[np.ndarray, tuple[Any, ...]]:
+        """Decode the chunk's candidate responses with the kernel; count the clean ones.
+
+        Returns the candidates left for the per-packet decoder (malformed or unusual ones)
+        and what ``_clean_rows`` needs once this chunk's queries are all in the table.
+        """
+        assert speedups.kernels is not None
+        raw, qnames, codes, texts = speedups.kernels.decode_responses(
+            chunk.arr, np.ascontiguousarray(cls.payload[sel]),
+            np.ascontiguousarray(cls.payload_len[sel]))
+        msgs = np.frombuffer(raw, np.int64).reshape(-1, len(DECODED_COLUMNS))
+        taken = np.zeros(len(sel), bool)
+        taken[msgs[:, 0]] = True
+        packets = sel[msgs[:, 0]]
+        count = len(msgs)
+        if count:
+            self.accounting["dns-response"] += count
+            self.dns_responses += count
+            step = self._second_step
+            secs, per = np.unique(chunk.ts_ns[packets] // (1_000_000_000 * step) * step,
+                                  return_counts=True)
+            self.seconds.update(dict(zip(secs.tolist(), per.tolist(), strict=True)))
+            edes = msgs[:, _EDES]
+            self.responses_with_ede += int(np.count_nonzero(edes))
+            self.ede_options += len(codes)
+        return sel[~taken], (packets, msgs, qnames, codes, texts)
+
+    def _clean_rows(self, chunk: Chunk, cls: fastpath.Classified, packets: np.ndarray,
+                    msgs: np.ndarray, qnames: list[str], codes: list[int],
+                    texts: list[str]) -> None:
+        """Add the EDE rows of clean responses as one column-form piece (no row tuples)."""
+        with_ede = np.flatnonzero(msgs[:, _EDES])
+        if not len(with_ede):
+            return
+        pk, m = packets[with_ede], msgs[with_ede]
+        a, buf = chunk.arr, chunk.buf
+        l3, ver, sport, dport = cls.l3[pk], cls.ip_version[pk], cls.sport[pk], cls.dport[pk]
+        payload, ts = cls.payload[pk], chunk.ts_ns[pk]
+        keys = matching.query_keys(a, l3, ver, sport, dport, payload, responses=True)
+        questions = [buf[p + 12:p + 12 + q]
+                     for p, q in zip(payload.tolist(), m[:, _QUESTION_LEN].tolist(), strict=True)]
+        asked = self._table.match(keys, ts, questions)
+        query_ts = np.array([-1 if t is None else t for t in asked], np.int64)
+        counts = m[:, _EDES]
+        owner = np.repeat(np.arange(len(pk)), counts)  # the message of each EDE row
+        rows = len(owner)
+        flags = m[:, 2][owner]
+        strings = self._strings
+        if len(strings) > 200_000:
+            strings.clear()
+        intern = strings.setdefault
+        names = np.array([intern(q, q) for q in (qnames[i] for i in with_ede.tolist())],
+                         dtype=object)
+        piece: dict[str, Any] = {
+            "capture": [self._capture] * rows,
+            "frame_number": (chunk.first_frame + pk)[owner],
+            "ts": ts[owner],
+            "src_ip": self._ip_texts(a, l3, ver, source=True)[owner].tolist(),
+            "src_port": sport[owner],
+            "dst_ip": self._ip_texts(a, l3, ver, source=False)[owner].tolist(),
+            "dst_port": dport[owner],
+            "transport": ["udp"] * rows,
+            "ip_version": ver[owner],
+            "dns_id": m[:, 1][owner],
+            "qname": names[owner].tolist(),
+            "qtype": m[:, 3][owner],
+            "qclass": m[:, 4][owner],
+            "rcode": m[:, 5][owner],
+            "edns_udp_size": m[:, 6][owner],
+            "do": m[:, 7][owner],
+            "ede_count": counts[owner],
+            "query_ts": query_ts[owner],
+            "ede_index": np.arange(rows) - np.repeat(np.cumsum(counts) - counts, counts),
+            "ede_code": np.array(codes, np.int64),
+            "extra_text": [intern(t, t) for t in texts],
+            "extra_text_utf8_valid": np.ones(rows, np.int64),
+            "report_channel": [None] * rows,
+        }
+        for name, bit in (("aa", FLAG_AA), ("tc", FLAG_TC), ("rd", FLAG_RD), ("ra", FLAG_RA),
+                          ("ad", FLAG_AD), ("cd", FLAG_CD)):
+            piece[name] = (flags & bit) != 0
+        self.ede_parts.append(piece)
+
+    def _ip_texts(self, a: np.ndarray, l3: np.ndarray, ver: np.ndarray,
+                  source: bool) -> np.ndarray:
+        """The source (or destination) address of each packet as text, one format per address."""
+        at = np.where(ver == 4, l3 + (12 if source else 16), l3 + (8 if source else 24))
+        raw = a[at[:, None] + np.arange(16)]
+        raw[ver == 4, 4:] = 0
+        key = np.concatenate([raw, (ver == 6).astype(np.uint8)[:, None]], axis=1)
+        distinct, inverse = np.unique(np.ascontiguousarray(key).view("V17").ravel(),
+                                      return_inverse=True)
+        ip_text = self._ip_text
+        if len(ip_text) > 200_000:
+            ip_text.clear()
+        texts = []
+        for k in distinct.tolist():
+            addr = k[:16] if k[16] else k[:4]
+            texts.append(ip_text.get(addr) or ip_text.setdefault(addr, _ip(addr)))
+        return np.array(texts, dtype=object)[inverse.ravel()]
 
     def _error_report(self, msg: bytes, ep: Endpoint) -> None:
         """Record an RFC 9567 error-report query, if ``msg`` is one."""
@@ -351,6 +477,8 @@ class Scanner:
 
     def partial(self) -> Partial:
         """Return what this scanner found, in a form that pickles and merges."""
+        if self.ede_parts:
+            self._compact()
         return Partial(self.rows, dict(self.accounting), dict(self.problems), self.captures,
                        self.dns_queries, self.dns_responses, self.responses_with_ede,
                        self.ede_options, dict(self.seconds), self.all_responses,
@@ -486,6 +614,10 @@ def _absorb(info: CaptureInfo, part: CaptureInfo) -> None:
 
 # AA, TC, RD, RA, AD, CD for every combination of those header bits (RFC 1035 §4.1.1,
 # RFC 4035 §3.2): a lookup instead of six tests per row.
+# Columns of the kernel's decoded responses (_speedups.c, decode_responses).
+DECODED_COLUMNS = ("candidate", "dns_id", "flags", "qtype", "qclass", "rcode", "udp_size", "do",
+                   "edes", "question_len")
+_EDES, _QUESTION_LEN = DECODED_COLUMNS.index("edes"), DECODED_COLUMNS.index("question_len")
 _FLAG_BITS = {bits: tuple(bool(bits & f) for f in (FLAG_AA, FLAG_TC, FLAG_RD, FLAG_RA,
                                                    FLAG_AD, FLAG_CD))
               for bits in range(0x0800) if not bits & ~0x07B0}
@@ -609,5 +741,5 @@ def iter_ede_frames(sources: Source | Sequence[Source], rows_per_frame: int = 10
     for _ in scanner.run(_as_list(sources)):
         while scanner.frames:
             yield scanner.frames.pop(0)
-    if scanner.rows:
-        yield frame.build_ede(scanner.rows)
+    scanner.flush_frames()
+    yield from scanner.frames

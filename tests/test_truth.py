@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from captures import assert_same_result, pure_python_kernels
 
 from analyzer.pipeline import scan
 from analyzer.result import ScanResult
@@ -30,6 +31,7 @@ class Generated:
     truth: dict[str, Any]
     ede: ScanResult            # the default scan
     responses: ScanResult      # all_responses=True
+    path: Path
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{f}-seed{s}-ede{e}" for f, s, e in CASES])
@@ -45,7 +47,15 @@ def generated(request: pytest.FixtureRequest,
                    check=True, capture_output=True)
     truth = json.loads(path.with_name(path.name + ".truth.json").read_text())
     assert truth["packets_written"] == packets
-    return Generated(truth, scan([path]), scan([path], all_responses=True))
+    return Generated(truth, scan([path]), scan([path], all_responses=True), path)
+
+
+def test_kernels_and_python_twins_give_the_same_result(generated: Generated) -> None:
+    """The bulk path (clean responses decoded column-wise by the kernel) equals the twins'."""
+    with pure_python_kernels():
+        pure = scan([generated.path])
+    assert_same_result(generated.ede, pure)
+    assert len(pure.ede) == generated.truth["ede_options"]
 
 
 def test_message_counts_equal_the_truth(generated: Generated) -> None:
