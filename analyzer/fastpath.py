@@ -1,4 +1,7 @@
-"""Classify a whole chunk of packets at once with numpy, leaving only hard cases to Python.
+"""Classify a whole chunk of packets at once, leaving only hard cases to Python.
+
+One pass of the compiled kernel (``_speedups.c``) does it; ``classify_numpy`` is its twin,
+a dozen whole-chunk numpy passes, used where the kernel was not built.
 
 Contract: for every packet, ``classify`` either settles its final accounting category
 (``QUERY``, ``RESPONSE``, ``NOT_DNS_PORT``, ``NON_IP``, ``NOT_UDP_TCP``,

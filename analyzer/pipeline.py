@@ -1,11 +1,12 @@
 """The stages composed: captures -> chunks -> packets -> DNS messages -> EDE rows -> frames.
 
     reader = capture.CaptureReader(source)            # records, a chunk at a time
-    classified = fastpath.classify(chunk, ports)      # most packets settled with numpy
+    classified = fastpath.classify(chunk, ports)      # most packets settled in one pass
+    kernels.decode_responses(...)                     # clean UDP responses -> columns
     layers.PacketDecoder.decode(...)                  # the rest, one by one, with reassembly
     message.parse_response(payload)                   # DNS -> header, question, OPT, EDEs
     matching.QueryTable.match(...)                    # query time and latency
-    frame.build_ede(rows)                             # one typed DataFrame
+    frame.build_ede_columns(columns)                  # one typed DataFrame
 
 Every packet read lands in exactly one accounting category.
 """
