@@ -484,7 +484,7 @@ typedef struct {
  * EDE texts in valid UTF-8, no Report-Channel. This mirrors message._parse step by step.
  */
 static int parse_clean(const uint8_t *m, Py_ssize_t n, Clean *out, PyObject *codes,
-                       PyObject *texts) {
+                       PyObject *texts, PyObject *strings) {
     Py_ssize_t appended_from = PyList_GET_SIZE(codes);
     if (n < 12)
         goto fallback;
@@ -575,6 +575,15 @@ static int parse_clean(const uint8_t *m, Py_ssize_t n, Clean *out, PyObject *cod
                         PyErr_Clear();
                         goto fallback;
                     }
+                    if (strings != NULL) { /* one object per distinct text */
+                        PyObject *same = PyDict_SetDefault(strings, text, text);
+                        if (same == NULL) {
+                            Py_DECREF(text);
+                            goto error;
+                        }
+                        Py_INCREF(same);
+                        Py_SETREF(text, same);
+                    }
                     PyObject *info = PyLong_FromLong((m[pos] << 8) | m[pos + 1]);
                     int failed = info == NULL || PyList_Append(codes, info) < 0 ||
                                  PyList_Append(texts, text) < 0;
@@ -617,7 +626,7 @@ static PyObject *parse_response(PyObject *self, PyObject *arg) {
     PyObject *codes = PyList_New(0), *texts = PyList_New(0), *result = NULL;
     if (codes == NULL || texts == NULL)
         goto done;
-    int state = parse_clean(view.buf, view.len, &c, codes, texts);
+    int state = parse_clean(view.buf, view.len, &c, codes, texts, NULL);
     if (state < 0)
         goto done;
     if (state == 0) {
@@ -653,16 +662,17 @@ done:
 enum { R_CANDIDATE, R_DNS_ID, R_FLAGS, R_QTYPE, R_QCLASS, R_RCODE, R_UDP_SIZE, R_DO, R_EDES,
        R_QUESTION_LEN, R_COLUMNS };
 
-/* decode_responses(arr, payload, payload_len) -> (rows, qnames, codes, texts)
+/* decode_responses(arr, payload, payload_len, strings) -> (rows, qnames, codes, texts)
  *
  * parse_clean over every candidate response of a chunk. ``rows`` holds R_COLUMNS int64 per
  * clean message, starting with the candidate's index; ``qnames`` one name per clean
  * message; ``codes`` and ``texts`` one entry per EDE option, in message order. Candidates
- * missing from ``rows`` are left to the Python decoder.
+ * missing from ``rows`` are left to the Python decoder. Names and texts are looked up in
+ * the dict ``strings`` (and added to it), so equal ones are one object.
  */
 static PyObject *decode_responses(PyObject *self, PyObject *args) {
-    PyObject *objs[3];
-    if (!PyArg_ParseTuple(args, "OOO", &objs[0], &objs[1], &objs[2]))
+    PyObject *objs[3], *strings;
+    if (!PyArg_ParseTuple(args, "OOOO!", &objs[0], &objs[1], &objs[2], &PyDict_Type, &strings))
         return NULL;
     static const struct { Py_ssize_t size; const char *name; } spec[3] = {
         {1, "arr"}, {8, "payload"}, {8, "payload_len"}};
@@ -693,13 +703,14 @@ static PyObject *decode_responses(PyObject *self, PyObject *args) {
             continue; /* cannot happen for the classifier's candidates; never read past */
         Py_ssize_t before = PyList_GET_SIZE(codes);
         Clean c;
-        int state = parse_clean(a + payload[i], plen[i], &c, codes, texts);
+        int state = parse_clean(a + payload[i], plen[i], &c, codes, texts, strings);
         if (state < 0)
             goto done;
         if (state == 0)
             continue;
-        PyObject *name = clean_qname(&c);
-        if (name == NULL || PyList_Append(qnames, name) < 0) {
+        PyObject *name = clean_qname(&c), *same = NULL;
+        if (name == NULL || (same = PyDict_SetDefault(strings, name, name)) == NULL ||
+            PyList_Append(qnames, same) < 0) {
             Py_XDECREF(name);
             goto done;
         }

@@ -289,9 +289,11 @@ class Scanner:
         and what ``_clean_rows`` needs once this chunk's queries are all in the table.
         """
         assert speedups.kernels is not None
+        if len(self._strings) > 200_000:  # bound the cache on captures with many names
+            self._strings.clear()
         raw, qnames, codes, texts = speedups.kernels.decode_responses(
             chunk.arr, np.ascontiguousarray(cls.payload[sel]),
-            np.ascontiguousarray(cls.payload_len[sel]))
+            np.ascontiguousarray(cls.payload_len[sel]), self._strings)
         msgs = np.frombuffer(raw, np.int64).reshape(-1, len(DECODED_COLUMNS))
         taken = np.zeros(len(sel), bool)
         taken[msgs[:, 0]] = True
@@ -329,12 +331,7 @@ class Scanner:
         owner = np.repeat(np.arange(len(pk)), counts)  # the message of each EDE row
         rows = len(owner)
         flags = m[:, 2][owner]
-        strings = self._strings
-        if len(strings) > 200_000:
-            strings.clear()
-        intern = strings.setdefault
-        names = np.array([intern(q, q) for q in (qnames[i] for i in with_ede.tolist())],
-                         dtype=object)
+        names = np.array(qnames, dtype=object)[with_ede]  # one object per distinct name
         piece: dict[str, Any] = {
             "capture": [self._capture] * rows,
             "frame_number": (chunk.first_frame + pk)[owner],
@@ -356,7 +353,7 @@ class Scanner:
             "query_ts": query_ts[owner],
             "ede_index": np.arange(rows) - np.repeat(np.cumsum(counts) - counts, counts),
             "ede_code": np.array(codes, np.int64),
-            "extra_text": [intern(t, t) for t in texts],
+            "extra_text": texts,
             "extra_text_utf8_valid": np.ones(rows, np.int64),
             "report_channel": [None] * rows,
         }

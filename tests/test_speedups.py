@@ -413,3 +413,23 @@ def test_query_keys_agree_on_any_addresses(buf: bytes, data: st.DataObject) -> N
         dns_id = (buf[payload[i]] << 8) | buf[payload[i] + 1]
         assert int(keys[i]) == matching.query_key(src, dst, int(ports[0][i]), int(ports[1][i]),
                                                   dns_id, False)
+
+
+@needs_kernels
+def test_chunk_decoder_gives_equal_names_and_texts_as_one_object() -> None:
+    assert kernels is not None
+    msgs = [response("a.example", edes=[(6, "bogus")]), response("b.example", edes=[(6, "bogus")]),
+            response("a.example", edes=[(6, "bogus")]), response("x.example", edes=[(3, b"\xff")])]
+    buf = b"".join(msgs)
+    starts = np.cumsum([0] + [len(m) for m in msgs[:-1]]).astype(np.int64)
+    lens = np.array([len(m) for m in msgs], np.int64)
+    strings: dict[str, str] = {}
+    raw, qnames, codes, texts = kernels.decode_responses(
+        np.frombuffer(buf + bytes(PAD), np.uint8), starts, lens, strings)
+    rows = np.frombuffer(raw, np.int64).reshape(-1, 10)
+    assert rows[:, 0].tolist() == [0, 1, 2]  # invalid UTF-8 is left to the Python decoder
+    assert qnames == ["a.example", "b.example", "a.example"] and qnames[0] is qnames[2]
+    assert codes == [6, 6, 6] and texts[0] is texts[1] is texts[2]
+    assert set(strings) == {"a.example", "b.example", "bogus"}
+    with pytest.raises(TypeError):
+        kernels.decode_responses(np.frombuffer(buf, np.uint8), starts, lens, [])
