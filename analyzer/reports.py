@@ -169,12 +169,18 @@ def work_frame(df: pd.DataFrame) -> pd.DataFrame:
         "zone_source": pd.Categorical(np.where(from_text, "extra-text", "qname"),
                                       categories=["extra-text", "qname"]),
         "key_tag": pd.array(text_tag, dtype="Int64"),
-        "src_ip": df["src_ip"].astype("category").to_numpy(),
-        "dst_ip": df["dst_ip"].astype("category").to_numpy(),
-        "rcode": df["rcode"].astype("category").to_numpy(),
-        "extra_text": df["extra_text"].astype("category").to_numpy(),
+        "src_ip": _as_category(df["src_ip"]),
+        "dst_ip": _as_category(df["dst_ip"]),
+        "rcode": _as_category(df["rcode"]),
+        "extra_text": _as_category(df["extra_text"]),
         "response": response,
     })
+
+
+def _as_category(column: pd.Series) -> pd.Categorical:
+    """A text column as a categorical: each distinct value hashed once, rows as small codes."""
+    codes, uniques = _factorize(column)
+    return _categorical(codes, np.asarray(uniques, dtype=object))
 
 
 def registrable_zone(qname: str) -> str:
