@@ -40,7 +40,7 @@ from analyzer.message import (
 from analyzer.result import CaptureInfo, ScanResult
 
 Source = str | Path | BinaryIO
-COMPACT_ROWS = 20_000  # rows kept as tuples (~7 MB) before they are built into a frame
+COMPACT_ROWS = 10_000  # rows held (tuples or columns) before they are built into a frame
 MAX_RESPONSE_BUCKETS = 10_000  # past this, response counts go to coarser time buckets
 Progress = Callable[[int, int], None]
 
