@@ -661,3 +661,24 @@ def test_diff_with_an_unreadable_side_exits_1() -> None:
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "ede-pcap: error: samples/no-such.pcap: no such file; check the path"]
+
+
+def test_a_report_imports_only_what_it_needs() -> None:
+    """Start-up is a third of a million-packet report: keep heavy modules out of it.
+
+    pydantic came in with typer 0.29 (pyproject.toml caps typer below it); rich, dask and
+    the Parquet writer are for other commands and formats.
+    """
+    heavy = ("pydantic", "dask", "distributed", "rich", "pyarrow.parquet", "matplotlib")
+    code = (
+        "import sys\n"
+        "from analyzer import cli\n"
+        "try:\n"
+        f"    cli.app(['report', {str(SAMPLES / 'incident.pcap')!r}, '--format', 'json',"
+        " '--output', '/dev/null'], standalone_mode=False)\n"
+        "finally:\n"
+        f"    print(sorted(m for m in {heavy!r} if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
