@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import NamedTuple
 
-from analyzer.reassembly import IpReassembler, TcpReassembler
+from analyzer.reassembly import IpReassembler, tcp_reassembler
 
 ETH_IP4, ETH_IP6 = 0x0800, 0x86DD
 _VLAN_TAGS = frozenset((0x8100, 0x88A8, 0x9100))
@@ -50,7 +50,7 @@ class PacketDecoder:
         self.ports = ports
         self.on_dns = on_dns
         self.fragments = IpReassembler(evicted)
-        self.tcp = TcpReassembler(evicted)
+        self.tcp = tcp_reassembler(evicted)
 
     def finish(self) -> None:
         """Deliver what TCP segments held behind a gap still hold (end of a capture)."""

@@ -162,6 +162,15 @@ class TcpReassembler:
     def __len__(self) -> int:
         return len(self._streams)
 
+    @property
+    def bytes_held(self) -> int:
+        return self._bytes
+
+    def stream_sizes(self) -> list[int]:
+        """Bytes each stream holds (partial message and held segments), oldest first."""
+        return [len(s.buf) + sum(len(d) for d, _ in s.ooo.values())
+                for s in self._streams.values()]
+
     def _touch(self, key: tuple[object, ...], stream: _Stream, ts: int) -> None:
         """Note activity on ``stream`` and forget streams idle for TCP_IDLE_NS.
 
@@ -370,3 +379,18 @@ def _looks_framed(data: bytes, qr: int | None = None) -> bool:
         if qr is not None and data[4] >> 7 != qr:
             return False
     return True
+
+
+def tcp_reassembler(evicted: Counter[str]) -> TcpReassembler:
+    """The stream reassembler: the compiled twin when it was built, else ``TcpReassembler``.
+
+    Both keep the same state and give the same answers (tests/test_speedups.py); the limits
+    above are handed to the compiled one here, so they are stated once.
+    """
+    from analyzer import speedups
+
+    if speedups.kernels is None:
+        return TcpReassembler(evicted)
+    return speedups.kernels.TcpStreams(  # type: ignore[no-any-return]
+        evicted, MAX_TCP_STREAMS, MAX_TCP_BYTES, MAX_STREAM_BUFFER, MAX_OUT_OF_ORDER,
+        TCP_IDLE_NS, TCP_GAP_NS, TCP_FAR)

@@ -126,9 +126,7 @@ def _measure_main(paths: list[str]) -> None:
     def spy(self: layers.PacketDecoder) -> None:  # state at the end, before it is flushed
         seen["tcp_streams"] = max(seen["tcp_streams"], len(self.tcp))
         seen["fragment_datagrams"] = max(seen["fragment_datagrams"], len(self.fragments))
-        seen["stream_bytes"] = max([seen["stream_bytes"]] + [
-            len(s.buf) + sum(len(d) for d, _ in s.ooo.values())
-            for s in self.tcp._streams.values()])
+        seen["stream_bytes"] = max([seen["stream_bytes"], *self.tcp.stream_sizes()])
         finish(self)
 
     layers.PacketDecoder.finish = spy  # type: ignore[method-assign]

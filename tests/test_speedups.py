@@ -433,3 +433,88 @@ def test_chunk_decoder_gives_equal_names_and_texts_as_one_object() -> None:
     assert set(strings) == {"a.example", "b.example", "bogus"}
     with pytest.raises(TypeError):
         kernels.decode_responses(np.frombuffer(buf, np.uint8), starts, lens, [])
+
+
+# -- DNS-over-TCP reassembly --------------------------------------------------------------------
+
+
+def framed_message(size: int, qr: int = 1) -> bytes:
+    """A length-prefixed message that looks like DNS to ``_looks_framed`` (one question)."""
+    body = struct.pack("!HHHHHH", 0x1234, (qr << 15), 1, 0, 0, 0) + bytes(max(0, size - 12))
+    return struct.pack("!H", len(body)) + body
+
+
+@st.composite
+def tcp_operations(draw: st.DrawFn) -> list[tuple]:
+    """Segments on a few streams: in order, split, repeated, reordered, cut, with SYN/FIN/RST
+    and clock jumps (gap and idle timeouts), mid-stream pickups and wild sequence numbers."""
+    keys = [("c", "s", port, 53) for port in range(draw(st.integers(1, 3)))]
+    ops = []
+    ts = 0
+    streams = {}
+    for _ in range(draw(st.integers(1, 40))):
+        key = draw(st.sampled_from(keys))
+        ts += draw(st.sampled_from([0, 1_000, 1_000_000, 1_000_000_000, 2_000_000_000,
+                                    60_000_000_000, 61_000_000_000, -5]))
+        kind = draw(st.sampled_from(["data", "data", "data", "syn", "fin", "rst", "control"]))
+        seq = streams.get(key, draw(st.integers(0, 2**32 - 1)))
+        if draw(st.integers(0, 5)) == 0:
+            seq = (seq + draw(st.sampled_from([-300, -10, 7, 40, 1 << 21, 2**31]))) % 2**32
+        if kind == "control":
+            ops.append(("control", key, seq, draw(st.sampled_from([0x02, 0x01, 0x04, 0x12])), ts))
+            continue
+        flags = {"data": 0x18, "syn": 0x02, "fin": 0x19, "rst": 0x04}[kind]
+        stream = b"".join(framed_message(draw(st.integers(5, 60)), draw(st.integers(0, 1)))
+                          for _ in range(draw(st.integers(0, 3))))
+        start = draw(st.integers(0, len(stream)))
+        data = stream[start:start + draw(st.integers(0, 90))]
+        if draw(st.integers(0, 7)) == 0:
+            data = bytes(draw(st.binary(max_size=30)))
+        qr = draw(st.sampled_from([None, 0, 1]))
+        ops.append(("feed", key, seq, flags, data, qr, ts))
+        streams[key] = (seq + len(data)) % 2**32
+    return ops
+
+
+def run_tcp(r: object, ops: list[tuple]) -> list[object]:
+    out: list[object] = []
+    for i, op in enumerate(ops):
+        def cb(msg: bytes, tag: int = i) -> str:
+            out.append((tag, msg))
+            return f"message-of-{tag}"
+        if op[0] == "control":
+            out.append(r.control(*op[1:]))  # type: ignore[attr-defined]
+        else:
+            _, key, seq, flags, data, qr, ts = op
+            out.append(r.feed(key, seq, flags, data, cb, qr, ts))  # type: ignore[attr-defined]
+        out.append((len(r), r.bytes_held, r.stream_sizes()))  # type: ignore[arg-type,attr-defined]
+    r.flush()  # type: ignore[attr-defined]
+    out.append(len(r))  # type: ignore[arg-type]
+    return out
+
+
+@needs_kernels
+@settings(max_examples=500, deadline=None)
+@given(ops=tcp_operations(), small=st.booleans())
+def test_tcp_reassembly_agrees_on_any_segments(ops: list[tuple], small: bool) -> None:
+    """Same categories, messages (and which segment's callback got them), state and counters."""
+    from collections import Counter
+
+    from analyzer import reassembly
+
+    limits = {"MAX_TCP_STREAMS": 2, "MAX_TCP_BYTES": 150, "MAX_STREAM_BUFFER": 120,
+              "MAX_OUT_OF_ORDER": 3} if small else {}
+    kept = {name: getattr(reassembly, name) for name in limits}
+    try:
+        for name, value in limits.items():
+            setattr(reassembly, name, value)
+        c_evicted: Counter[str] = Counter()
+        py_evicted: Counter[str] = Counter()
+        compiled = reassembly.tcp_reassembler(c_evicted)
+        twin = reassembly.TcpReassembler(py_evicted)
+        assert type(compiled).__name__ == "TcpStreams"
+        assert run_tcp(compiled, ops) == run_tcp(twin, ops)
+        assert c_evicted == py_evicted
+    finally:
+        for name, value in kept.items():
+            setattr(reassembly, name, value)
