@@ -158,23 +158,42 @@ def work_frame(df: pd.DataFrame) -> pd.DataFrame:
     fallback_zone = np.where(qname_codes < 0, "", fallback_zone)
     from_text = pd.notna(text_zone)
     zone = np.where(from_text, text_zone, fallback_zone)
-    response = pd.util.hash_pandas_object(
-        df[["capture", "frame_number", "src_ip", "src_port", "dns_id", "qname"]], index=False
-    ).to_numpy(dtype=np.uint64)
+    src_ip = _as_category(df["src_ip"])
+    # One hash per DNS response, from (capture, frame, source, port, DNS id, name) as the
+    # integers they are coded as already: no text is factorised twice.
+    capture_codes, _ = _factorize(df["capture"].astype(object))
+    response = pd.util.hash_pandas_object(pd.DataFrame({
+        "packet": (capture_codes.astype(np.int64) << 40)
+        + df["frame_number"].to_numpy(dtype=np.int64, na_value=-1),
+        "sender": (np.asarray(src_ip.codes, dtype=np.int64) << 32)
+        | (df["src_port"].to_numpy(dtype=np.int64, na_value=0) << 16)
+        | df["dns_id"].to_numpy(dtype=np.int64, na_value=0),
+        "name": qname_codes.astype(np.int64),
+    }), index=False).to_numpy(dtype=np.uint64)
     return pd.DataFrame({
         "code": code,
         "ts": _ns(df["ts"]),
         "qname": qname,
-        "zone": pd.Categorical(zone),
-        "zone_source": pd.Categorical(np.where(from_text, "extra-text", "qname"),
-                                      categories=["extra-text", "qname"]),
-        "key_tag": pd.array(text_tag, dtype="Int64"),
-        "src_ip": _as_category(df["src_ip"]),
+        "zone": _sorted_categorical(zone),
+        "zone_source": pd.Categorical.from_codes(np.where(from_text, 0, 1).astype(np.int8),
+                                                 categories=["extra-text", "qname"]),
+        "key_tag": text_tag,
+        "src_ip": src_ip,
         "dst_ip": _as_category(df["dst_ip"]),
         "rcode": _as_category(df["rcode"]),
         "extra_text": _as_category(df["extra_text"]),
         "response": response,
     })
+
+
+def _sorted_categorical(values: np.ndarray) -> pd.Categorical:
+    """``pd.Categorical(values)`` (categories sorted) for text values, with a smaller peak."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True, size_hint=_FACTORIZE_HINT)
+    order = np.argsort(np.asarray(uniques, dtype=object), kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return pd.Categorical.from_codes(np.where(codes >= 0, rank[np.maximum(codes, 0)], -1),
+                                     categories=np.asarray(uniques, dtype=object)[order])
 
 
 def _as_category(column: pd.Series) -> pd.Categorical:
@@ -200,15 +219,15 @@ def registrable_zone(qname: str) -> str:
     return f"{second}.{tld}"
 
 
-def _text_zones(texts: pd.Series, code: np.ndarray) -> tuple[np.ndarray, list[Any]]:
-    """Return (zone or None, key tag or None) per row from EXTRA-TEXT, parsing each
-    distinct (text, code) pair once."""
+def _text_zones(texts: pd.Series, code: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Return (zone or None, key tag) per row from EXTRA-TEXT, parsing each distinct
+    (text, code) pair once. The key tags come as an ``Int64`` array (NA: none named)."""
     from analyzer import textfacts
 
     n = len(texts)
     text_codes, text_uniques = _factorize(texts)
     if len(text_uniques) == 0:
-        return np.full(n, None, dtype=object), [None] * n
+        return np.full(n, None, dtype=object), pd.array([None] * n, dtype="Int64")
     pair = (text_codes.astype(np.int64) + 1) * 65_537 + (code + 1)
     pairs, inverse = np.unique(pair, return_inverse=True)
     zones = np.full(len(pairs), None, dtype=object)
@@ -223,8 +242,8 @@ def _text_zones(texts: pd.Series, code: np.ndarray) -> tuple[np.ndarray, list[An
             zones[i] = _lower_name(str(zone))
         tag = getattr(facts, "key_tag", None)
         tags[i] = int(tag) if tag is not None else None
-    tag_array = np.array(tags, dtype=object)
-    return zones[inverse], list(tag_array[inverse])
+    tag_values = np.array([-1 if t is None else t for t in tags], dtype=np.int64)[inverse]
+    return zones[inverse], pd.arrays.IntegerArray(np.maximum(tag_values, 0), tag_values < 0)
 
 
 # --- sections ------------------------------------------------------------------------------
@@ -928,8 +947,18 @@ def _ns(ts: pd.Series) -> pd.arrays.IntegerArray:
 
 
 def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    """Codes and distinct values of a column (-1 for missing), in order of appearance.
+
+    Text columns repeat few values many times: a small size hint keeps pandas from sizing
+    its hash table for every row (4 MB instead of 1 MB for 72k rows), and it grows as needed.
+    """
+    values = column.to_numpy(dtype=object) if column.dtype == object or isinstance(
+        column.dtype, pd.StringDtype) else column
+    codes, uniques = pd.factorize(values, use_na_sentinel=True, size_hint=_FACTORIZE_HINT)
     return np.asarray(codes), np.asarray(uniques, dtype=object)
+
+
+_FACTORIZE_HINT = 1024
 
 
 def _categorical(codes: np.ndarray, values: np.ndarray) -> pd.Categorical:
