@@ -50,8 +50,9 @@ def test_the_kernels_are_built() -> None:
     if os.environ.get("EDE_PCAP_PURE_PYTHON"):
         pytest.skip("EDE_PCAP_PURE_PYTHON is set: the Python twins run on purpose")
     assert kernels is not None, (
-        "analyzer/_speedups.c did not build: install gcc and the Python headers "
-        "(Debian: build-essential python3-dev), then reinstall")
+        "analyzer/_speedups.c is not built where the tests import analyzer from: install gcc "
+        "and the Python headers (Debian: build-essential python3-dev), then install the "
+        "checkout with pip install -e so the extension is built in the tree")
     assert speedups.describe() == "compiled kernels"
 
 
