@@ -1122,12 +1122,19 @@ static PyObject *add(TcpStreams *t, Stream *s, uint32_t seq, PyObject *data_obj,
     return append(t, s, data, n, on_message);
 }
 
+/* A TcpStreams made without __init__ (or cleared by the collector) has no table. */
+static int not_ready(TcpStreams *t) {
+    if (t->streams != NULL && t->evicted != NULL) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "TcpStreams is not initialised");
+    return 1;
+}
+
 static PyObject *TcpStreams_control(TcpStreams *t, PyObject *args) {
     PyObject *key;
     unsigned long long seq;
     int flags;
     long long ts = 0;
-    if (!PyArg_ParseTuple(args, "OKi|L", &key, &seq, &flags, &ts)) return NULL;
+    if (not_ready(t) || !PyArg_ParseTuple(args, "OKi|L", &key, &seq, &flags, &ts)) return NULL;
     if (flags & 0x02) {
         Stream *s = new_stream(t, key, (uint32_t)((seq + 1) & M32), 1);
         if (s == NULL || touch(t, s, ts) < 0) return NULL;
@@ -1144,8 +1151,8 @@ static PyObject *TcpStreams_feed(TcpStreams *t, PyObject *args) {
     unsigned long long seq_in;
     int flags;
     long long ts = 0;
-    if (!PyArg_ParseTuple(args, "OKiSO|OL", &key, &seq_in, &flags, &data_obj, &on_message,
-                          &qr_obj, &ts))
+    if (not_ready(t) || !PyArg_ParseTuple(args, "OKiSO|OL", &key, &seq_in, &flags, &data_obj,
+                                          &on_message, &qr_obj, &ts))
         return NULL;
     int qr = qr_obj == Py_None ? -1 : PyObject_IsTrue(qr_obj);
     if (qr_obj != Py_None && PyErr_Occurred()) return NULL;
@@ -1209,6 +1216,7 @@ static PyObject *TcpStreams_feed(TcpStreams *t, PyObject *args) {
 
 static PyObject *TcpStreams_flush(TcpStreams *t, PyObject *unused) {
     /* At the end of a capture, deliver what held segments still hold; forget everything. */
+    if (not_ready(t)) return NULL;
     for (Stream *s = t->oldest; s != NULL; s = s->next) {
         if (s->n_ooo) {
             PyObject *r = flush_gap(t, s);
@@ -1227,10 +1235,12 @@ static PyObject *TcpStreams_flush(TcpStreams *t, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-static Py_ssize_t TcpStreams_len(TcpStreams *t) { return PyDict_GET_SIZE(t->streams); }
+static Py_ssize_t TcpStreams_len(TcpStreams *t) {
+    return not_ready(t) ? -1 : PyDict_GET_SIZE(t->streams);
+}
 
 static PyObject *TcpStreams_stream_sizes(TcpStreams *t, PyObject *unused) {
-    PyObject *out = PyList_New(0);
+    PyObject *out = not_ready(t) ? NULL : PyList_New(0);
     for (Stream *s = t->oldest; out != NULL && s != NULL; s = s->next) {
         Py_ssize_t pend;
         pending_bytes(s, &pend);
@@ -1258,14 +1268,37 @@ static int TcpStreams_init(TcpStreams *t, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-static void TcpStreams_dealloc(TcpStreams *t) {
+/* Held segments keep their packet's callback, which can lead back here (callback -> scanner
+ * -> decoder -> this object): the collector must see those references to break a cycle left
+ * by a scan that stopped with segments still held. */
+static int TcpStreams_traverse(TcpStreams *t, visitproc visit, void *arg) {
+    for (Stream *s = t->oldest; s != NULL; s = s->next) {
+        for (int i = 0; i < s->n_ooo; i++) {
+            Py_VISIT(s->ooo[i].data);
+            Py_VISIT(s->ooo[i].cb);
+        }
+    }
+    Py_VISIT(t->streams);
+    Py_VISIT(t->evicted);
+    return 0;
+}
+
+static int TcpStreams_clear(TcpStreams *t) {
     while (t->oldest) {
         Stream *s = t->oldest;
         list_unlink(t, s);
+        s->alive = 0;
         stream_free(s);
     }
-    Py_XDECREF(t->streams);
-    Py_XDECREF(t->evicted);
+    t->bytes = 0;
+    Py_CLEAR(t->streams);
+    Py_CLEAR(t->evicted);
+    return 0;
+}
+
+static void TcpStreams_dealloc(TcpStreams *t) {
+    PyObject_GC_UnTrack(t);
+    TcpStreams_clear(t);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
@@ -1308,7 +1341,9 @@ static PyTypeObject TcpStreamsType = {
     .tp_name = "analyzer._speedups.TcpStreams",
     .tp_doc = "DNS-over-TCP stream reassembly: the twin of reassembly.TcpReassembler.",
     .tp_basicsize = sizeof(TcpStreams),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)TcpStreams_traverse,
+    .tp_clear = (inquiry)TcpStreams_clear,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)TcpStreams_init,
     .tp_dealloc = (destructor)TcpStreams_dealloc,

@@ -519,3 +519,40 @@ def test_tcp_reassembly_agrees_on_any_segments(ops: list[tuple], small: bool) ->
     finally:
         for name, value in kept.items():
             setattr(reassembly, name, value)
+
+
+@needs_kernels
+def test_tcp_streams_let_the_collector_break_cycles_through_held_segments() -> None:
+    """A scan that stops with segments held leaves callback -> scanner -> reassembler cycles."""
+    import gc
+    import weakref
+    from collections import Counter
+
+    from analyzer import reassembly
+
+    class Owner:
+        tcp: object
+
+    owner = Owner()
+    owner.tcp = reassembly.tcp_reassembler(Counter())
+
+    def deliver(msg: bytes, owner: Owner = owner) -> str:
+        return "dns-response"
+
+    owner.tcp.feed(("k",), 0, 0x18, framed_message(20), deliver, 1, 0)  # type: ignore[attr-defined]
+    assert owner.tcp.feed(("k",), 500, 0x18, b"abc", deliver, 1, 1) == "tcp-out-of-order"  # type: ignore[attr-defined]
+    assert owner.tcp.stream_sizes() == [3]  # type: ignore[attr-defined]
+    gone = weakref.ref(owner)
+    del owner, deliver
+    gc.collect()
+    assert gone() is None
+
+
+@needs_kernels
+def test_tcp_streams_refuse_work_before_init() -> None:
+    assert kernels is not None
+    bare = kernels.TcpStreams.__new__(kernels.TcpStreams)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        bare.feed(("k",), 0, 0x18, b"xx", print)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        len(bare)
