@@ -6,5 +6,7 @@
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("analyzer._speedups", ["analyzer/_speedups.c"],
+setup(ext_modules=[Extension("analyzer._speedups",
+                             ["analyzer/_speedups.c", "analyzer/_tcpstreams.c"],
+                             depends=["analyzer/_speedups.h"],
                              extra_compile_args=["-O2"], optional=True)])

@@ -1,9 +1,9 @@
 """Which kernels run: the compiled ``_speedups`` when it was built, else the Python twins.
 
-``pip install`` compiles ``analyzer/_speedups.c`` where a C compiler is present (Debian
-ships gcc and the Python headers with python3-dev); without one the install still succeeds
-and the same results come from numpy and Python, more slowly. ``EDE_PCAP_PURE_PYTHON=1``
-forces the Python twins, which is how the tests compare the two.
+``pip install`` compiles ``analyzer/_speedups.c`` and ``_tcpstreams.c`` where a C compiler
+is present (Debian ships gcc and the Python headers with python3-dev); without one the
+install still succeeds and the same results come from numpy and Python, more slowly.
+``EDE_PCAP_PURE_PYTHON=1`` forces the Python twins, which is how the tests compare the two.
 """
 
 from __future__ import annotations
