@@ -445,8 +445,13 @@ def mutate(data: bytes, ops: Sequence[Op], pool: Sequence[Seed]) -> bytes:
                     (s, e), (s2, e2) = sorted(((s, e), (s2, e2)))
                     buf[s:e2] = buf[s2:e2] + buf[e:s2] + buf[s:e]
         elif name == "append-records":
-            donor = pool[b % len(pool)].data
-            layout = capture_layout(donor)
+            # The first donor from ``b`` on that has records (broken samples have none), so
+            # the mutation changes its input whichever seeds there are (../shared or not).
+            for k in range(len(pool)):
+                donor = pool[(b + k) % len(pool)].data
+                layout = capture_layout(donor)
+                if layout.records:
+                    break
             recs = layout.records[a % max(1, len(layout.records)):]
             buf += b"".join(donor[s:e] for s, e in recs[:SEED_RECORDS])
         elif name == "compress":
