@@ -114,20 +114,17 @@ def _named(values: Sequence[int | None] | np.ndarray, namer: Any) -> pd.Categori
     return pd.Categorical.from_codes(codes_by_number[inverse], categories=categories)
 
 
-def _in_order(rows: Sequence[tuple[Any, ...]], third: int) -> Sequence[tuple[Any, ...]]:
-    """Return the rows sorted by capture, frame number and field ``third`` (stable).
+def _in_order(rows: Sequence[tuple[Any, ...]]) -> Sequence[tuple[Any, ...]]:
+    """Return response rows sorted by capture, frame number and codes string (stable).
 
     Rows arrive almost always in order already (DNS over TCP can lag): checked with numpy,
     and then nothing moves.
     """
     captures = [r[0] for r in rows]
-    keys = [np.array([r[1] for r in rows], dtype=np.int64)]
-    thirds = [r[third] for r in rows]
-    if all(isinstance(v, int) for v in thirds):
-        keys.insert(0, np.array(thirds, dtype=np.int64))
-    else:  # response rows: the codes string
-        ranks = {v: i for i, v in enumerate(sorted(set(thirds)))}
-        keys.insert(0, np.array([ranks[v] for v in thirds], dtype=np.int64))
+    texts = [r[len(MESSAGE_FIELDS)] for r in rows]
+    ranks = {v: i for i, v in enumerate(sorted(set(texts)))}
+    keys = [np.array([ranks[v] for v in texts], dtype=np.int64),
+            np.array([r[1] for r in rows], dtype=np.int64)]
     names = sorted(set(captures))
     if len(names) > 1:
         rank = {name: i for i, name in enumerate(names)}
@@ -136,37 +133,6 @@ def _in_order(rows: Sequence[tuple[Any, ...]], third: int) -> Sequence[tuple[Any
     if len(order) < 2 or (np.diff(order) == 1).all():
         return rows
     return operator.itemgetter(*order.tolist())(rows)
-
-
-def _build(rows: Sequence[tuple[Any, ...]], fields: Sequence[str],
-           dtypes: dict[str, Any]) -> pd.DataFrame:
-    if rows:
-        rows = _in_order(rows, len(MESSAGE_FIELDS))
-        columns: dict[str, Any] = dict(zip(fields, zip(*rows, strict=True), strict=True))
-    else:
-        columns = dict.fromkeys(fields, ())
-    data: dict[str, Any] = {}
-    for name, dtype in dtypes.items():
-        if name == "qtype":
-            data[name] = _named(columns["qtype"], dnsnames.rrtype_name)
-        elif name == "qclass":
-            data[name] = _named(columns["qclass"], dnsnames.class_name)
-        elif name == "rcode":
-            data[name] = _named(columns["rcode"], dnsnames.rcode_name)
-        elif name == "ede_name":
-            data[name] = _named(columns["ede_code"], lambda c: codes.describe(c).name)
-        elif name == "ede_category":
-            data[name] = _named(columns["ede_code"], lambda c: codes.describe(c).category)
-        elif name in ("ts", "query_ts"):
-            data[name] = _timestamps(columns[name])
-        elif name == "latency":
-            data[name] = data["ts"] - data["query_ts"]
-        else:
-            data[name] = _column(columns[name], dtype)
-    frame = pd.DataFrame(data)
-    # Every column is built in its declared dtype; astype only settles the categoricals'
-    # dtype objects and costs nothing where they already match.
-    return frame.astype(dtypes)
 
 
 _NUMPY_FOR = {"Int64": np.int64, "UInt16": np.int64, "UInt8": np.int64, _BOOL: bool}
@@ -282,7 +248,22 @@ def _typed_numbers(values: np.ndarray, dtype: str, boolean: bool) -> Any:
 
 def build_responses(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
     """Return the response frame (one row per DNS response) for rows in ``RESPONSE_FIELDS``."""
-    return _build(list(rows), RESPONSE_FIELDS, RESPONSE_DTYPES)
+    rows = _in_order(list(rows))
+    columns: dict[str, Any] = (dict(zip(RESPONSE_FIELDS, zip(*rows, strict=True), strict=True))
+                               if rows else dict.fromkeys(RESPONSE_FIELDS, ()))
+    data: dict[str, Any] = {}
+    for name, dtype in RESPONSE_DTYPES.items():
+        if name in ("qtype", "qclass", "rcode"):
+            data[name] = _named(columns[name], _NAMERS[name])
+        elif name in ("ts", "query_ts"):
+            data[name] = _timestamps(columns[name])
+        elif name == "latency":
+            data[name] = data["ts"] - data["query_ts"]
+        else:
+            data[name] = _column(columns[name], dtype)
+    # Every column is built in its declared dtype; astype only settles the categoricals'
+    # dtype objects and costs nothing where they already match.
+    return pd.DataFrame(data).astype(RESPONSE_DTYPES)
 
 
 def concat(frames: Sequence[pd.DataFrame], dtypes: dict[str, Any]) -> pd.DataFrame:
