@@ -411,7 +411,8 @@ def affected_zones(work: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]]
         "last": g["ts"].max(),
     }).reset_index()
     table = _top_per_code(table, "zone", top)
-    chosen = work.loc[work["zone"].isin(table["zone"].unique())]
+    chosen = work.loc[work["zone"].isin(table["zone"].unique()),
+                      ["code", "zone", "qname", "key_tag"]]
     tags = _key_tags(chosen)
     examples = _nested_counts(chosen, ["code", "zone"], "qname", limit=3)
     out = []
@@ -447,7 +448,7 @@ def resolvers(work: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]]:
     }).reset_index()
     table = table.sort_values(["count", "src_ip"], ascending=[False, True],
                               key=_sort_key).head(top)
-    chosen = work.loc[work["src_ip"].isin(table["src_ip"])]
+    chosen = work.loc[work["src_ip"].isin(table["src_ip"]), ["src_ip", "code", "extra_text"]]
     by_code = _nested_counts(chosen, "src_ip", "code")
     # the most frequent texts carry the wording; parsing thousands of rare ones adds nothing
     texts = _nested_counts(chosen, "src_ip", "extra_text", limit=FINGERPRINT_TEXTS)
