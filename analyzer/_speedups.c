@@ -24,7 +24,6 @@ enum { SLOW, QUERY, RESPONSE, CANDIDATE, NOT_DNS_PORT, NON_IP, NOT_UDP_TCP,
        UNSUPPORTED_LINKTYPE, TCP_NO_PAYLOAD, TCP_SEGMENT };
 #define ETH_IP4 0x0800
 #define ETH_IP6 0x86DD
-#define MAX_RECORD (1 << 20)
 #define PCAPNG_EPB 6
 
 static inline uint32_t rd32(const uint8_t *p, int big) {
@@ -92,7 +91,7 @@ static PyObject *pcap_records(PyObject *self, PyObject *args) {
     return Py_BuildValue("(Nn)", out, pos);
 }
 
-/* pcapng_epbs(buf, off, big_endian) -> (bytes, next_off)
+/* pcapng_epbs(buf, off, big_endian, max_block) -> (bytes, next_off)
  *
  * Walk consecutive Enhanced Packet Blocks from ``off``; stop at the first block that is not
  * a whole, plausible EPB (another block type, a bad length, or one cut by the buffer's end)
@@ -101,9 +100,9 @@ static PyObject *pcap_records(PyObject *self, PyObject *args) {
  */
 static PyObject *pcapng_epbs(PyObject *self, PyObject *args) {
     Py_buffer view;
-    Py_ssize_t off;
+    Py_ssize_t off, max_block;
     int big;
-    if (!PyArg_ParseTuple(args, "y*np", &view, &off, &big))
+    if (!PyArg_ParseTuple(args, "y*npn", &view, &off, &big, &max_block))
         return NULL;
     const uint8_t *buf = view.buf;
     Py_ssize_t n = view.len;
@@ -112,7 +111,7 @@ static PyObject *pcapng_epbs(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     while (pos >= 0 && pos + 12 <= n) {
         uint32_t btype = rd32(buf + pos, big), blen = rd32(buf + pos + 4, big);
-        if (btype != PCAPNG_EPB || blen < 32 || blen % 4 || blen > MAX_RECORD + 64 ||
+        if (btype != PCAPNG_EPB || blen < 32 || blen % 4 || (Py_ssize_t)blen > max_block ||
             pos + (Py_ssize_t)blen > n)
             break;
         count++;

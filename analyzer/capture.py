@@ -29,13 +29,10 @@ import numpy as np
 
 from analyzer import records
 from analyzer.errors import CaptureError
+from analyzer.records import MAX_BLOCK, MAX_RECORD
 from analyzer.result import CaptureInfo
 
 CHUNK_BYTES = 2 << 20  # 4 MiB measured the same speed with ~15 MB more peak memory
-# No real capture holds a frame this large (tcpdump's maximum snaplen is 256 KiB; TSO
-# captures reach 64 KiB): a record claiming more means the file is corrupt, and accepting it
-# would make us buffer whatever size the length field claims.
-MAX_RECORD = 1 << 20
 XZ_MEMLIMIT = 96 << 20
 PAD = 64
 _PADDING = bytes(PAD)
@@ -399,7 +396,7 @@ class CaptureReader:
                     hdr_of = struct.Struct(endian + "II").unpack_from
                     blen = hdr_of(buf, off)[1]
                     ifaces = []
-                if blen < _MIN_BLOCK.get(btype, 12) or blen % 4 or blen > MAX_RECORD + 64:
+                if blen < _MIN_BLOCK.get(btype, 12) or blen % 4 or blen > MAX_BLOCK:
                     chunk = self._flush_ng(buf, epb_runs, other, endian, ifaces)
                     if chunk is not None:
                         yield chunk

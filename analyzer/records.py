@@ -14,8 +14,12 @@ import numpy as np
 
 from analyzer import speedups
 
-MAX_RECORD = 1 << 20  # keep in step with capture.MAX_RECORD and _speedups.c
+# No real capture holds a frame this large (tcpdump's maximum snaplen is 256 KiB; TSO
+# captures reach 64 KiB): a record claiming more means the file is corrupt, and accepting it
+# would make us buffer whatever size the length field claims.
+MAX_RECORD = 1 << 20  # capture.py and split.py use it from here
 PCAPNG_EPB = 6
+MAX_BLOCK = MAX_RECORD + 64  # a record plus the largest block framing around it
 # Columns of the rows returned below.
 PCAP_COLUMNS = ("offset", "ts_sec", "ts_frac", "caplen", "origlen")
 EPB_COLUMNS = ("offset", "block_len", "interface", "ts_high", "ts_low", "caplen", "origlen")
@@ -61,7 +65,7 @@ def pcapng_epbs(buf: bytes, off: int, big_endian: bool) -> tuple[np.ndarray, int
     an impossible length, or one that the buffer cuts. Rows follow ``EPB_COLUMNS``.
     """
     if speedups.kernels is not None:
-        raw, stop = speedups.kernels.pcapng_epbs(buf, off, big_endian)
+        raw, stop = speedups.kernels.pcapng_epbs(buf, off, big_endian, MAX_BLOCK)
         return np.frombuffer(raw, np.int64).reshape(-1, 7), stop
     return pcapng_epbs_py(buf, off, big_endian)
 
@@ -72,7 +76,7 @@ def pcapng_epbs_py(buf: bytes, off: int, big_endian: bool) -> tuple[np.ndarray, 
     offs: list[int] = []
     while off + 12 <= n:
         btype, blen = hdr_of(buf, off)
-        if (btype != PCAPNG_EPB or blen < 32 or blen % 4 or blen > MAX_RECORD + 64
+        if (btype != PCAPNG_EPB or blen < 32 or blen % 4 or blen > MAX_BLOCK
                 or off + blen > n):
             break
         offs.append(off)
