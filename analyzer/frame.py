@@ -227,7 +227,7 @@ def build_ede_columns(columns: dict[str, Any]) -> pd.DataFrame:
         else:
             data[name] = _typed_numbers(np.asarray(columns[name], np.int64), dtype,
                                         name in _BOOL_FIELDS)
-    return pd.DataFrame(data).astype(EDE_DTYPES)
+    return pd.DataFrame(data, copy=False).astype(EDE_DTYPES)
 
 
 _NAMERS: dict[str, Any] = {
@@ -263,18 +263,44 @@ def build_responses(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
             data[name] = _column(columns[name], dtype)
     # Every column is built in its declared dtype; astype only settles the categoricals'
     # dtype objects and costs nothing where they already match.
-    return pd.DataFrame(data).astype(RESPONSE_DTYPES)
+    return pd.DataFrame(data, copy=False).astype(RESPONSE_DTYPES)
 
 
-def concat(frames: Sequence[pd.DataFrame], dtypes: dict[str, Any]) -> pd.DataFrame:
-    """Join frames built in pieces into one, in capture order, with the declared dtypes."""
+def concat(frames: list[pd.DataFrame], dtypes: dict[str, Any]) -> pd.DataFrame:
+    """Join frames built in pieces into one, in capture order, with the declared dtypes.
+
+    The pieces are spent: each column is moved out of them as soon as it is joined, so
+    only one column exists twice at any moment (a whole-frame concat, retype and sort would
+    hold the rows three times over at the end of a scan).
+    """
     frames = [f for f in frames if len(f)] or list(frames[:1])
     if len(frames) == 1:
         return frames[0]
-    # Categoricals with different categories concatenate to objects: declare them again.
-    joined = pd.concat(frames, ignore_index=True).astype(dtypes)
     keys = ["capture", "frame_number"] + (["ede_index"] if "ede_index" in dtypes else [])
-    return joined.sort_values(keys, kind="stable", ignore_index=True)
+    order = _capture_order([[f[k] for f in frames] for k in keys])
+    data: dict[str, Any] = {}
+    for name, dtype in dtypes.items():
+        # Categoricals with different categories concatenate to objects: declare them again.
+        joined = pd.concat([f.pop(name) for f in frames], ignore_index=True).astype(dtype)
+        data[name] = joined.array if order is None else joined.array.take(order)
+        del joined
+    return pd.DataFrame(data, copy=False)
+
+
+def _capture_order(keys: list[list[pd.Series]]) -> np.ndarray | None:
+    """The row order that sorts the joined ``keys`` (capture name first), or None if the
+    pieces are in that order already (almost always: only DNS over TCP can lag)."""
+    captures = [pd.Categorical(s) for s in keys[0]]
+    names = sorted({str(c) for piece in captures for c in piece.categories})
+    columns = [np.concatenate([s.to_numpy(dtype=np.int64, na_value=-1) for s in series])
+               for series in keys[1:]]
+    if len(names) > 1:
+        rank = {name: i for i, name in enumerate(names)}
+        columns.insert(0, np.concatenate([
+            np.array([rank[str(c)] for c in piece.categories], np.int64)[piece.codes]
+            for piece in captures]))
+    order = np.lexsort(columns[::-1])
+    return None if (np.diff(order) == 1).all() else order
 
 
 def empty_ede() -> pd.DataFrame:
