@@ -474,16 +474,21 @@ class Scanner:
     # -- results ---------------------------------------------------------------------------------
 
     def partial(self) -> Partial:
-        """Return what this scanner found, in a form that pickles and merges."""
+        """Return what this scanner found, in a form that pickles and merges.
+
+        The frames built so far are handed over (``combine`` spends them): call this, or
+        ``result``, once, when the scan is done.
+        """
         if self.ede_parts:
             self._compact()
+        frames, self.frames = self.frames, []
         return Partial(self.rows, dict(self.accounting), dict(self.problems), self.captures,
                        self.dns_queries, self.dns_responses, self.responses_with_ede,
                        self.ede_options, dict(self.seconds), self.all_responses,
-                       None, self.end_position, self.report_rows, self.frames)
+                       None, self.end_position, self.report_rows, frames)
 
     def result(self) -> ScanResult:
-        """Return what the scan found, with the frame built."""
+        """Return what the scan found, with the frame built (once: see ``partial``)."""
         return combine([self.partial()])
 
 
@@ -508,7 +513,11 @@ class Partial:
 
 
 def combine(partials: Sequence[Partial]) -> ScanResult:
-    """Merge partial scans (of different files, in any order) into one result."""
+    """Merge partial scans (of different files, in any order) into one result.
+
+    The partials' frames are moved into the result (``frame.concat`` spends them): a
+    partial is merged once.
+    """
     accounting, problems, seconds = Tally(), Tally(), Counter[int]()
     rows: list[tuple[Any, ...]] = []
     report_rows: list[tuple[Any, ...]] = []
@@ -519,6 +528,7 @@ def combine(partials: Sequence[Partial]) -> ScanResult:
     for p in partials:
         rows.extend(p.rows)
         frames.extend(p.frames)
+        p.frames = []
         report_rows.extend(p.report_rows)
         accounting.update(p.accounting)
         problems.update(p.problems)
