@@ -137,6 +137,10 @@ def work_frame(df: pd.DataFrame) -> pd.DataFrame:
     categorical), ``zone`` and ``zone_source`` (``extra-text`` or ``qname``), ``key_tag``
     (Int64), ``src_ip``, ``dst_ip``, ``rcode``, ``extra_text`` and ``response`` (one
     uint64 per DNS response, shared by the EDE options it carried).
+
+    Every derived value is computed once per distinct input (name, text, address) and
+    spread to the rows through integer codes, and few row-length arrays are alive at once:
+    this frame is built at the end of a scan, when the EDE rows are already held.
     """
     n = len(df)
     if n == 0:
@@ -148,52 +152,56 @@ def work_frame(df: pd.DataFrame) -> pd.DataFrame:
             "rcode": pd.Categorical([]), "extra_text": pd.Categorical([]),
             "response": np.array([], dtype=np.uint64),
         })
-    code = df["ede_code"].astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
     qname_codes, qname_uniques = _factorize(df["qname"])
-    lowered = np.array([_lower_name(q) for q in qname_uniques], dtype=object)
-    qname = _categorical(qname_codes, lowered)
-    text_zone, text_tag = _text_zones(df["extra_text"], code)
-    fallback = np.array([registrable_zone(q) for q in qname_uniques], dtype=object)
-    fallback_zone = fallback[qname_codes] if len(fallback) else np.full(n, ".", dtype=object)
-    fallback_zone = np.where(qname_codes < 0, "", fallback_zone)
-    from_text = pd.notna(text_zone)
-    zone = np.where(from_text, text_zone, fallback_zone)
     src_ip = _as_category(df["src_ip"])
-    # One hash per DNS response, from (capture, frame, source, port, DNS id, name) as the
-    # integers they are coded as already: no text is factorised twice.
-    capture_codes, _ = _factorize(df["capture"].astype(object))
-    response = pd.util.hash_pandas_object(pd.DataFrame({
-        "packet": (capture_codes.astype(np.int64) << 40)
-        + df["frame_number"].to_numpy(dtype=np.int64, na_value=-1),
-        "sender": (np.asarray(src_ip.codes, dtype=np.int64) << 32)
-        | (df["src_port"].to_numpy(dtype=np.int64, na_value=0) << 16)
-        | df["dns_id"].to_numpy(dtype=np.int64, na_value=0),
-        "name": qname_codes.astype(np.int64),
-    }), index=False).to_numpy(dtype=np.uint64)
+    response = _response_ids(df, src_ip, qname_codes)  # early: its transients are the largest
+    code = df["ede_code"].to_numpy(dtype=np.int64, na_value=-1)
+    text_codes, text_uniques = _factorize(df["extra_text"])
+    zone, from_text, key_tag = _zones(qname_codes, qname_uniques, text_codes, text_uniques,
+                                      code)
     return pd.DataFrame({
         "code": code,
         "ts": _ns(df["ts"]),
-        "qname": qname,
-        "zone": _sorted_categorical(zone),
+        "qname": _categorical(qname_codes, np.array([_lower_name(q) for q in qname_uniques],
+                                                    dtype=object)),
+        "zone": zone,
         "zone_source": pd.Categorical.from_codes(np.where(from_text, 0, 1).astype(np.int8),
                                                  categories=["extra-text", "qname"]),
-        "key_tag": text_tag,
+        "key_tag": key_tag,
         "src_ip": src_ip,
         "dst_ip": _as_category(df["dst_ip"]),
         "rcode": _as_category(df["rcode"]),
-        "extra_text": _as_category(df["extra_text"]),
+        "extra_text": _categorical(text_codes, text_uniques),
         "response": response,
-    })
+    }, copy=False)  # the columns are new: a copy would hold them twice
 
 
-def _sorted_categorical(values: np.ndarray) -> pd.Categorical:
-    """``pd.Categorical(values)`` (categories sorted) for text values, with a smaller peak."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True, size_hint=_FACTORIZE_HINT)
-    order = np.argsort(np.asarray(uniques, dtype=object), kind="stable")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    return pd.Categorical.from_codes(np.where(codes >= 0, rank[np.maximum(codes, 0)], -1),
-                                     categories=np.asarray(uniques, dtype=object)[order])
+def _response_ids(df: pd.DataFrame, src_ip: pd.Categorical, qname_codes: np.ndarray
+                  ) -> np.ndarray:
+    """One 64-bit hash per DNS response, shared by its EDE options: of the capture, frame,
+    sender, port, DNS id and query name, each field hashed as the integer it is coded as
+    (no text is hashed), one field at a time so that few row-length arrays are alive."""
+    def codes(column: pd.Series) -> np.ndarray:
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            return np.asarray(column.array.codes, np.int64)
+        return _factorize(column)[0].astype(np.int64)
+
+    fields = (
+        lambda: (codes(df["capture"]) << 40) + df["frame_number"].to_numpy(np.int64, na_value=-1),
+        lambda: np.asarray(src_ip.codes, np.int64),
+        lambda: (df["src_port"].to_numpy(np.int64, na_value=0) << 16)
+        | df["dns_id"].to_numpy(np.int64, na_value=0),
+        lambda: qname_codes.astype(np.int64),
+    )
+    hashed = np.zeros(len(df), np.uint64)
+    with np.errstate(over="ignore"):
+        for field in fields:
+            hashed *= np.uint64(_HASH_MIX)
+            hashed ^= pd.util.hash_array(field())
+    return hashed
+
+
+_HASH_MIX = 0x9E3779B97F4A7C15  # odd: multiplying by it loses no bits of the running hash
 
 
 def _as_category(column: pd.Series) -> pd.Categorical:
@@ -219,31 +227,51 @@ def registrable_zone(qname: str) -> str:
     return f"{second}.{tld}"
 
 
-def _text_zones(texts: pd.Series, code: np.ndarray) -> tuple[np.ndarray, Any]:
-    """Return (zone or None, key tag) per row from EXTRA-TEXT, parsing each distinct
-    (text, code) pair once. The key tags come as an ``Int64`` array (NA: none named)."""
+def _zones(qname_codes: np.ndarray, qname_uniques: np.ndarray, text_codes: np.ndarray,
+           text_uniques: np.ndarray, code: np.ndarray
+           ) -> tuple[pd.Categorical, np.ndarray, pd.arrays.IntegerArray]:
+    """Return each row's zone (categorical, categories sorted), whether EXTRA-TEXT named it,
+    and the DNSKEY key tag the text named (``Int64``, NA: none).
+
+    The zone is the one EXTRA-TEXT names for the row's code when it names one, else the
+    query name's registrable zone ("" without a query name). Each distinct (text, code)
+    pair is parsed once and each distinct name cut once; rows get theirs by code.
+    """
     from analyzer import textfacts
 
-    n = len(texts)
-    text_codes, text_uniques = _factorize(texts)
-    if len(text_uniques) == 0:
-        return np.full(n, None, dtype=object), pd.array([None] * n, dtype="Int64")
-    pair = (text_codes.astype(np.int64) + 1) * 65_537 + (code + 1)
-    pairs, inverse = np.unique(pair, return_inverse=True)
-    zones = np.full(len(pairs), None, dtype=object)
-    tags: list[Any] = [None] * len(pairs)
-    for i, p in enumerate(pairs):
-        t_index, c = divmod(int(p), 65_537)
-        if t_index == 0:
+    names: dict[str, int] = {}  # zone text -> its index in ``names``
+    # The (text, code) pairs: code is 16 bits (or -1), so the pair fits an int64.
+    pair_codes, pairs = pd.factorize((text_codes.astype(np.int64) << 17) + (code + 1),
+                                     size_hint=_FACTORIZE_HINT)
+    pair_zone = np.full(len(pairs), -1, dtype=np.int64)
+    pair_tag = np.full(len(pairs), -1, dtype=np.int64)
+    for i, pair in enumerate(np.asarray(pairs).tolist()):
+        t_index, c = pair >> 17, (pair & 0x1FFFF) - 1
+        if t_index < 0:  # no EXTRA-TEXT
             continue
-        facts = textfacts.parse_extra_text(str(text_uniques[t_index - 1]), c - 1)
+        facts = textfacts.parse_extra_text(str(text_uniques[t_index]), c)
         zone = getattr(facts, "zone", None)
         if zone:
-            zones[i] = _lower_name(str(zone))
+            pair_zone[i] = names.setdefault(_lower_name(str(zone)), len(names))
         tag = getattr(facts, "key_tag", None)
-        tags[i] = int(tag) if tag is not None else None
-    tag_values = np.array([-1 if t is None else t for t in tags], dtype=np.int64)[inverse]
-    return zones[inverse], pd.arrays.IntegerArray(np.maximum(tag_values, 0), tag_values < 0)
+        if tag is not None:
+            pair_tag[i] = int(tag)
+    fallback = np.array([names.setdefault(registrable_zone(str(q)), len(names))
+                         for q in qname_uniques] + [names.setdefault("", len(names))
+                                                    if (qname_codes < 0).any() else -1],
+                        dtype=np.int64)
+    row_zone = pair_zone[pair_codes]
+    from_text = row_zone >= 0
+    row_zone = np.where(from_text, row_zone, fallback[qname_codes])  # code -1: the "" entry
+    categories = np.array(list(names), dtype=object)
+    order = np.argsort(categories, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    # a name's own zone goes unused when texts named another for all its rows
+    zone = pd.Categorical.from_codes(rank[row_zone], categories=categories[order]
+                                     ).remove_unused_categories()
+    tags = pair_tag[pair_codes]
+    return zone, from_text, pd.arrays.IntegerArray(np.maximum(tags, 0), tags < 0)
 
 
 # --- sections ------------------------------------------------------------------------------
@@ -942,10 +970,16 @@ def _ts_range(work: pd.DataFrame) -> tuple[int | None, int | None]:
 
 def _ns(ts: pd.Series) -> pd.arrays.IntegerArray:
     """Return the timestamps as Int64 nanoseconds since the epoch, NA where NaT."""
-    naive = ts.dt.tz_convert("UTC").dt.as_unit("ns").dt.tz_localize(None)
-    values = naive.to_numpy().view(np.int64)
-    return pd.arrays.IntegerArray(values, naive.isna().to_numpy())
+    if ts.dtype == _TS_UTC:  # the frame's own dtype: read its integers in place
+        values = ts.array.asi8
+    else:
+        values = ts.dt.tz_convert("UTC").dt.as_unit("ns").dt.tz_localize(None).to_numpy(
+        ).view(np.int64)
+    return pd.arrays.IntegerArray(values, values == _NAT)
 
+
+_NAT = np.iinfo(np.int64).min  # how numpy stores NaT
+_TS_UTC = pd.DatetimeTZDtype("ns", "UTC")
 
 def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Codes and distinct values of a column (-1 for missing), in order of appearance.
