@@ -978,6 +978,9 @@ def _ns(ts: pd.Series) -> pd.arrays.IntegerArray:
     return pd.arrays.IntegerArray(values, values == _NAT)
 
 
+# Python-backed text for sorting and counting: pandas' default string dtype is Arrow's when
+# pyarrow is installed, and Arrow's memory pool keeps what it allocated resident.
+_TEXT = pd.StringDtype("python")
 _NAT = np.iinfo(np.int64).min  # how numpy stores NaT
 _TS_UTC = pd.DatetimeTZDtype("ns", "UTC")
 
@@ -1115,12 +1118,12 @@ def _top_per_code(table: pd.DataFrame, column: str, top: int) -> pd.DataFrame:
 def _sort_key(column: pd.Series) -> pd.Series:
     # categoricals sort by category order; we want value order for stable ties
     if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.astype("string")
+        return column.astype(_TEXT)
     return column
 
 
 def _top_values(column: pd.Series, label: str, top: int) -> list[dict[str, Any]]:
-    counts = column.astype("string").value_counts(dropna=True)
+    counts = column.astype(_TEXT).value_counts(dropna=True)
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     return [{label: str(v), "count": int(n)} for v, n in ranked]
 
