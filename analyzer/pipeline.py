@@ -76,9 +76,18 @@ class Scanner:
         self._fold: dict[bytes, int] = {}
         self._capture = ""
         self._pending: list[tuple[Endpoint, Any]] = []
-        self._table = matching.QueryTable(match_window_ns)
-        self._decoder = PacketDecoder(self.ports, self._on_dns, self.problems)
+        self._fresh_state()
         self.end_position: int | None = None
+
+    def _fresh_state(self) -> None:
+        """Start with no queries and no reassembly: state does not carry across files.
+
+        Called after each file too: the decoder refers back to this scanner (its callback),
+        so state left in place would wait for the garbage collector, with the chunk
+        buffers the held queries point into (12 MiB at 1,400 packets/s).
+        """
+        self._table = matching.QueryTable(self._window)
+        self._decoder = PacketDecoder(self.ports, self._on_dns, self.problems)
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -97,9 +106,6 @@ class Scanner:
             except CaptureError as e:
                 self.captures.append(CaptureInfo(path=name, error=str(e), error_offset=e.offset))
                 continue
-            # Reassembly state and queries do not carry across files.
-            self._table = matching.QueryTable(self._window)
-            self._decoder = PacketDecoder(self.ports, self._on_dns, self.problems)
             self._capture = reader.name
             info = reader.info
             self.captures.append(info)
@@ -121,6 +127,7 @@ class Scanner:
                 self.accounting["capture-truncated"] += 1
                 info.packets += 1
             done_bytes += reader.raw_position()
+            self._fresh_state()
 
     @property
     def packets(self) -> int:
