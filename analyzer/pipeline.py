@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from analyzer import errorreport, fastpath, frame, matching, speedups, split
+from analyzer import errorreport, fastpath, frame, matching, memory, speedups, split
 from analyzer.capture import CaptureReader, Chunk
 from analyzer.errors import CaptureError, Malformed, Tally
 from analyzer.layers import Endpoint, PacketDecoder, addresses
@@ -665,7 +665,10 @@ def scan(sources: Source | Sequence[Source], *, ports: Iterable[int] = (53,),
     scanner = Scanner(**options)
     for _ in scanner.run(listed, progress):
         pass
-    return scanner.result()
+    result = scanner.result()
+    del scanner  # its chunk buffers, queries and streams: free them before trimming
+    memory.release_free_memory()
+    return result
 
 
 def _scan_parallel(sources: list[Source], options: dict[str, Any], jobs: int,
