@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from analyzer import codes, dnsnames
 
@@ -40,14 +41,14 @@ _COMMON_DTYPES: dict[str, Any] = {
     "capture": _CATEGORY,
     "frame_number": "Int64",
     "ts": _TS,
-    "src_ip": _STRING,
+    "src_ip": _CATEGORY,
     "src_port": "UInt16",
-    "dst_ip": _STRING,
+    "dst_ip": _CATEGORY,
     "dst_port": "UInt16",
     "transport": _CATEGORY,
     "ip_version": "UInt8",
     "dns_id": "UInt16",
-    "qname": _STRING,
+    "qname": _CATEGORY,
     "qtype": _CATEGORY,
     "qclass": _CATEGORY,
     "rcode": _CATEGORY,
@@ -62,16 +63,16 @@ EDE_DTYPES: dict[str, Any] = {
     "ede_code": "UInt16",
     "ede_name": _CATEGORY,
     "ede_category": _CATEGORY,
-    "extra_text": _STRING,
+    "extra_text": _CATEGORY,
     "extra_text_utf8_valid": _BOOL,
-    "report_channel": _STRING,
+    "report_channel": _CATEGORY,
     "query_ts": _TS,
     "latency": "timedelta64[ns]",
 }
 RESPONSE_DTYPES: dict[str, Any] = {
     **_COMMON_DTYPES,
     "ede_codes": _STRING,
-    "report_channel": _STRING,
+    "report_channel": _CATEGORY,
     "query_ts": _TS,
     "latency": "timedelta64[ns]",
 }
@@ -280,9 +281,14 @@ def concat(frames: list[pd.DataFrame], dtypes: dict[str, Any]) -> pd.DataFrame:
     order = _capture_order([[f[k] for f in frames] for k in keys])
     data: dict[str, Any] = {}
     for name, dtype in dtypes.items():
-        # Categoricals with different categories concatenate to objects: declare them again.
-        joined = pd.concat([f.pop(name) for f in frames], ignore_index=True).astype(dtype)
-        data[name] = joined.array if order is None else joined.array.take(order)
+        pieces = [f.pop(name) for f in frames]
+        if dtype == _CATEGORY:
+            # pd.concat turns categoricals with different categories into objects
+            joined = union_categoricals([p.array for p in pieces], sort_categories=True)
+        else:
+            joined = pd.concat(pieces, ignore_index=True).astype(dtype).array
+        del pieces
+        data[name] = joined if order is None else joined.take(order)
         del joined
     return pd.DataFrame(data, copy=False)
 

@@ -171,7 +171,7 @@ def work_frame(df: pd.DataFrame) -> pd.DataFrame:
         "src_ip": src_ip,
         "dst_ip": _as_category(df["dst_ip"]),
         "rcode": _as_category(df["rcode"]),
-        "extra_text": _categorical(text_codes, text_uniques),
+        "extra_text": _as_category(df["extra_text"]),
         "response": response,
     }, copy=False)  # the columns are new: a copy would hold them twice
 
@@ -205,7 +205,10 @@ _HASH_MIX = 0x9E3779B97F4A7C15  # odd: multiplying by it loses no bits of the ru
 
 
 def _as_category(column: pd.Series) -> pd.Categorical:
-    """A text column as a categorical: each distinct value hashed once, rows as small codes."""
+    """A text column as a categorical: each distinct value hashed once, rows as small codes
+    (a categorical column is taken as it is)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.array
     codes, uniques = _factorize(column)
     return _categorical(codes, np.asarray(uniques, dtype=object))
 
@@ -241,8 +244,12 @@ def _zones(qname_codes: np.ndarray, qname_uniques: np.ndarray, text_codes: np.nd
 
     names: dict[str, int] = {}  # zone text -> its index in ``names``
     # The (text, code) pairs: code is 16 bits (or -1), so the pair fits an int64.
-    pair_codes, pairs = pd.factorize((text_codes.astype(np.int64) << 17) + (code + 1),
-                                     size_hint=_FACTORIZE_HINT)
+    pair = text_codes.astype(np.int64)
+    pair <<= 17
+    pair += code
+    pair += 1
+    pair_codes, pairs = pd.factorize(pair, size_hint=_FACTORIZE_HINT)
+    del pair
     pair_zone = np.full(len(pairs), -1, dtype=np.int64)
     pair_tag = np.full(len(pairs), -1, dtype=np.int64)
     for i, pair in enumerate(np.asarray(pairs).tolist()):
@@ -262,16 +269,19 @@ def _zones(qname_codes: np.ndarray, qname_uniques: np.ndarray, text_codes: np.nd
                         dtype=np.int64)
     row_zone = pair_zone[pair_codes]
     from_text = row_zone >= 0
-    row_zone = np.where(from_text, row_zone, fallback[qname_codes])  # code -1: the "" entry
+    np.copyto(row_zone, fallback[qname_codes], where=~from_text)  # code -1: the "" entry
     categories = np.array(list(names), dtype=object)
     order = np.argsort(categories, kind="stable")
-    rank = np.empty(len(order), dtype=np.int64)
+    rank = np.empty(len(order), dtype=np.int32)
     rank[order] = np.arange(len(order))
     # a name's own zone goes unused when texts named another for all its rows
-    zone = pd.Categorical.from_codes(rank[row_zone], categories=categories[order]
-                                     ).remove_unused_categories()
+    zone = pd.Categorical.from_codes(rank[row_zone], categories=categories[order],
+                                     validate=False).remove_unused_categories()
+    del row_zone
     tags = pair_tag[pair_codes]
-    return zone, from_text, pd.arrays.IntegerArray(np.maximum(tags, 0), tags < 0)
+    missing = tags < 0
+    tags[missing] = 0
+    return zone, from_text, pd.arrays.IntegerArray(tags, missing)
 
 
 # --- sections ------------------------------------------------------------------------------
@@ -985,11 +995,14 @@ _NAT = np.iinfo(np.int64).min  # how numpy stores NaT
 _TS_UTC = pd.DatetimeTZDtype("ns", "UTC")
 
 def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and distinct values of a column (-1 for missing), in order of appearance.
+    """Codes and values of a column (-1 for missing): a categorical's own, else the distinct
+    values in order of appearance.
 
     Text columns repeat few values many times: a small size hint keeps pandas from sizing
     its hash table for every row (4 MB instead of 1 MB for 72k rows), and it grows as needed.
     """
+    if isinstance(column.dtype, pd.CategoricalDtype):  # coded already: nothing to hash
+        return np.asarray(column.array.codes), np.asarray(column.array.categories, dtype=object)
     values = column.to_numpy(dtype=object) if column.dtype == object or isinstance(
         column.dtype, pd.StringDtype) else column
     codes, uniques = pd.factorize(values, use_na_sentinel=True, size_hint=_FACTORIZE_HINT)
@@ -1005,8 +1018,9 @@ def _categorical(codes: np.ndarray, values: np.ndarray) -> pd.Categorical:
     if len(values) == 0:
         return pd.Categorical([None] * len(codes))
     value_codes, categories = pd.factorize(values)
-    mapped = np.where(codes >= 0, value_codes[np.maximum(codes, 0)], -1)
-    return pd.Categorical.from_codes(mapped, categories=categories)
+    # one gather through a small lookup, its last entry standing for code -1
+    lookup = np.append(value_codes, -1).astype(np.int32)
+    return pd.Categorical.from_codes(lookup[codes], categories=categories, validate=False)
 
 
 def _lower_name(name: Any) -> str:

@@ -128,6 +128,15 @@ def to_markdown() -> str:
         "for times) rather than a float NaN. Rows are sorted by capture, then frame number, "
         "then option index.",
         "",
+        "Text that repeats (addresses, names, EXTRA-TEXT, mnemonics) is `category`: a few "
+        "thousand distinct values over millions of rows cost a small integer per row, and "
+        "group-bys on them are fast. Categories are the values seen, sorted; comparisons, "
+        "`.str` methods, `isin` and `value_counts()` work as on text (after filtering, "
+        "`value_counts()` also lists the categories left with 0 rows; "
+        "`.cat.remove_unused_categories()` drops them). Frames from separate scans "
+        "concatenate to plain objects unless joined with "
+        "`pandas.api.types.union_categoricals`; `astype(str)` gives plain text.",
+        "",
         "In files written by `ede-pcap extract`, times are ISO-8601 UTC ending in `Z`, "
         "`latency` is in seconds, and CSV cells that a spreadsheet would read as a formula "
         "get a leading `'`; Parquet keeps the dtypes. The aggregated JSON report is described "
