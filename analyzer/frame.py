@@ -270,36 +270,42 @@ def build_responses(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
 def concat(frames: list[pd.DataFrame], dtypes: dict[str, Any]) -> pd.DataFrame:
     """Join frames built in pieces into one, in capture order, with the declared dtypes.
 
-    The pieces are spent: each column is moved out of them as soon as it is joined, so
-    only one column exists twice at any moment (a whole-frame concat, retype and sort would
-    hold the rows three times over at the end of a scan).
+    ``frames`` is spent (the list is emptied): each column is moved out of the pieces as
+    soon as it is joined, so only one column exists twice at any moment (a whole-frame
+    concat, retype and sort would hold the rows three times over at the end of a scan).
     """
-    frames = [f for f in frames if len(f)] or list(frames[:1])
-    if len(frames) == 1:
-        return frames[0]
+    nonempty = [f for f in frames if len(f)] or frames[:1]
+    frames.clear()
+    if len(nonempty) == 1:
+        return nonempty[0]
+    # The pieces as plain columns: taking a column out of a DataFrame costs more than
+    # building it (the block manager is rebuilt each time).
+    pieces = [{name: f[name].array for name in dtypes} for f in nonempty]
+    del nonempty
     keys = ["capture", "frame_number"] + (["ede_index"] if "ede_index" in dtypes else [])
-    order = _capture_order([[f[k] for f in frames] for k in keys])
+    order = _capture_order([[p[k] for p in pieces] for k in keys])
     data: dict[str, Any] = {}
     for name, dtype in dtypes.items():
-        pieces = [f.pop(name) for f in frames]
+        arrays = [p.pop(name) for p in pieces]
         if dtype == _CATEGORY:
             # pd.concat turns categoricals with different categories into objects
-            joined = union_categoricals([p.array for p in pieces], sort_categories=True)
+            joined = union_categoricals(arrays, sort_categories=True)
         else:
-            joined = pd.concat(pieces, ignore_index=True).astype(dtype).array
-        del pieces
+            joined = pd.concat([pd.Series(a, copy=False) for a in arrays],
+                               ignore_index=True).astype(dtype).array
+        del arrays
         data[name] = joined if order is None else joined.take(order)
         del joined
     return pd.DataFrame(data, copy=False)
 
 
-def _capture_order(keys: list[list[pd.Series]]) -> np.ndarray | None:
+def _capture_order(keys: list[list[Any]]) -> np.ndarray | None:
     """The row order that sorts the joined ``keys`` (capture name first), or None if the
     pieces are in that order already (almost always: only DNS over TCP can lag)."""
-    captures = [pd.Categorical(s) for s in keys[0]]
+    captures = [pd.Categorical(c) for c in keys[0]]
     names = sorted({str(c) for piece in captures for c in piece.categories})
-    columns = [np.concatenate([s.to_numpy(dtype=np.int64, na_value=-1) for s in series])
-               for series in keys[1:]]
+    columns = [np.concatenate([a.to_numpy(dtype=np.int64, na_value=-1) for a in arrays])
+               for arrays in keys[1:]]
     if len(names) > 1:
         rank = {name: i for i, name in enumerate(names)}
         columns.insert(0, np.concatenate([

@@ -545,9 +545,11 @@ def combine(partials: Sequence[Partial]) -> ScanResult:
                                p.ede_options)):
             totals[k] += v
     if all_responses:
-        built = frame.concat([*frames, frame.build_responses(rows)], frame.RESPONSE_DTYPES)
+        frames.append(frame.build_responses(rows))
+        built = frame.concat(frames, frame.RESPONSE_DTYPES)
     else:
-        built = frame.concat([*frames, frame.build_ede(rows)], frame.EDE_DTYPES)
+        frames.append(frame.build_ede(rows))
+        built = frame.concat(frames, frame.EDE_DTYPES)
     firsts = [c.first_ts_ns for c in captures if c.first_ts_ns is not None]
     lasts = [c.last_ts_ns for c in captures if c.last_ts_ns is not None]
     return ScanResult(
