@@ -142,7 +142,8 @@ _NUMPY_FOR = {"Int64": np.int64, "UInt16": np.int64, "UInt8": np.int64, _BOOL: b
 def _column(values: Sequence[Any], dtype: Any) -> Any:
     """Return one typed column; without nulls, through numpy (pandas parses item by item)."""
     if dtype == _CATEGORY:
-        return pd.Categorical(values)
+        # an object array: from a list, pandas 3 first builds a whole Arrow string array
+        return pd.Categorical(np.array(values, dtype=object))
     fast = _NUMPY_FOR.get(dtype) if isinstance(dtype, str) else None
     if fast is not None and values and None not in values:
         return pd.array(np.array(values, dtype=fast), dtype=dtype)
