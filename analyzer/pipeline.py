@@ -371,21 +371,33 @@ class Scanner:
 
     def _ip_texts(self, a: np.ndarray, l3: np.ndarray, ver: np.ndarray,
                   source: bool) -> np.ndarray:
-        """The source (or destination) address of each packet as text, one format per address."""
-        at = np.where(ver == 4, l3 + (12 if source else 16), l3 + (8 if source else 24))
-        raw = a[at[:, None] + np.arange(16)]
-        raw[ver == 4, 4:] = 0
-        key = np.concatenate([raw, (ver == 6).astype(np.uint8)[:, None]], axis=1)
-        distinct, inverse = np.unique(np.ascontiguousarray(key).view("V17").ravel(),
-                                      return_inverse=True)
+        """The source (or destination) address of each packet as text, one format per address.
+
+        Each distinct address is formatted once: IPv4 addresses are told apart as 32-bit
+        numbers (a tenth of the time of comparing byte strings), IPv6 ones as 16 bytes.
+        """
         ip_text = self._ip_text
         if len(ip_text) > 200_000:
             ip_text.clear()
-        texts = []
-        for k in distinct.tolist():
-            addr = k[:16] if k[16] else k[:4]
-            texts.append(ip_text.get(addr) or ip_text.setdefault(addr, _ip(addr)))
-        return np.array(texts, dtype=object)[inverse.ravel()]
+        texts = np.empty(len(l3), dtype=object)
+        v6 = ver == 6
+        for rows, width in ((np.flatnonzero(~v6), 4), (np.flatnonzero(v6), 16)):
+            if not len(rows):
+                continue
+            at = l3[rows] + ((12 if source else 16) if width == 4 else (8 if source else 24))
+            if width == 4:
+                key = np.zeros(len(rows), np.uint32)
+                for k in range(4):
+                    key = (key << np.uint32(8)) | a[at + k]
+                distinct, inverse = np.unique(key, return_inverse=True)
+                addrs = [int(k).to_bytes(4, "big") for k in distinct.tolist()]
+            else:
+                raw = np.ascontiguousarray(a[at[:, None] + np.arange(16)])
+                distinct, inverse = np.unique(raw.view("V16").ravel(), return_inverse=True)
+                addrs = distinct.tolist()
+            names = [ip_text.get(addr) or ip_text.setdefault(addr, _ip(addr)) for addr in addrs]
+            texts[rows] = np.array(names, dtype=object)[inverse.ravel()]
+        return texts
 
     def _error_report(self, msg: bytes, ep: Endpoint) -> None:
         """Record an RFC 9567 error-report query, if ``msg`` is one."""
