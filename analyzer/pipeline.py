@@ -171,23 +171,25 @@ class Scanner:
             fields = [sel, cat[sel], ts[sel], linktype[sel], data_off[sel], caplen[sel],
                       origlen[sel]]
             if cls is not None:
-                fields += [cls.l3[sel], cls.l4[sel], cls.ip_version[sel], cls.sport[sel],
-                           cls.dport[sel], cls.payload[sel],
-                           cls.payload[sel] + cls.payload_len[sel]]
+                # TCP sequence numbers and flags, read for all segments at once
+                l4 = np.where(cat[sel] == fastpath.TCP_SEGMENT, cls.l4[sel], 0)
+                header = chunk.arr[l4[:, None] + _SEQ_AND_FLAGS]
+                fields += [cls.l3[sel], cls.ip_version[sel], cls.sport[sel], cls.dport[sel],
+                           cls.payload[sel], cls.payload[sel] + cls.payload_len[sel],
+                           np.ascontiguousarray(header[:, :4]).view(">u4").ravel(),
+                           header[:, 4]]
             for i, c, t, lt, d, cl, ol, *at in zip(*(f.tolist() for f in fields), strict=True):
                 if c == fastpath.SLOW:
                     category = decoder.decode(t, first + i, lt, buf[d:d + cl], ol)
                 else:
                     # fastpath checked the header; go straight to the stream.
-                    l3, l4, ver, sport, dport, start, end = at
+                    l3, ver, sport, dport, start, end, seq_no, flags = at
                     src, dst = addresses(buf, l3, ver)
-                    seq = int.from_bytes(buf[l4 + 4:l4 + 8], "big")
                     if start == end:
-                        category = streams.control((src, dst, sport, dport), seq, buf[l4 + 13],
-                                                   t)
+                        category = streams.control((src, dst, sport, dport), seq_no, flags, t)
                     else:
                         category = decoder.tcp_data(t, first + i, src, dst, sport, dport, ver,
-                                                    seq, buf[l4 + 13], buf[start:end])
+                                                    seq_no, flags, buf[start:end])
                 if self.strict and category.startswith(("malformed-", "snaplen-")):
                     raise Malformed(category.removeprefix("malformed-"),
                                     f"{self._capture} frame {first + i}")
@@ -650,6 +652,9 @@ _EDES, _QUESTION_LEN = DECODED_COLUMNS.index("edes"), DECODED_COLUMNS.index("que
 _FLAG_BITS = {bits: tuple(bool(bits & f) for f in (FLAG_AA, FLAG_TC, FLAG_RD, FLAG_RA,
                                                    FLAG_AD, FLAG_CD))
               for bits in range(0x0800) if not bits & ~0x07B0}
+
+
+_SEQ_AND_FLAGS = np.array([4, 5, 6, 7, 13])  # offsets in the TCP header (RFC 9293 §3.1)
 
 
 def _ip(addr: bytes) -> str:
