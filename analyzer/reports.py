@@ -994,6 +994,7 @@ _TEXT = pd.StringDtype("python")
 _NAT = np.iinfo(np.int64).min  # how numpy stores NaT
 _TS_UTC = pd.DatetimeTZDtype("ns", "UTC")
 
+
 def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Codes and values of a column (-1 for missing): a categorical's own, else the distinct
     values in order of appearance.
