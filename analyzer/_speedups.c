@@ -2,13 +2,13 @@
  *
  * Here: walking packet records (each record's length says where the next one starts, so it
  * cannot be vectorised), classifying packets (a dozen numpy passes over every chunk), the
- * keys that pair UDP queries with responses, and decoding clean DNS responses, one or a
- * chunk's worth into columns. _tcpstreams.c adds DNS-over-TCP reassembly.
+ * keys that pair UDP queries with responses, copying the queries out of a chunk, and
+ * decoding clean DNS responses, one or a chunk's worth into columns. _tcpstreams.c adds DNS-over-TCP reassembly.
  *
  * Contract: each function returns exactly what its Python twin returns
  * (records.pcap_records_py, records.pcapng_epbs_py, fastpath.classify_numpy,
- * matching.query_keys_numpy, message.parse_response_py); tests/test_speedups.py runs both on
- * the same bytes. Everything here reads untrusted bytes: every read is bounds-checked
+ * matching.query_keys_numpy, matching.gather_numpy, message.parse_response_py);
+ * tests/test_speedups.py runs both on the same bytes. Everything here reads untrusted bytes: every read is bounds-checked
  * against the buffer, and no function allocates more than its output. The GIL is released
  * while the pure-C loops run.
  */
@@ -746,6 +746,57 @@ done:
     return result;
 }
 
+/* gather(arr, starts, lengths) -> bytes
+ *
+ * The byte ranges arr[starts[i]:starts[i] + lengths[i]], one after another: the queries a
+ * chunk holds, copied out so that the chunk itself need not be kept (matching.QueryTable).
+ * A range outside ``arr`` is an error, as in the twin (matching.gather_numpy).
+ */
+static PyObject *gather(PyObject *self, PyObject *args) {
+    PyObject *objs[3];
+    if (!PyArg_ParseTuple(args, "OOO", &objs[0], &objs[1], &objs[2]))
+        return NULL;
+    static const struct { Py_ssize_t size; const char *name; } spec[3] = {
+        {1, "arr"}, {8, "starts"}, {8, "lengths"}};
+    Py_buffer views[3];
+    int got = 0;
+    PyObject *result = NULL;
+    for (; got < 3; got++) {
+        if (get_buffer(objs[got], &views[got], 0, spec[got].size, spec[got].name) < 0)
+            goto done;
+    }
+    Py_ssize_t count = views[1].len / 8;
+    if (views[2].len / 8 != count) {
+        PyErr_Format(PyExc_ValueError, "lengths: expected %zd items", count);
+        goto done;
+    }
+    const uint8_t *a = views[0].buf;
+    const int64_t n = views[0].len;
+    const int64_t *starts = views[1].buf, *lengths = views[2].buf;
+    int64_t total = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (starts[i] < 0 || lengths[i] < 0 || starts[i] > n || lengths[i] > n - starts[i]) {
+            PyErr_Format(PyExc_ValueError, "range %zd is outside the buffer", i);
+            goto done;
+        }
+        total += lengths[i];  /* at most count * n: no overflow for any real buffer */
+    }
+    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (result == NULL)
+        goto done;
+    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(result);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        memcpy(out, a + starts[i], (size_t)lengths[i]);
+        out += lengths[i];
+    }
+    Py_END_ALLOW_THREADS
+done:
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&views[k]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"pcap_records", pcap_records, METH_VARARGS, "Walk classic pcap records."},
     {"pcapng_epbs", pcapng_epbs, METH_VARARGS, "Walk consecutive pcapng Enhanced Packet Blocks."},
@@ -753,6 +804,7 @@ static PyMethodDef methods[] = {
     {"query_keys", query_keys, METH_VARARGS, "Keys pairing UDP queries with responses."},
     {"parse_response", parse_response, METH_O, "Decode a clean DNS response (see message)."},
     {"decode_responses", decode_responses, METH_VARARGS, "Decode a chunk's clean responses."},
+    {"gather", gather, METH_VARARGS, "Copy byte ranges out of a buffer, one after another."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -4,7 +4,8 @@ A query matches a response when the endpoints are reversed, the transport and DN
 the same, and the question bytes are identical (resolvers echo the question, 0x20 case
 included). Queries are stored column-wise per chunk: a 64-bit key per query (a hash of
 endpoints, transport and id, computed the same way in numpy and in Python), its time, and
-where its bytes are, so that millions of queries cost a few arrays, not a dict entry each.
+its DNS message copied out of the chunk (about a seventh of the chunk's bytes), so that
+millions of queries cost a few arrays, not a dict entry each, and no chunk outlives its turn.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from analyzer import speedups
 
 DEFAULT_WINDOW_NS = 10 * 1_000_000_000
-MAX_RETAINED_BYTES = 48 << 20  # chunk buffers kept for question comparison
+MAX_RETAINED_BYTES = 48 << 20  # query messages kept for question comparison
 _MASK = (1 << 64) - 1
 _MAX_CANDIDATES = 64  # same-key queries compared per response before giving up
 _M1, _M2, _M3 = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
@@ -98,12 +99,30 @@ def query_keys_numpy(a: np.ndarray, l3: np.ndarray, version: np.ndarray, sport: 
     return query_key_np(src, dst, sport, dport, dns_id)
 
 
+def gather(a: bytes | np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
+    """Return the byte ranges ``a[s:s + n]`` one after another; a range outside ``a`` is a
+    ValueError. The compiled kernel when it was built; ``gather_numpy`` is its twin."""
+    starts = np.ascontiguousarray(starts, np.int64)
+    lengths = np.ascontiguousarray(lengths, np.int64)
+    kernels = speedups.kernels
+    if kernels is None:
+        return gather_numpy(np.frombuffer(a, np.uint8), starts, lengths)
+    return kernels.gather(a, starts, lengths)  # type: ignore[no-any-return]
+
+
+def gather_numpy(a: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
+    if ((starts < 0) | (lengths < 0) | (starts > len(a)) | (lengths > len(a) - starts)).any():
+        raise ValueError("a range is outside the buffer")
+    offsets = np.cumsum(lengths) - lengths
+    return a[np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))].tobytes()
+
+
 @dataclass(slots=True)
 class _Batch:
     keys: np.ndarray   # uint64, sorted
     ts: np.ndarray     # int64, in key order
     start: np.ndarray  # int64 offset of each query's DNS message in ``buf``
-    buf: bytes
+    buf: bytes         # the messages, copied out of their chunk
     min_ts: int
     max_ts: int
 
@@ -122,12 +141,17 @@ class QueryTable:
         self._py_ts: list[int] = []
         self._py_msgs: list[bytes] = []
 
-    def add_many(self, buf: bytes, keys: np.ndarray, ts: np.ndarray, start: np.ndarray) -> None:
-        """Add queries found column-wise in one chunk buffer."""
+    def add_many(self, buf: bytes, keys: np.ndarray, ts: np.ndarray, start: np.ndarray,
+                 length: np.ndarray) -> None:
+        """Add queries found column-wise in one chunk buffer: query ``i``'s DNS message is
+        ``buf[start[i]:start[i] + length[i]]``. The messages are copied out, so the table
+        never keeps a chunk alive."""
         if len(keys):
             order = np.lexsort((ts, keys))  # by key, then time: see ``match``
-            self._push(_Batch(keys[order], ts[order], start[order], buf, int(ts.min()),
-                              int(ts.max())))
+            length = np.asarray(length, np.int64)[order]
+            held = gather(buf, np.asarray(start, np.int64)[order], length)
+            self._push(_Batch(keys[order], ts[order], np.cumsum(length) - length, held,
+                              int(ts.min()), int(ts.max())))
 
     def add(self, key: int, ts: int, msg: bytes) -> None:
         """Add one query found by the per-packet decoder (held until ``seal``)."""
@@ -138,9 +162,10 @@ class QueryTable:
     def seal(self) -> None:
         """Make the queries added one by one visible to ``match`` and drop stale batches."""
         if self._py_keys:
-            starts = np.cumsum([0] + [len(m) for m in self._py_msgs[:-1]], dtype=np.int64)
+            lengths = np.array([len(m) for m in self._py_msgs], np.int64)
             self.add_many(b"".join(self._py_msgs), np.array(self._py_keys, np.uint64),
-                          np.array(self._py_ts, np.int64), starts)
+                          np.array(self._py_ts, np.int64), np.cumsum(lengths) - lengths,
+                          lengths)
             self._py_keys, self._py_ts, self._py_msgs = [], [], []
         if self._fresh:
             # The earliest response of this chunk may still need queries from the window

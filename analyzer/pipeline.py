@@ -280,7 +280,7 @@ class Scanner:
             payload = cls.payload[q]
             keys = matching.query_keys(chunk.arr, cls.l3[q], cls.ip_version[q], cls.sport[q],
                                        cls.dport[q], payload)
-            self._table.add_many(chunk.buf, keys, ts[q], payload)
+            self._table.add_many(chunk.buf, keys, ts[q], payload, cls.payload_len[q])
         for i in cls.reports.tolist():
             l3, ver, p = int(cls.l3[i]), int(cls.ip_version[i]), int(cls.payload[i])
             src, dst = addresses(chunk.buf, l3, ver)

@@ -556,3 +556,41 @@ def test_tcp_streams_refuse_work_before_init() -> None:
         bare.feed(("k",), 0, 0x18, b"xx", print)
     with pytest.raises(RuntimeError, match="not initialised"):
         len(bare)
+
+
+@needs_kernels
+@settings(max_examples=300, deadline=None)
+@given(buf=st.binary(max_size=300), data=st.data())
+def test_gather_agrees_and_refuses_ranges_outside(buf: bytes, data: st.DataObject) -> None:
+    # Ranges anywhere, most inside, some reaching past either end or negative.
+    n = data.draw(st.integers(0, 8))
+    starts = np.array([data.draw(st.integers(-3, len(buf) + 3)) for _ in range(n)], np.int64)
+    lengths = np.array([data.draw(st.integers(-1, 40)) for _ in range(n)], np.int64)
+    inside = ((starts >= 0) & (lengths >= 0) & (starts + lengths <= len(buf))).all()
+    arr = np.frombuffer(buf, np.uint8)
+    assert kernels is not None
+    if inside:
+        want = b"".join(buf[s:s + k] for s, k in zip(starts.tolist(), lengths.tolist(),
+                                                         strict=True))
+        assert kernels.gather(buf, starts, lengths) == want
+        assert matching.gather_numpy(arr, starts, lengths) == want
+    else:
+        with pytest.raises(ValueError, match="outside the buffer"):
+            kernels.gather(buf, starts, lengths)
+        with pytest.raises(ValueError, match="outside the buffer"):
+            matching.gather_numpy(arr, starts, lengths)
+
+
+def test_the_query_table_keeps_copies_not_chunks() -> None:
+    # A query held for matching keeps its message, not the chunk it came in.
+    table = matching.QueryTable()
+    chunk = bytes(1000) + b"\x12\x34" + bytes(10) + b"\x07example\x03com\x00\x00\x01\x00\x01"
+    start = np.array([1000], np.int64)
+    length = np.array([len(chunk) - 1000], np.int64)
+    table.add_many(chunk, np.array([42], np.uint64), np.array([5], np.int64), start, length)
+    table.seal()
+    question = b"\x07example\x03com\x00\x00\x01\x00\x01"
+    assert table.match(np.array([42], np.uint64), np.array([9], np.int64), [question]) == [5]
+    assert table.match(np.array([42], np.uint64), np.array([9], np.int64),
+                       [question.upper()]) == [None]
+    assert table._held == len(chunk) - 1000
