@@ -182,6 +182,47 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t i
     return 0;
 }
 
+/* What a kernel takes through the buffer protocol, argument by argument. An entry of size 0
+ * is not a buffer (skipped); the entries marked ``column`` must all hold the same number of
+ * items. */
+typedef struct {
+    int writable;
+    Py_ssize_t size;
+    const char *name;
+    int column;
+} BufSpec;
+
+/* Get the views ``spec`` asks for and the item count of its columns. Returns 0, or -1 with
+ * an exception set; either way release_views(views, spec, *got) lets go of what was got. */
+static int get_views(PyObject **objs, Py_buffer *views, const BufSpec *spec, int n, int *got,
+                     Py_ssize_t *count) {
+    for (*got = 0; *got < n; (*got)++) {
+        if (spec[*got].size && get_buffer(objs[*got], &views[*got], spec[*got].writable,
+                                          spec[*got].size, spec[*got].name) < 0)
+            return -1;
+    }
+    *count = -1;
+    for (int k = 0; k < n; k++) {
+        if (!spec[k].column)
+            continue;
+        Py_ssize_t items = views[k].len / spec[k].size;
+        if (*count < 0) {
+            *count = items;
+        } else if (items != *count) {
+            PyErr_Format(PyExc_ValueError, "%s: expected %zd items", spec[k].name, *count);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void release_views(Py_buffer *views, const BufSpec *spec, int got) {
+    for (int k = 0; k < got; k++) {
+        if (spec[k].size)
+            PyBuffer_Release(&views[k]);
+    }
+}
+
 /* classify(arr, data_off, caplen, linktype, port_map, decode_all,
  *          cat, l3, l4, ip_version, sport, dport, payload, payload_len) -> list
  *
@@ -197,30 +238,17 @@ static PyObject *classify(PyObject *self, PyObject *args) {
                           &objs[10], &objs[11], &objs[12], &objs[13]))
         return NULL;
     objs[5] = NULL;
-    static const struct { int writable; Py_ssize_t size; const char *name; } spec[14] = {
-        {0, 1, "arr"}, {0, 8, "data_off"}, {0, 8, "caplen"}, {0, 8, "linktype"},
-        {0, 1, "port_map"}, {0, 0, ""}, {1, 1, "cat"}, {1, 8, "l3"}, {1, 8, "l4"},
-        {1, 8, "ip_version"}, {1, 8, "sport"}, {1, 8, "dport"}, {1, 8, "payload"},
-        {1, 8, "payload_len"}};
+    static const BufSpec spec[14] = {
+        {0, 1, "arr", 0}, {0, 8, "data_off", 1}, {0, 8, "caplen", 1}, {0, 8, "linktype", 1},
+        {0, 1, "port_map", 0}, {0, 0, "decode_all", 0}, {1, 1, "cat", 1}, {1, 8, "l3", 1},
+        {1, 8, "l4", 1}, {1, 8, "ip_version", 1}, {1, 8, "sport", 1}, {1, 8, "dport", 1},
+        {1, 8, "payload", 1}, {1, 8, "payload_len", 1}};
     Py_buffer views[14];
     int got = 0;
+    Py_ssize_t count;
     PyObject *result = NULL;
-    for (; got < 14; got++) {
-        if (got == 5)
-            continue;
-        if (get_buffer(objs[got], &views[got], spec[got].writable, spec[got].size,
-                       spec[got].name) < 0)
-            goto done;
-    }
-    Py_ssize_t count = views[1].len / 8;
-    for (int k = 2; k < 14; k++) {
-        if (k == 4 || k == 5)
-            continue;
-        if (views[k].len / views[k].itemsize != count) {
-            PyErr_Format(PyExc_ValueError, "%s: expected %zd items", spec[k].name, count);
-            goto done;
-        }
-    }
+    if (get_views(objs, views, spec, 14, &got, &count) < 0)
+        goto done;
     if (views[4].len != 8192) {
         PyErr_SetString(PyExc_ValueError, "port_map: expected 8192 bytes");
         goto done;
@@ -375,10 +403,7 @@ static PyObject *classify(PyObject *self, PyObject *args) {
         }
     }
 done:
-    for (int k = 0; k < got; k++) {
-        if (k != 5)
-            PyBuffer_Release(&views[k]);
-    }
+    release_views(views, spec, got);
     return result;
 }
 
@@ -408,24 +433,15 @@ static PyObject *query_keys(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOOOOOp", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
                           &objs[5], &objs[6], &responses))
         return NULL;
-    static const struct { int writable; Py_ssize_t size; const char *name; } spec[7] = {
-        {0, 1, "arr"}, {0, 8, "l3"}, {0, 8, "ip_version"}, {0, 8, "sport"}, {0, 8, "dport"},
-        {0, 8, "payload"}, {1, 8, "out"}};
+    static const BufSpec spec[7] = {
+        {0, 1, "arr", 0}, {0, 8, "l3", 1}, {0, 8, "ip_version", 1}, {0, 8, "sport", 1},
+        {0, 8, "dport", 1}, {0, 8, "payload", 1}, {1, 8, "out", 1}};
     Py_buffer views[7];
     int got = 0;
+    Py_ssize_t count;
     PyObject *result = NULL;
-    for (; got < 7; got++) {
-        if (get_buffer(objs[got], &views[got], spec[got].writable, spec[got].size,
-                       spec[got].name) < 0)
-            goto done;
-    }
-    Py_ssize_t count = views[1].len / 8;
-    for (int k = 2; k < 7; k++) {
-        if (views[k].len / 8 != count) {
-            PyErr_Format(PyExc_ValueError, "%s: expected %zd items", spec[k].name, count);
-            goto done;
-        }
-    }
+    if (get_views(objs, views, spec, 7, &got, &count) < 0)
+        goto done;
     const uint8_t *a = views[0].buf;
     const int64_t n = views[0].len;
     const int64_t *l3 = views[1].buf, *ver = views[2].buf, *sport = views[3].buf;
@@ -445,8 +461,7 @@ static PyObject *query_keys(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
-    for (int k = 0; k < got; k++)
-        PyBuffer_Release(&views[k]);
+    release_views(views, spec, got);
     return result;
 }
 
@@ -679,20 +694,14 @@ static PyObject *decode_responses(PyObject *self, PyObject *args) {
     PyObject *objs[3], *strings;
     if (!PyArg_ParseTuple(args, "OOOO!", &objs[0], &objs[1], &objs[2], &PyDict_Type, &strings))
         return NULL;
-    static const struct { Py_ssize_t size; const char *name; } spec[3] = {
-        {1, "arr"}, {8, "payload"}, {8, "payload_len"}};
+    static const BufSpec spec[3] = {
+        {0, 1, "arr", 0}, {0, 8, "payload", 1}, {0, 8, "payload_len", 1}};
     Py_buffer views[3];
     int got = 0;
+    Py_ssize_t count;
     PyObject *rows = NULL, *qnames = NULL, *codes = NULL, *texts = NULL, *result = NULL;
-    for (; got < 3; got++) {
-        if (get_buffer(objs[got], &views[got], 0, spec[got].size, spec[got].name) < 0)
-            goto done;
-    }
-    Py_ssize_t count = views[1].len / 8;
-    if (views[2].len / 8 != count) {
-        PyErr_Format(PyExc_ValueError, "payload_len: expected %zd items", count);
+    if (get_views(objs, views, spec, 3, &got, &count) < 0)
         goto done;
-    }
     const uint8_t *a = views[0].buf;
     const int64_t n = views[0].len, *payload = views[1].buf, *plen = views[2].buf;
     rows = PyBytes_FromStringAndSize(NULL, count * R_COLUMNS * (Py_ssize_t)sizeof(int64_t));
@@ -741,8 +750,7 @@ done:
     Py_XDECREF(qnames);
     Py_XDECREF(codes);
     Py_XDECREF(texts);
-    for (int k = 0; k < got; k++)
-        PyBuffer_Release(&views[k]);
+    release_views(views, spec, got);
     return result;
 }
 
@@ -756,20 +764,14 @@ static PyObject *gather(PyObject *self, PyObject *args) {
     PyObject *objs[3];
     if (!PyArg_ParseTuple(args, "OOO", &objs[0], &objs[1], &objs[2]))
         return NULL;
-    static const struct { Py_ssize_t size; const char *name; } spec[3] = {
-        {1, "arr"}, {8, "starts"}, {8, "lengths"}};
+    static const BufSpec spec[3] = {
+        {0, 1, "arr", 0}, {0, 8, "starts", 1}, {0, 8, "lengths", 1}};
     Py_buffer views[3];
     int got = 0;
+    Py_ssize_t count;
     PyObject *result = NULL;
-    for (; got < 3; got++) {
-        if (get_buffer(objs[got], &views[got], 0, spec[got].size, spec[got].name) < 0)
-            goto done;
-    }
-    Py_ssize_t count = views[1].len / 8;
-    if (views[2].len / 8 != count) {
-        PyErr_Format(PyExc_ValueError, "lengths: expected %zd items", count);
+    if (get_views(objs, views, spec, 3, &got, &count) < 0)
         goto done;
-    }
     const uint8_t *a = views[0].buf;
     const int64_t n = views[0].len;
     const int64_t *starts = views[1].buf, *lengths = views[2].buf;
@@ -792,8 +794,7 @@ static PyObject *gather(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
 done:
-    for (int k = 0; k < got; k++)
-        PyBuffer_Release(&views[k]);
+    release_views(views, spec, got);
     return result;
 }
 

@@ -594,3 +594,28 @@ def test_the_query_table_keeps_copies_not_chunks() -> None:
     assert table.match(np.array([42], np.uint64), np.array([9], np.int64),
                        [question.upper()]) == [None]
     assert table._held == len(chunk) - 1000
+
+
+@needs_kernels
+def test_kernels_refuse_columns_of_different_lengths_or_widths() -> None:
+    assert kernels is not None
+    a = np.zeros(64, np.uint8)
+    two, three = np.zeros(2, np.int64), np.zeros(3, np.int64)
+    out = np.zeros(2, np.uint64)
+    calls = {
+        "lengths: expected 2 items": lambda: kernels.gather(a, two, three),
+        "payload: expected 2 items": lambda: kernels.query_keys(a, two, two, two, two, three,
+                                                                 out, False),
+        "payload_len: expected 2 items": lambda: kernels.decode_responses(a, two, three, {}),
+        "cat: expected 2 items": lambda: kernels.classify(
+            a, two, two, two, np.zeros(8192, np.uint8), False, np.zeros(3, np.int8),
+            *[np.zeros(2, np.int64)] * 7),
+        "port_map: expected 8192 bytes": lambda: kernels.classify(
+            a, two, two, two, np.zeros(10, np.uint8), False, np.zeros(2, np.int8),
+            *[np.zeros(2, np.int64)] * 7),
+    }
+    for message_text, call in calls.items():
+        with pytest.raises(ValueError, match=message_text):
+            call()
+    with pytest.raises(TypeError, match="starts: expected items of 8 bytes"):
+        kernels.gather(a, np.zeros(2, np.int32), two)
