@@ -121,19 +121,23 @@ def _in_order(rows: Sequence[tuple[Any, ...]]) -> Sequence[tuple[Any, ...]]:
     Rows arrive almost always in order already (DNS over TCP can lag): checked with numpy,
     and then nothing moves.
     """
-    captures = [r[0] for r in rows]
-    texts = [r[len(MESSAGE_FIELDS)] for r in rows]
-    ranks = {v: i for i, v in enumerate(sorted(set(texts)))}
-    keys = [np.array([ranks[v] for v in texts], dtype=np.int64),
-            np.array([r[1] for r in rows], dtype=np.int64)]
-    names = sorted(set(captures))
-    if len(names) > 1:
-        rank = {name: i for i, name in enumerate(names)}
-        keys.append(np.array([rank[c] for c in captures], dtype=np.int64))
-    order = np.lexsort(keys)
-    if len(order) < 2 or (np.diff(order) == 1).all():
-        return rows
-    return operator.itemgetter(*order.tolist())(rows)
+    order = _sort_order([_ranks([r[0] for r in rows]), np.array([r[1] for r in rows], np.int64),
+                         _ranks([r[len(MESSAGE_FIELDS)] for r in rows])])
+    return rows if order is None else operator.itemgetter(*order.tolist())(rows)
+
+
+def _ranks(values: Sequence[Any]) -> np.ndarray:
+    """Each value's rank among the distinct values, sorted (a sort key for text)."""
+    rank = {v: i for i, v in enumerate(sorted(set(values)))}
+    return np.array([rank[v] for v in values], np.int64)
+
+
+def _sort_order(keys: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The stable order that sorts rows by ``keys`` (most significant first), or None when
+    they are in that order already: rows almost always arrive sorted, and then nothing is
+    moved."""
+    order = np.lexsort(keys[::-1])
+    return None if len(order) < 2 or (np.diff(order) == 1).all() else order
 
 
 _NUMPY_FOR = {"Int64": np.int64, "UInt16": np.int64, "UInt8": np.int64, _BOOL: bool}
@@ -201,15 +205,10 @@ def column_rows(columns: dict[str, Any]) -> int:
 
 def build_ede_columns(columns: dict[str, Any]) -> pd.DataFrame:
     """Return the EDE frame for columns in the column form, sorted into capture order."""
-    frame_number = np.asarray(columns["frame_number"], np.int64)
-    keys = [np.asarray(columns["ede_index"], np.int64), frame_number]
-    captures = columns["capture"]
-    names = sorted(set(captures))
-    if len(names) > 1:
-        rank = {name: i for i, name in enumerate(names)}
-        keys.append(np.array([rank[c] for c in captures], np.int64))
-    order = np.lexsort(keys)
-    if len(order) > 1 and not (np.diff(order) == 1).all():
+    order = _sort_order([_ranks(columns["capture"]),
+                         np.asarray(columns["frame_number"], np.int64),
+                         np.asarray(columns["ede_index"], np.int64)])
+    if order is not None:
         pick = order.tolist()
         columns = {name: ([values[i] for i in pick] if name in TEXT_FIELDS
                           else np.asarray(values)[order])
@@ -301,19 +300,15 @@ def concat(frames: list[pd.DataFrame], dtypes: dict[str, Any]) -> pd.DataFrame:
 
 
 def _capture_order(keys: list[list[Any]]) -> np.ndarray | None:
-    """The row order that sorts the joined ``keys`` (capture name first), or None if the
-    pieces are in that order already (almost always: only DNS over TCP can lag)."""
+    """``_sort_order`` for the pieces' key columns, the first (capture names) categorical."""
     captures = [pd.Categorical(c) for c in keys[0]]
     names = sorted({str(c) for piece in captures for c in piece.categories})
-    columns = [np.concatenate([a.to_numpy(dtype=np.int64, na_value=-1) for a in arrays])
-               for arrays in keys[1:]]
-    if len(names) > 1:
-        rank = {name: i for i, name in enumerate(names)}
-        columns.insert(0, np.concatenate([
-            np.array([rank[str(c)] for c in piece.categories], np.int64)[piece.codes]
-            for piece in captures]))
-    order = np.lexsort(columns[::-1])
-    return None if (np.diff(order) == 1).all() else order
+    rank = {name: i for i, name in enumerate(names)}
+    return _sort_order([
+        np.concatenate([np.array([rank[str(c)] for c in piece.categories], np.int64)[piece.codes]
+                        for piece in captures]),
+        *(np.concatenate([a.to_numpy(dtype=np.int64, na_value=-1) for a in arrays])
+          for arrays in keys[1:])])
 
 
 def empty_ede() -> pd.DataFrame:
