@@ -387,10 +387,8 @@ class Scanner:
             if not len(rows):
                 continue
             at = l3[rows] + ((12 if source else 16) if width == 4 else (8 if source else 24))
-            if width == 4:
-                key = np.zeros(len(rows), np.uint32)
-                for k in range(4):
-                    key = (key << np.uint32(8)) | a[at + k]
+            if width == 4:  # the address as a number, exactly (matching's fold of IPv4)
+                key = matching.fold_ip_np(a, at, ver[rows])
                 distinct, inverse = np.unique(key, return_inverse=True)
                 addrs = [int(k).to_bytes(4, "big") for k in distinct.tolist()]
             else:
