@@ -21,9 +21,40 @@
 
 /* Keep in step with analyzer/fastpath.py. */
 enum { SLOW, QUERY, RESPONSE, CANDIDATE, NOT_DNS_PORT, NON_IP, NOT_UDP_TCP,
-       UNSUPPORTED_LINKTYPE, TCP_NO_PAYLOAD, TCP_SEGMENT };
+       UNSUPPORTED_LINKTYPE, TCP_NO_PAYLOAD, TCP_SEGMENT, UNSUPPORTED_TUNNEL };
 #define ETH_IP4 0x0800
 #define ETH_IP6 0x86DD
+/* An Ethernet header follows (VXLAN, Geneve, GRE 0x6558, ERSPAN): not an EtherType. */
+#define ETH_INNER (-3)
+
+/* Tunnels, as analyzer/tunnels.py names them. Bits of the ``tunnels`` column, in KINDS order: */
+enum { T_VXLAN = 1, T_GENEVE = 2, T_GRE = 4, T_ERSPAN = 8, T_MPLS = 16, T_PPPOE = 32,
+       T_IP4_IN_IP = 64, T_IP6_IN_IP = 128 };
+/* ...and what each layer mixes into the ``encap`` number (fastpath.ENCAP_*). */
+enum { E_VLAN = 1, E_VXLAN, E_GENEVE, E_GRE, E_ERSPAN, E_MPLS, E_PPPOE, E_IP4_IN_IP,
+       E_IP6_IN_IP };
+/* What cannot be opened, as ``detail`` (tunnels.UNOPENED_TUNNEL). */
+enum { U_GRE_PROTOCOL = 1, U_GENEVE_PROTOCOL, U_MPLS_PAYLOAD, U_PPP_PROTOCOL };
+#define ENCAP_MIX 0x9E3779B97F4A7C15ULL
+#define MAX_TUNNELS 8
+#define MAX_LABELS 16
+#define VXLAN_PORT 4789
+#define VXLAN_LINUX_PORT 8472
+#define GENEVE_PORT 6081
+
+/* One layer of the encapsulation path: its kind and its identifier (+1; 0 for none). */
+static inline uint64_t mix_encap(uint64_t encap, uint64_t kind, uint64_t ident) {
+    encap = (encap ^ kind) * ENCAP_MIX;
+    return (encap ^ ident) * ENCAP_MIX;
+}
+
+static inline int is_vlan(int64_t et) {
+    return et == 0x8100 || et == 0x88A8 || et == 0x9100;
+}
+
+static inline int tunnel_port(int64_t port) {
+    return port == VXLAN_PORT || port == VXLAN_LINUX_PORT || port == GENEVE_PORT;
+}
 #define PCAPNG_EPB 6
 
 static inline uint32_t rd32(const uint8_t *p, int big) {
@@ -223,31 +254,335 @@ static void release_views(Py_buffer *views, const BufSpec *spec, int got) {
     }
 }
 
+/* The link layer of one packet: where its first EtherType-named layer starts.
+ * Returns 1 with ``*etype`` and ``*l3`` set, or 0 with ``*cat`` the verdict (SLOW when the
+ * per-packet path must look: short headers, link types opened only there). */
+static int link_layer(const uint8_t *a, int64_t n, int64_t lt, int64_t d, int64_t cap,
+                      int64_t *etype, int64_t *l3, int8_t *cat) {
+    const int64_t end = d + cap;
+    *cat = SLOW;
+    switch (lt) {
+    case 1:
+        if (cap < 14)
+            return 0;
+        *etype = u16(a, n, d + 12);
+        *l3 = d + 14;
+        return 1;
+    case 113:
+        if (cap < 16)
+            return 0;
+        *etype = u16(a, n, d + 14);
+        *l3 = d + 16;
+        return 1;
+    case 276:
+        if (cap < 20)
+            return 0;
+        *etype = u16(a, n, d);
+        *l3 = d + 20;
+        return 1;
+    case 12: case 14: case 101: {
+        if (cap < 1)
+            return 0;
+        int64_t v = at(a, n, d) >> 4;
+        *etype = v == 4 ? ETH_IP4 : v == 6 ? ETH_IP6 : -2;
+        *l3 = d;
+        return 1;
+    }
+    case 228: *etype = ETH_IP4; *l3 = d; return 1;
+    case 229: *etype = ETH_IP6; *l3 = d; return 1;
+    case 0: case 108: {
+        if (cap < 4)
+            return 0;
+        /* NULL's family is in the capturing host's byte order; LOOP's is big. */
+        int64_t fam = lt == 108 ? at(a, n, d + 3) : at(a, n, d);
+        if (lt == 0 && fam == 0)
+            fam = at(a, n, d + 3);
+        *etype = fam == 2 ? ETH_IP4
+               : (fam == 10 || fam == 24 || fam == 28 || fam == 30) ? ETH_IP6 : -2;
+        *l3 = d + 4;
+        return 1;
+    }
+    case 9: case 50: { /* PPP; HDLC-like framing adds FF 03 (optional on link type 9) */
+        int64_t off = d;
+        if (cap >= 2 && at(a, n, d) == 0xFF && at(a, n, d + 1) == 0x03)
+            off += 2;
+        if (off + 2 > end || (at(a, n, off) & 1))
+            return 0; /* compressed protocol field: the per-packet path */
+        int64_t proto = u16(a, n, off);
+        if (proto != 0x0021 && proto != 0x0057)
+            return 0;
+        *etype = proto == 0x0021 ? ETH_IP4 : ETH_IP6;
+        *l3 = off + 2;
+        return 1;
+    }
+    case 104: /* Cisco HDLC: address, control, EtherType */
+        if (cap < 4)
+            return 0;
+        *etype = u16(a, n, d + 2);
+        *l3 = d + 4;
+        return 1;
+    case 226: { /* Solaris IPNET: 24 bytes, the family second */
+        int64_t fam = at(a, n, d + 1);
+        if (cap < 24 || (fam != 2 && fam != 26))
+            return 0;
+        *etype = fam == 2 ? ETH_IP4 : ETH_IP6;
+        *l3 = d + 24;
+        return 1;
+    }
+    case 239: { /* NFLOG: TLVs in the host's byte order; NFULA_PAYLOAD (9) holds the packet */
+        int64_t fam = at(a, n, d);
+        if (cap < 4 || (fam != 2 && fam != 10))
+            return 0;
+        for (int64_t off = d + 4; off + 4 <= end;) {
+            int little = at(a, n, off + 3) == 0 && at(a, n, off + 2) != 0;
+            int64_t len = little ? at(a, n, off) | (at(a, n, off + 1) << 8) : u16(a, n, off);
+            int64_t type = (little ? at(a, n, off + 2) | (at(a, n, off + 3) << 8)
+                                   : u16(a, n, off + 2)) & 0x7FFF;
+            if (len < 4)
+                return 0;
+            if (type == 9) {
+                if (off + len > end)
+                    return 0;
+                *etype = fam == 2 ? ETH_IP4 : ETH_IP6;
+                *l3 = off + 4;
+                return 1;
+            }
+            off += (len + 3) & ~3;
+        }
+        return 0;
+    }
+    case 105: case 127: /* 802.11 and radiotap: opened one packet at a time */
+        return 0;
+    default:
+        *cat = UNSUPPORTED_LINKTYPE;
+        return 0;
+    }
+}
+
+/* Where a packet's DNS-port transport starts, after every tunnel around it is opened. */
+typedef struct {
+    int64_t l3, l4, proto, ip_end, ver, tunnels, detail;
+    uint64_t encap;
+} Peeled;
+
+/* Open the layers from an EtherType at ``l3`` (bounded by ``end``) down to the innermost IP
+ * header and its transport: VLAN tags, MPLS, PPPoE, inner Ethernet, IP in IP, GRE (with
+ * ERSPAN), VXLAN and Geneve, as analyzer/layers.py and tunnels.py do. Returns the category
+ * when the packet is settled before its transport (SLOW for anything the per-packet path must
+ * judge), or -1 with ``p`` describing the innermost IP packet. */
+static int peel(const uint8_t *a, int64_t n, int64_t etype, int64_t l3, int64_t end,
+                const uint8_t *ports, Peeled *p) {
+    int depth = 0;
+    p->encap = 0;
+    p->tunnels = p->detail = 0;
+    for (;;) {
+        for (int tags = 0; is_vlan(etype); tags++) {
+            if (l3 + 4 > end || tags == MAX_LABELS)
+                return SLOW;
+            p->encap = mix_encap(p->encap, E_VLAN, (u16(a, n, l3) & 0x0FFF) + 1);
+            etype = u16(a, n, l3 + 2);
+            l3 += 4;
+        }
+        p->l3 = l3;
+        if (etype == ETH_INNER) {
+            if (l3 + 14 > end)
+                return SLOW;
+            etype = u16(a, n, l3 + 12);
+            l3 += 14;
+            continue;
+        }
+        if (etype == 0x8847 || etype == 0x8848) {
+            int bottom = 0;
+            for (int k = 0; k < MAX_LABELS && !bottom; k++) {
+                if (l3 + 4 > end)
+                    return SLOW;
+                p->encap = mix_encap(p->encap, E_MPLS, (uint64_t)(u16(a, n, l3) << 4 |
+                                                                  at(a, n, l3 + 2) >> 4) + 1);
+                bottom = at(a, n, l3 + 2) & 1;
+                l3 += 4;
+            }
+            if (!bottom || l3 >= end)
+                return SLOW;
+            int64_t nibble = at(a, n, l3) >> 4;
+            if (nibble != 4 && nibble != 6) {
+                p->detail = ((int64_t)U_MPLS_PAYLOAD << 32) | nibble;
+                return UNSUPPORTED_TUNNEL;
+            }
+            if (++depth > MAX_TUNNELS)
+                return SLOW;
+            p->tunnels |= T_MPLS;
+            etype = nibble == 4 ? ETH_IP4 : ETH_IP6;
+            continue;
+        }
+        if (etype == 0x8864) { /* PPPoE session: 6 bytes, a two-byte PPP protocol */
+            if (l3 + 8 > end || at(a, n, l3) != 0x11 || at(a, n, l3 + 1) != 0 ||
+                (at(a, n, l3 + 6) & 1))
+                return SLOW;
+            int64_t proto = u16(a, n, l3 + 6);
+            if (proto != 0x0021 && proto != 0x0057) {
+                p->detail = ((int64_t)U_PPP_PROTOCOL << 32) | proto;
+                return UNSUPPORTED_TUNNEL;
+            }
+            if (++depth > MAX_TUNNELS)
+                return SLOW;
+            p->encap = mix_encap(p->encap, E_PPPOE, u16(a, n, l3 + 2) + 1);
+            p->tunnels |= T_PPPOE;
+            etype = proto == 0x0021 ? ETH_IP4 : ETH_IP6;
+            l3 += 8;
+            continue;
+        }
+        if (etype != ETH_IP4 && etype != ETH_IP6) {
+            if (etype < 0)
+                return SLOW; /* a raw frame of unknown IP version: the per-packet path names it */
+            p->detail = etype;
+            return NON_IP;
+        }
+        /* -- IP -- */
+        int64_t l4 = -1, proto = -1, ip_end = 0, ver = 0;
+        if (etype == ETH_IP4 && l3 + 20 <= end) {
+            int64_t vihl = at(a, n, l3), ihl = (vihl & 15) * 4, total = u16(a, n, l3 + 2);
+            int64_t frag = ((at(a, n, l3 + 6) & 0x3F) << 8) | at(a, n, l3 + 7);
+            if ((vihl >> 4) == 4 && ihl >= 20 && frag == 0 && total >= ihl &&
+                l3 + total <= end) {
+                l4 = l3 + ihl; proto = at(a, n, l3 + 9); ip_end = l3 + total; ver = 4;
+            }
+        } else if (etype == ETH_IP6 && l3 + 40 <= end) {
+            int64_t plen = u16(a, n, l3 + 4), nh = at(a, n, l3 + 6);
+            if ((at(a, n, l3) >> 4) == 6 && l3 + 40 + plen <= end && !is_ip6_extension(nh)) {
+                l4 = l3 + 40; proto = nh; ip_end = l3 + 40 + plen; ver = 6;
+            }
+        }
+        p->l3 = l3;
+        p->l4 = l4;
+        p->proto = proto;
+        p->ip_end = ip_end;
+        p->ver = ver;
+        if (l4 < 0)
+            return SLOW; /* fragments, extension headers, lying lengths, cuts */
+        if (proto == 4 || proto == 41) { /* IP in IP: the inner header starts at once */
+            if (++depth > MAX_TUNNELS)
+                return SLOW;
+            p->encap = mix_encap(p->encap, proto == 4 ? E_IP4_IN_IP : E_IP6_IN_IP, 0);
+            p->tunnels |= proto == 4 ? T_IP4_IN_IP : T_IP6_IN_IP;
+            etype = proto == 4 ? ETH_IP4 : ETH_IP6;
+            l3 = l4;
+            end = ip_end;
+            continue;
+        }
+        if (proto == 47) { /* GRE (RFC 2784/2890) version 0; ERSPAN I, II, III inside */
+            int64_t flags = at(a, n, l4), gp = u16(a, n, l4 + 2), pos;
+            if (l4 + 4 > ip_end || (flags & 0x40) || (at(a, n, l4 + 1) & 0x07))
+                return SLOW;
+            pos = l4 + 4 + ((flags & 0x80) ? 4 : 0);
+            uint64_t key = 0;
+            if (flags & 0x20) {
+                if (pos + 4 > ip_end)
+                    return SLOW;
+                key = ((uint64_t)u16(a, n, pos) << 16 | (uint64_t)u16(a, n, pos + 2)) + 1;
+                pos += 4;
+            }
+            pos += (flags & 0x10) ? 4 : 0;
+            if (pos > ip_end)
+                return SLOW;
+            uint64_t kind = E_GRE, ident = key;
+            int64_t bit = T_GRE;
+            if (gp == ETH_IP4 || gp == ETH_IP6 || gp == 0x8847 || gp == 0x8848) {
+                etype = gp;
+            } else if (gp == 0x6558) {
+                etype = ETH_INNER;
+            } else if (gp == 0x88BE && !(flags & 0x10)) { /* ERSPAN type I: Ethernet at once */
+                kind = E_ERSPAN; ident = 0; bit = T_ERSPAN; etype = ETH_INNER;
+            } else if (gp == 0x88BE || gp == 0x22EB) { /* ERSPAN type II / III */
+                int type3 = gp == 0x22EB;
+                int64_t size = type3 ? 12 : 8;
+                if (pos + size > ip_end || (at(a, n, pos) >> 4) != (type3 ? 2 : 1))
+                    return SLOW;
+                kind = E_ERSPAN; ident = (u16(a, n, pos + 2) & 0x03FF) + 1; bit = T_ERSPAN;
+                if (type3 && (at(a, n, pos + 11) & 1))
+                    size += 8; /* the platform-specific sub-header */
+                pos += size;
+                etype = ETH_INNER;
+            } else {
+                p->detail = ((int64_t)U_GRE_PROTOCOL << 32) | gp;
+                return UNSUPPORTED_TUNNEL;
+            }
+            if (++depth > MAX_TUNNELS)
+                return SLOW;
+            p->encap = mix_encap(p->encap, kind, ident);
+            p->tunnels |= bit;
+            l3 = pos;
+            end = ip_end;
+            continue;
+        }
+        if (proto == 17 && l4 + 8 <= ip_end) { /* VXLAN and Geneve, by UDP port */
+            int64_t sport = u16(a, n, l4), dport = u16(a, n, l4 + 2);
+            int dns = ((ports[sport >> 3] >> (sport & 7)) & 1) ||
+                      ((ports[dport >> 3] >> (dport & 7)) & 1);
+            int64_t port = tunnel_port(dport) ? dport : sport;
+            if (!dns && tunnel_port(port)) {
+                int64_t ulen = u16(a, n, l4 + 4), h = l4 + 8, uend = l4 + ulen;
+                if (ulen < 8 || uend > ip_end || h + 8 > uend)
+                    return SLOW;
+                uint64_t vni = (uint64_t)(u16(a, n, h + 4) << 8 | at(a, n, h + 6)) + 1;
+                if (port == GENEVE_PORT) {
+                    int64_t gp = u16(a, n, h + 2), start = h + 8 + (at(a, n, h) & 0x3F) * 4;
+                    if ((at(a, n, h) >> 6) || start > uend)
+                        return SLOW;
+                    if (gp != 0x6558 && gp != ETH_IP4 && gp != ETH_IP6) {
+                        p->detail = ((int64_t)U_GENEVE_PROTOCOL << 32) | gp;
+                        return UNSUPPORTED_TUNNEL;
+                    }
+                    etype = gp == 0x6558 ? ETH_INNER : gp;
+                    l3 = start;
+                    p->encap = mix_encap(p->encap, E_GENEVE, vni);
+                    p->tunnels |= T_GENEVE;
+                } else {
+                    if (!(at(a, n, h) & 0x08))
+                        return SLOW; /* no valid VNI: the per-packet path says so */
+                    etype = ETH_INNER;
+                    l3 = h + 8;
+                    p->encap = mix_encap(p->encap, E_VXLAN, vni);
+                    p->tunnels |= T_VXLAN;
+                }
+                if (++depth > MAX_TUNNELS)
+                    return SLOW;
+                end = uend;
+                continue;
+            }
+        }
+        return -1;
+    }
+}
+
 /* classify(arr, data_off, caplen, linktype, port_map, decode_all,
- *          cat, l3, l4, ip_version, sport, dport, payload, payload_len) -> list
+ *          cat, l3, l4, ip_version, sport, dport, payload, payload_len,
+ *          encap, tunnels, detail) -> list
  *
  * Fill the output columns exactly as fastpath.classify_numpy does for every field the
- * pipeline reads, and return the indices of RFC 9567 error-report candidates.
+ * pipeline reads, and return the indices of RFC 9567 error-report candidates. Tunnels are
+ * opened here (``peel``), where the numpy twin leaves them to the per-packet path.
  * ``port_map`` is 8192 bytes, one bit per port that counts as DNS.
  */
 static PyObject *classify(PyObject *self, PyObject *args) {
-    PyObject *objs[14];
+    PyObject *objs[17];
     int decode_all;
-    if (!PyArg_ParseTuple(args, "OOOOOpOOOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3],
+    if (!PyArg_ParseTuple(args, "OOOOOpOOOOOOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3],
                           &objs[4], &decode_all, &objs[6], &objs[7], &objs[8], &objs[9],
-                          &objs[10], &objs[11], &objs[12], &objs[13]))
+                          &objs[10], &objs[11], &objs[12], &objs[13], &objs[14], &objs[15],
+                          &objs[16]))
         return NULL;
     objs[5] = NULL;
-    static const BufSpec spec[14] = {
+    static const BufSpec spec[17] = {
         {0, 1, "arr", 0}, {0, 8, "data_off", 1}, {0, 8, "caplen", 1}, {0, 8, "linktype", 1},
         {0, 1, "port_map", 0}, {0, 0, "decode_all", 0}, {1, 1, "cat", 1}, {1, 8, "l3", 1},
         {1, 8, "l4", 1}, {1, 8, "ip_version", 1}, {1, 8, "sport", 1}, {1, 8, "dport", 1},
-        {1, 8, "payload", 1}, {1, 8, "payload_len", 1}};
-    Py_buffer views[14];
+        {1, 8, "payload", 1}, {1, 8, "payload_len", 1}, {1, 8, "encap", 1},
+        {1, 8, "tunnels", 1}, {1, 8, "detail", 1}};
+    Py_buffer views[17];
     int got = 0;
     Py_ssize_t count;
     PyObject *result = NULL;
-    if (get_views(objs, views, spec, 14, &got, &count) < 0)
+    if (get_views(objs, views, spec, 17, &got, &count) < 0)
         goto done;
     if (views[4].len != 8192) {
         PyErr_SetString(PyExc_ValueError, "port_map: expected 8192 bytes");
@@ -261,85 +596,44 @@ static PyObject *classify(PyObject *self, PyObject *args) {
     int64_t *l3_col = views[7].buf, *l4_col = views[8].buf, *ver_col = views[9].buf;
     int64_t *sport_col = views[10].buf, *dport_col = views[11].buf;
     int64_t *pay_col = views[12].buf, *plen_col = views[13].buf;
+    uint64_t *encap_col = views[14].buf;
+    int64_t *tunnels_col = views[15].buf, *detail_col = views[16].buf;
     /* Error reports are rare: mark them in place first, gather them after the loop. */
     int64_t reports = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < count; i++) {
-        const int64_t d = d_off[i], cap = caplen[i], lt = lt_col[i], end = d + cap;
-        int64_t etype = -1, l3 = -1, l4 = -1, proto = -1, ip_end = 0, ver = 0;
-        int known = 0;
+        const int64_t d = d_off[i], cap = caplen[i];
+        int64_t etype = -1, l3 = -1;
         int8_t c = SLOW;
+        Peeled pl = {-1, -1, -1, 0, 0, 0, 0, 0};
         l3_col[i] = l4_col[i] = -1;
         ver_col[i] = sport_col[i] = dport_col[i] = pay_col[i] = plen_col[i] = 0;
-        /* -- link layer: where the IP header starts, and which IP it is -- */
-        switch (lt) {
-        case 1: {
-            int64_t et = u16(a, n, d + 12), off = d + 14;
-            for (int k = 0; k < 2; k++) { /* 802.1Q, then QinQ's inner tag */
-                if (et == 0x8100 || et == 0x88A8 || et == 0x9100) {
-                    et = u16(a, n, off + 2);
-                    off += 4;
+        encap_col[i] = 0;
+        tunnels_col[i] = detail_col[i] = 0;
+        if (link_layer(a, n, lt_col[i], d, cap, &etype, &l3, &c)) {
+            int settled = peel(a, n, etype, l3, d + cap, ports, &pl);
+            l3_col[i] = pl.l3;
+            if (settled >= 0) {
+                cat[i] = (int8_t)settled;
+                if (settled != SLOW) {
+                    encap_col[i] = pl.encap;
+                    tunnels_col[i] = pl.tunnels;
+                    detail_col[i] = pl.detail;
                 }
+                continue;
             }
-            if (cap >= off - d) { etype = et; l3 = off; known = 1; }
-            break;
-        }
-        case 113:
-            if (cap >= 16) { etype = u16(a, n, d + 14); l3 = d + 16; known = 1; }
-            break;
-        case 276:
-            if (cap >= 20) { etype = u16(a, n, d); l3 = d + 20; known = 1; }
-            break;
-        case 12: case 14: case 101:
-            if (cap >= 1) {
-                int64_t v = at(a, n, d) >> 4;
-                etype = v == 4 ? ETH_IP4 : v == 6 ? ETH_IP6 : -2;
-                l3 = d;
-                known = 1;
-            }
-            break;
-        case 228: etype = ETH_IP4; l3 = d; known = 1; break;
-        case 229: etype = ETH_IP6; l3 = d; known = 1; break;
-        case 0: case 108:
-            if (cap >= 4) {
-                /* NULL's family is in the capturing host's byte order; LOOP's is big. */
-                int64_t fam = lt == 108 ? at(a, n, d + 3) : at(a, n, d);
-                if (lt == 0 && fam == 0)
-                    fam = at(a, n, d + 3);
-                etype = fam == 2 ? ETH_IP4
-                      : (fam == 10 || fam == 24 || fam == 28 || fam == 30) ? ETH_IP6 : -2;
-                l3 = d + 4;
-                known = 1;
-            }
-            break;
-        default:
-            c = UNSUPPORTED_LINKTYPE;
-        }
-        if (known && etype >= 0 && etype != ETH_IP4 && etype != ETH_IP6)
-            c = NON_IP;
-        /* -- IP -- */
-        if (known && etype == ETH_IP4 && l3 + 20 <= end) {
-            int64_t vihl = at(a, n, l3), ihl = (vihl & 15) * 4, total = u16(a, n, l3 + 2);
-            int64_t frag = ((at(a, n, l3 + 6) & 0x3F) << 8) | at(a, n, l3 + 7);
-            if ((vihl >> 4) == 4 && ihl >= 20 && frag == 0 && total >= ihl &&
-                l3 + total <= end) {
-                l4 = l3 + ihl; proto = at(a, n, l3 + 9); ip_end = l3 + total; ver = 4;
-            }
-        } else if (known && etype == ETH_IP6 && l3 + 40 <= end) {
-            int64_t plen = u16(a, n, l3 + 4), nh = at(a, n, l3 + 6);
-            if ((at(a, n, l3) >> 4) == 6 && l3 + 40 + plen <= end && !is_ip6_extension(nh)) {
-                l4 = l3 + 40; proto = nh; ip_end = l3 + 40 + plen; ver = 6;
-            }
-        }
-        l3_col[i] = l3;
-        if (l4 < 0) {
+        } else {
             cat[i] = c;
             continue;
         }
+        const int64_t l4 = pl.l4, proto = pl.proto, ip_end = pl.ip_end;
         l4_col[i] = l4;
-        ver_col[i] = ver;
+        ver_col[i] = pl.ver;
+        encap_col[i] = pl.encap;
+        tunnels_col[i] = pl.tunnels;
         if (proto != 6 && proto != 17) {
             cat[i] = NOT_UDP_TCP;
+            detail_col[i] = proto;
             continue;
         }
         /* -- transport -- */

@@ -27,20 +27,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analyzer import speedups
+from analyzer import speedups, tunnels
 from analyzer.capture import Chunk
 
 (SLOW, QUERY, RESPONSE, CANDIDATE, NOT_DNS_PORT, NON_IP, NOT_UDP_TCP, UNSUPPORTED_LINKTYPE,
- TCP_NO_PAYLOAD, TCP_SEGMENT) = range(10)
+ TCP_NO_PAYLOAD, TCP_SEGMENT, UNSUPPORTED_TUNNEL) = range(11)
 CATEGORY_NAMES = {
     QUERY: "dns-query", RESPONSE: "dns-response", NOT_DNS_PORT: "not-dns-port",
     NON_IP: "non-ip", NOT_UDP_TCP: "not-udp-tcp", UNSUPPORTED_LINKTYPE: "unsupported-linktype",
-    TCP_NO_PAYLOAD: "tcp-no-payload",
+    TCP_NO_PAYLOAD: "tcp-no-payload", UNSUPPORTED_TUNNEL: "unsupported-tunnel",
 }
 
 ETH_IP4, ETH_IP6 = 0x0800, 0x86DD
-_VLAN_TAGS = (0x8100, 0x88A8, 0x9100)
+_VLAN_TAGS = tuple(tunnels.VLAN_TAGS)
 _RAW_LINKTYPES = (12, 14, 101)
+# What the numpy twin leaves to the per-packet path: tunnels are opened by the kernel, or
+# one packet at a time (EtherTypes, IP protocols, UDP ports and link types that carry one).
+_TUNNEL_ETHERTYPES = (*tunnels.MPLS_TYPES, tunnels.PPPOE_SESSION, tunnels.ETH_TEB)
+_TUNNEL_PROTOCOLS = (tunnels.IP_IN_IP, tunnels.IP6_IN_IP, tunnels.IP_GRE)
+_TUNNEL_PORTS = tuple(sorted(tunnels.TUNNEL_PORTS))
+_OPENED_LINKTYPES = (9, 50, 104, 105, 127, 226, 239)
+
+# The encapsulation path as a number (``Classified.encap``): each layer mixes in its kind
+# and its identifier, so equal paths give equal numbers, and 0 is a packet without any.
+# The kernel computes it for every path it opens; the numpy twin for VLAN tags.
+ENCAP_MIX = 0x9E3779B97F4A7C15
+ENCAP_VLAN = 1
 # IPv6 next-header values that are extension headers we walk in Python (RFC 8200 §4).
 _IP6_EXTENSIONS = (0, 43, 44, 51, 60, 135, 139, 140, 253, 254)
 
@@ -58,6 +70,10 @@ class Classified:
     payload: np.ndarray    # int64 offset of the DNS message
     payload_len: np.ndarray  # int64 length of the DNS message
     reports: np.ndarray    # indices of QUERY packets that may be RFC 9567 error reports
+    encap: np.ndarray      # uint64 the encapsulation path as a number (ENCAP_MIX), 0 if none
+    tunnels: np.ndarray    # int64 bits of tunnels.KINDS opened (0 for SLOW packets)
+    detail: np.ndarray     # int64 NON_IP: the EtherType; NOT_UDP_TCP: the IP protocol;
+    #                        UNSUPPORTED_TUNNEL: see UNOPENED_TUNNEL
 
 
 def _u16(a: np.ndarray, i: np.ndarray) -> np.ndarray:
@@ -75,13 +91,15 @@ def classify(chunk: Chunk, ports: np.ndarray, decode_all_responses: bool = False
         return classify_numpy(chunk, ports, decode_all_responses)
     n = len(chunk)
     cat = np.empty(n, np.int8)
-    l3, l4, ipver, sport, dport, payload, payload_len = (np.empty(n, np.int64) for _ in range(7))
+    l3, l4, ipver, sport, dport, payload, payload_len, opened, detail = (
+        np.empty(n, np.int64) for _ in range(9))
+    encap = np.empty(n, np.uint64)
     reports = kernels.classify(
         chunk.arr, np.ascontiguousarray(chunk.data_off), np.ascontiguousarray(chunk.caplen),
         np.ascontiguousarray(chunk.linktype), _port_map(ports), decode_all_responses,
-        cat, l3, l4, ipver, sport, dport, payload, payload_len)
+        cat, l3, l4, ipver, sport, dport, payload, payload_len, encap, opened, detail)
     return Classified(cat, l3, l4, ipver, sport, dport, payload, payload_len,
-                      np.array(reports, np.int64))
+                      np.array(reports, np.int64), encap, opened, detail)
 
 
 @functools.lru_cache(maxsize=8)
@@ -111,14 +129,8 @@ def classify_numpy(chunk: Chunk, ports: np.ndarray,
     known = np.zeros(n, bool)
     eth = lt == 1
     if eth.any():
-        et = np.where(eth, _u16(a, d + 12), -1)
-        off = d + 14
-        for _ in range(2):  # 802.1Q, then QinQ's inner tag
-            tagged = eth & np.isin(et, _VLAN_TAGS)
-            et = np.where(tagged, _u16(a, off + 2), et)
-            off = np.where(tagged, off + 4, off)
-        ok = eth & (cap >= off - d)
-        etype[ok], l3[ok] = et[ok], off[ok]
+        ok = eth & (cap >= 14)
+        etype[ok], l3[ok] = _u16(a, d + 12)[ok], (d + 14)[ok]
         known |= ok
     sll = lt == 113
     if sll.any():
@@ -130,6 +142,20 @@ def classify_numpy(chunk: Chunk, ports: np.ndarray,
         ok = sll2 & (cap >= 20)
         etype[ok], l3[ok] = _u16(a, d)[ok], (d + 20)[ok]
         known |= ok
+    # 802.1Q/802.1ad tags after a header that names an EtherType; too many go to Python.
+    encap = np.zeros(n, np.uint64)
+    tagged = known & np.isin(etype, _VLAN_TAGS)
+    for _ in range(tunnels.MAX_LABELS):
+        if not tagged.any():
+            break
+        ok = tagged & (l3 + 4 <= end)
+        known &= ~(tagged & ~ok)
+        vid = _u16(a, l3) & 0x0FFF
+        encap = np.where(ok, mix_encap(mix_encap(encap, ENCAP_VLAN), vid + 1), encap)
+        etype = np.where(ok, _u16(a, l3 + 2), etype)
+        l3 = np.where(ok, l3 + 4, l3)
+        tagged = ok & np.isin(etype, _VLAN_TAGS)
+    known &= ~tagged
     raw = np.isin(lt, _RAW_LINKTYPES)
     if raw.any():
         ok = raw & (cap >= 1)
@@ -153,11 +179,15 @@ def classify_numpy(chunk: Chunk, ports: np.ndarray,
                                  np.where(np.isin(fam, (10, 24, 28, 30)), ETH_IP6, -2))[ok]
             l3[ok] = (d + 4)[ok]
             known |= ok
-    supported = eth | sll | sll2 | raw | np.isin(lt, (0, 108, 228, 229))
+    supported = eth | sll | sll2 | raw | np.isin(lt, (0, 108, 228, 229, *_OPENED_LINKTYPES))
     cat[~supported] = UNSUPPORTED_LINKTYPE
     # A link header that names something other than IP (ARP, LLDP, ...) is settled here;
-    # a raw/NULL frame whose IP version is unknown goes to the slow path, which names it.
-    cat[known & (etype >= 0) & (etype != ETH_IP4) & (etype != ETH_IP6)] = NON_IP
+    # a raw/NULL frame whose IP version is unknown goes to the slow path, which names it,
+    # and so do EtherTypes that carry a tunnel.
+    non_ip = known & (etype >= 0) & (etype != ETH_IP4) & (etype != ETH_IP6) & ~np.isin(
+        etype, _TUNNEL_ETHERTYPES)
+    cat[non_ip] = NON_IP
+    detail = np.where(non_ip, etype, 0)
 
     # -- IPv4 -----------------------------------------------------------------------------------
     l4 = np.full(n, -1, np.int64)
@@ -187,7 +217,9 @@ def classify_numpy(chunk: Chunk, ports: np.ndarray,
         ip_end[good] = (l3 + 40 + plen)[good]
         ipver[good] = 6
     has_ip = l4 >= 0
-    cat[has_ip & (proto != 6) & (proto != 17)] = NOT_UDP_TCP
+    other = has_ip & (proto != 6) & (proto != 17) & ~np.isin(proto, _TUNNEL_PROTOCOLS)
+    cat[other] = NOT_UDP_TCP
+    detail = np.where(other, proto, detail)
 
     # -- transport ------------------------------------------------------------------------------
     sport = _u16(a, l4)
@@ -204,7 +236,8 @@ def classify_numpy(chunk: Chunk, ports: np.ndarray,
         cat[bare & ((flags & 0x07) == 0)] = TCP_NO_PAYLOAD
         cat[sane & ~(bare & ((flags & 0x07) == 0))] = TCP_SEGMENT
     udp = has_ip & (proto == 17) & (l4 + 8 <= ip_end)
-    cat[udp & ~dns_port] = NOT_DNS_PORT
+    tunnel_port = np.isin(sport, _TUNNEL_PORTS) | np.isin(dport, _TUNNEL_PORTS)
+    cat[udp & ~dns_port & ~tunnel_port] = NOT_DNS_PORT
     ulen = _u16(a, l4 + 4)
     dns = udp & dns_port & (ulen >= 20) & (l4 + ulen <= ip_end)
     payload = np.where(proto == 6, l4 + (a[l4 + 12] >> 4).astype(np.int64) * 4, l4 + 8)
@@ -227,7 +260,15 @@ def classify_numpy(chunk: Chunk, ports: np.ndarray,
         if len(maybe):
             cat[maybe[_may_hold_ede(a, payload[maybe] + 12, (payload + payload_len)[maybe])]] = \
                 CANDIDATE
-    return Classified(cat, l3, l4, ipver, sport, dport, payload, payload_len, reports)
+    encap[cat == SLOW] = 0
+    return Classified(cat, l3, l4, ipver, sport, dport, payload, payload_len, reports, encap,
+                      np.zeros(n, np.int64), detail)
+
+
+def mix_encap(encap: np.ndarray, value: np.ndarray | int) -> np.ndarray:
+    """One step of the encapsulation number (see ``ENCAP_MIX``), on uint64 arrays."""
+    return (encap ^ np.uint64(value) if isinstance(value, int)
+            else encap ^ value.astype(np.uint64)) * np.uint64(ENCAP_MIX)
 
 
 def _may_hold_ede(a: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -246,3 +287,14 @@ def _may_hold_ede(a: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndar
     j = np.searchsorted(ede_at, first_opt + 10)
     next_ede = ede_at[np.minimum(j, len(ede_at) - 1)]
     return has_opt & (j < len(ede_at)) & (next_ede + 1 < stop)
+
+
+def unopened_text(category: int, value: int) -> str:
+    """What a packet the classifier settled without opening it looks like, in words."""
+    if category == NON_IP:
+        return tunnels.ETHERTYPE.format(value)
+    if category == NOT_UDP_TCP:
+        return tunnels.IP_PROTOCOL.format(value)
+    if category == UNSUPPORTED_LINKTYPE:
+        return tunnels.LINKTYPE.format(value)
+    return tunnels.UNOPENED_TUNNEL[value >> 32].format(value & 0xFFFFFFFF)

@@ -20,7 +20,7 @@ from analyzer import codes, dnsnames
 # Fields every DNS response row carries, in the order the decoder writes them.
 MESSAGE_FIELDS: tuple[str, ...] = (
     "capture", "frame_number", "ts", "src_ip", "src_port", "dst_ip", "dst_port",
-    "transport", "ip_version", "dns_id", "qname", "qtype", "qclass", "rcode",
+    "transport", "encap", "ip_version", "dns_id", "qname", "qtype", "qclass", "rcode",
     "aa", "tc", "rd", "ra", "ad", "cd", "edns_udp_size", "do", "ede_count", "query_ts",
 )
 # An EDE row is a message row followed by these.
@@ -46,6 +46,7 @@ _COMMON_DTYPES: dict[str, Any] = {
     "dst_ip": _CATEGORY,
     "dst_port": "UInt16",
     "transport": _CATEGORY,
+    "encap": _CATEGORY,
     "ip_version": "UInt8",
     "dns_id": "UInt16",
     "qname": _CATEGORY,
@@ -166,8 +167,8 @@ def build_ede(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
 # (-1 where a value is missing: no valid field is negative) and lists for text. Rows from the
 # per-packet path are turned into the same form, so one builder serves both.
 
-TEXT_FIELDS = frozenset({"capture", "src_ip", "dst_ip", "transport", "qname", "extra_text",
-                         "report_channel"})
+TEXT_FIELDS = frozenset({"capture", "src_ip", "dst_ip", "transport", "encap", "qname",
+                         "extra_text", "report_channel"})
 _BOOL_FIELDS = frozenset({"aa", "tc", "rd", "ra", "ad", "cd", "do", "extra_text_utf8_valid"})
 
 

@@ -22,10 +22,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from analyzer import errorreport, fastpath, frame, matching, memory, speedups, split
+from analyzer import errorreport, fastpath, frame, matching, memory, speedups, split, tunnels
 from analyzer.capture import CaptureReader, Chunk
 from analyzer.errors import CaptureError, Malformed, Tally
-from analyzer.layers import Endpoint, PacketDecoder, addresses
+from analyzer.layers import EncapProbe, Endpoint, PacketDecoder, addresses
 from analyzer.message import (
     FLAG_AA,
     FLAG_AD,
@@ -60,6 +60,10 @@ class Scanner:
         self.force_slow = force_slow or strict
         self.accounting = Tally()
         self.problems = Tally()
+        self.tunnels = Tally()   # packets opened, per tunnel kind (tunnels.KINDS)
+        self.unopened = Tally()  # what the packets that could not be opened look like
+        self._probe = EncapProbe(self.ports)
+        self._encap_text: dict[int, str] = {0: ""}  # Classified.encap -> the path's text
         self.captures: list[CaptureInfo] = []
         self.rows: list[tuple[Any, ...]] = []
         self.frames: list[Any] = []  # rows already built into frames (see _compact)
@@ -87,7 +91,8 @@ class Scanner:
         buffers the held queries point into (12 MiB at 1,400 packets/s).
         """
         self._table = matching.QueryTable(self._window)
-        self._decoder = PacketDecoder(self.ports, self._on_dns, self.problems)
+        self._decoder = PacketDecoder(self.ports, self._on_dns, self.problems, self.tunnels,
+                                      self.unopened)
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -159,6 +164,7 @@ class Scanner:
         buf, ts, first = chunk.buf, chunk.ts_ns, chunk.first_frame
         if cls is not None:
             self._settled(chunk, cls, counts)
+            self._opened(chunk, cls, counts)
         data_off, caplen, origlen, linktype = chunk.data_off, chunk.caplen, chunk.origlen, \
             chunk.linktype
         decoder = self._decoder
@@ -177,19 +183,19 @@ class Scanner:
                 fields += [cls.l3[sel], cls.ip_version[sel], cls.sport[sel], cls.dport[sel],
                            cls.payload[sel], cls.payload[sel] + cls.payload_len[sel],
                            np.ascontiguousarray(header[:, :4]).view(">u4").ravel(),
-                           header[:, 4]]
+                           header[:, 4], np.array(self._encap_texts(chunk, cls, sel), object)]
             for i, c, t, lt, d, cl, ol, *at in zip(*(f.tolist() for f in fields), strict=True):
                 if c == fastpath.SLOW:
                     category = decoder.decode(t, first + i, lt, buf[d:d + cl], ol)
                 else:
                     # fastpath checked the header; go straight to the stream.
-                    l3, ver, sport, dport, start, end, seq_no, flags = at
+                    l3, ver, sport, dport, start, end, seq_no, flags, encap = at
                     src, dst = addresses(buf, l3, ver)
                     if start == end:
                         category = streams.control((src, dst, sport, dport), seq_no, flags, t)
                     else:
                         category = decoder.tcp_data(t, first + i, src, dst, sport, dport, ver,
-                                                    seq_no, flags, buf[start:end])
+                                                    seq_no, flags, buf[start:end], encap)
                 if self.strict and category.startswith(("malformed-", "snaplen-")):
                     raise Malformed(category.removeprefix("malformed-"),
                                     f"{self._capture} frame {first + i}")
@@ -201,10 +207,10 @@ class Scanner:
                 sel, clean = self._decode_clean(chunk, cls, sel)
             fields = [sel, ts[sel], cls.l3[sel], cls.ip_version[sel], cls.sport[sel],
                       cls.dport[sel], cls.payload[sel], cls.payload_len[sel]]
-            columns = (f.tolist() for f in fields)
-            for i, t, l3, ver, sport, dport, p, plen in zip(*columns, strict=True):
+            columns = [f.tolist() for f in fields] + [self._encap_texts(chunk, cls, sel)]
+            for i, t, l3, ver, sport, dport, p, plen, encap in zip(*columns, strict=True):
                 src, dst = addresses(buf, l3, ver)
-                ep = Endpoint(t, first + i, src, dst, sport, dport, ver, "udp")
+                ep = Endpoint(t, first + i, src, dst, sport, dport, ver, "udp", encap)
                 accounting[self._response(buf[p:p + plen], ep, candidate=True)] += 1
         self._table.seal()
         self._flush_pending()
@@ -252,9 +258,12 @@ class Scanner:
     def _warm_up(self, chunk: Chunk) -> None:
         """Decode records before a part's start for their state only: nothing is counted."""
         kept = (self.accounting, self.rows, self.report_rows, self.seconds, self.dns_queries,
-                self.dns_responses, self.responses_with_ede, self.ede_options, self.ede_parts)
+                self.dns_responses, self.responses_with_ede, self.ede_options, self.ede_parts,
+                self.tunnels, self.unopened)
         self.accounting, self.rows, self.report_rows, self.seconds = Tally(), [], [], Counter()
         self.ede_parts = []
+        self.tunnels = self._decoder.tunnels = Tally()
+        self.unopened = self._decoder.unopened = Tally()
         self._warming = True
         try:
             self._chunk(chunk)
@@ -262,7 +271,47 @@ class Scanner:
             self._warming = False
             (self.accounting, self.rows, self.report_rows, self.seconds, self.dns_queries,
              self.dns_responses, self.responses_with_ede, self.ede_options,
-             self.ede_parts) = kept
+             self.ede_parts, self.tunnels, self.unopened) = kept
+            self._decoder.tunnels, self._decoder.unopened = self.tunnels, self.unopened
+
+    def _opened(self, chunk: Chunk, cls: fastpath.Classified, counts: np.ndarray) -> None:
+        """Book the tunnels the kernel opened, and what the packets it could not open are."""
+        bits, per = np.unique(cls.tunnels, return_counts=True)
+        for value, n in zip(bits.tolist(), per.tolist(), strict=True):
+            for bit, kind in enumerate(tunnels.KINDS):
+                if value >> bit & 1:
+                    self.tunnels[kind] += n
+        for code in (fastpath.NON_IP, fastpath.NOT_UDP_TCP, fastpath.UNSUPPORTED_TUNNEL,
+                     fastpath.UNSUPPORTED_LINKTYPE):
+            if not counts[code]:
+                continue
+            which = cls.cat == code
+            values = (chunk.linktype if code == fastpath.UNSUPPORTED_LINKTYPE
+                      else cls.detail)[which]
+            seen, per = np.unique(values, return_counts=True)
+            for value, n in zip(seen.tolist(), per.tolist(), strict=True):
+                self.unopened[fastpath.unopened_text(code, value)] += n
+
+    def _encap_texts(self, chunk: Chunk, cls: fastpath.Classified,
+                     packets: np.ndarray) -> list[str]:
+        """The encapsulation path of each of ``packets``, walking one packet per new path."""
+        numbers = cls.encap[packets]
+        if not numbers.any():
+            return [""] * len(packets)
+        known = self._encap_text
+        if len(known) > 10_000:  # bound the cache on captures with many VNIs or VLANs
+            known.clear()
+            known[0] = ""
+        distinct, first, inverse = np.unique(numbers, return_index=True, return_inverse=True)
+        texts = []
+        for number, i in zip(distinct.tolist(), packets[first].tolist(), strict=True):
+            text = known.get(number)
+            if text is None:
+                d = int(chunk.data_off[i])
+                text = known[number] = self._probe.path(
+                    int(chunk.linktype[i]), chunk.buf[d:d + int(chunk.caplen[i])])
+            texts.append(text)
+        return [texts[k] for k in inverse.ravel().tolist()]
 
     def _settled(self, chunk: Chunk, cls: fastpath.Classified, counts: np.ndarray) -> None:
         """Book the packets numpy settled: plain responses and queries."""
@@ -341,6 +390,7 @@ class Scanner:
         rows = len(owner)
         flags = m[:, 2][owner]
         names = np.array(qnames, dtype=object)[with_ede]  # one object per distinct name
+        encaps = self._encap_texts(chunk, cls, pk)
         piece: dict[str, Any] = {
             "capture": [self._capture] * rows,
             "frame_number": (chunk.first_frame + pk)[owner],
@@ -350,6 +400,7 @@ class Scanner:
             "dst_ip": self._ip_texts(a, l3, ver, source=False)[owner].tolist(),
             "dst_port": dport[owner],
             "transport": ["udp"] * rows,
+            "encap": [encaps[k] for k in owner.tolist()],
             "ip_version": ver[owner],
             "dns_id": m[:, 1][owner],
             "qname": names[owner].tolist(),
@@ -476,7 +527,7 @@ class Scanner:
             src = ip_text.get(ep.src) or ip_text.setdefault(ep.src, _ip(ep.src))
             dst = ip_text.get(ep.dst) or ip_text.setdefault(ep.dst, _ip(ep.dst))
             head = (capture, ep.frame, ep.ts, src, ep.sport, dst, ep.dport, ep.transport,
-                    ep.ip_version, r.dns_id,
+                    ep.encap, ep.ip_version, r.dns_id,
                     r.qname and (strings.get(r.qname) or strings.setdefault(r.qname, r.qname)),
                     r.qtype, r.qclass, r.rcode,
                     *flag_bits[r.flags & 0x07B0], r.edns_udp_size, r.do, len(r.edes), query_ts)
@@ -504,7 +555,8 @@ class Scanner:
         return Partial(self.rows, dict(self.accounting), dict(self.problems), self.captures,
                        self.dns_queries, self.dns_responses, self.responses_with_ede,
                        self.ede_options, dict(self.seconds), self.all_responses,
-                       None, self.end_position, self.report_rows, frames)
+                       None, self.end_position, self.report_rows, frames,
+                       dict(self.tunnels), dict(self.unopened))
 
     def result(self) -> ScanResult:
         """Return what the scan found, with the frame built (once: see ``partial``)."""
@@ -529,6 +581,8 @@ class Partial:
     end_position: int | None = None  # where that part's reading actually stopped
     report_rows: list[tuple[Any, ...]] = field(default_factory=list)  # RFC 9567 reports
     frames: list[Any] = field(default_factory=list)  # rows already built into frames
+    tunnels: dict[str, int] = field(default_factory=dict)   # packets opened per tunnel kind
+    unopened: dict[str, int] = field(default_factory=dict)  # what unopened packets look like
 
 
 def combine(partials: Sequence[Partial]) -> ScanResult:
@@ -538,6 +592,7 @@ def combine(partials: Sequence[Partial]) -> ScanResult:
     partial is merged once.
     """
     accounting, problems, seconds = Tally(), Tally(), Counter[int]()
+    opened, unopened = Tally(), Tally()
     rows: list[tuple[Any, ...]] = []
     report_rows: list[tuple[Any, ...]] = []
     frames: list[Any] = []
@@ -552,6 +607,8 @@ def combine(partials: Sequence[Partial]) -> ScanResult:
         accounting.update(p.accounting)
         problems.update(p.problems)
         seconds.update(p.seconds)
+        opened.update(p.tunnels)
+        unopened.update(p.unopened)
         captures.extend(p.captures)
         for k, v in enumerate((p.dns_queries, p.dns_responses, p.responses_with_ede,
                                p.ede_options)):
@@ -573,6 +630,7 @@ def combine(partials: Sequence[Partial]) -> ScanResult:
         response_seconds=dict(sorted(seconds.items())),
         first_ts_ns=min(firsts) if firsts else None, last_ts_ns=max(lasts) if lasts else None,
         error_reports=frame.build_error_reports(report_rows),
+        tunnels=opened.as_dict(), unopened=unopened.as_dict(),
     )
 
 
@@ -604,6 +662,7 @@ def join_parts(parts: Sequence[Partial]) -> Partial | None:
     frames: list[Any] = []
     offset = 0
     accounting, problems, seconds = Counter[str](), Counter[str](), Counter[int]()
+    opened, unopened = Counter[str](), Counter[str]()
     info = CaptureInfo(path=parts[0].captures[0].path)
     for p in parts:
         for mine, theirs in ((rows, p.rows), (report_rows, p.report_rows)):
@@ -618,12 +677,15 @@ def join_parts(parts: Sequence[Partial]) -> Partial | None:
         accounting.update(p.accounting)
         problems.update(p.problems)
         seconds.update(p.seconds)
+        opened.update(p.tunnels)
+        unopened.update(p.unopened)
         _absorb(info, part_info)
     first = parts[0]
     return Partial(rows, dict(accounting), dict(problems), [info],
                    sum(p.dns_queries for p in parts), sum(p.dns_responses for p in parts),
                    sum(p.responses_with_ede for p in parts), sum(p.ede_options for p in parts),
-                   dict(seconds), first.all_responses, report_rows=report_rows, frames=frames)
+                   dict(seconds), first.all_responses, report_rows=report_rows, frames=frames,
+                   tunnels=dict(opened), unopened=dict(unopened))
 
 
 def _absorb(info: CaptureInfo, part: CaptureInfo) -> None:

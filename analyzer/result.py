@@ -44,6 +44,8 @@ class ScanResult:
     first_ts_ns: int | None = None
     last_ts_ns: int | None = None
     error_reports: pd.DataFrame | None = None  # RFC 9567 report queries (frame.REPORT_FIELDS)
+    tunnels: dict[str, int] = field(default_factory=dict)   # packets opened per tunnel kind
+    unopened: dict[str, int] = field(default_factory=dict)  # "GRE protocol 0x1234" -> packets
 
     @property
     def failed(self) -> list[CaptureInfo]:
