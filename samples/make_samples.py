@@ -915,6 +915,252 @@ def transports_raw() -> Sample:
 
 
 # ---------------------------------------------------------------------------------------------
+# tunnels/: the same exchanges delivered inside tunnels and mirrors, and on other link types
+# ---------------------------------------------------------------------------------------------
+
+TAP = Host(doc_mac(0x70), "198.51.100.70", "2001:db8:7::70")        # the mirror's sender
+COLLECTOR = Host(doc_mac(0x71), "198.51.100.71", "2001:db8:7::71")  # where the capture ran
+
+
+def outer(payload: Packet | bytes, *, v6: bool = False, proto: int | None = None) -> bytes:
+    """An Ethernet frame from the mirror's sender to the collector around ``payload``."""
+    ip = (IPv6(src=TAP.ip6, dst=COLLECTOR.ip6, hlim=64, **({"nh": proto} if proto else {}))
+          if v6 else IP(src=TAP.ip4, dst=COLLECTOR.ip4, ttl=64,
+                        **({"proto": proto} if proto else {})))
+    return bytes(Ether(src=TAP.mac, dst=COLLECTOR.mac) / ip / payload)
+
+
+def inner_ethernet(ip: Packet, src: Host, dst: Host, vlan_id: int | None = None) -> bytes:
+    frame = Ether(src=src.mac, dst=dst.mac)
+    if vlan_id is not None:
+        frame /= Dot1Q(vlan=vlan_id)
+    return bytes(frame / ip)
+
+
+def over_udp(port: int, header: bytes) -> Callable[[bytes], bytes]:
+    """Wrap a frame in UDP to ``port`` after ``header`` (VXLAN, Geneve)."""
+    def wrap(frame: bytes) -> bytes:
+        sport = 49152 + zlib.crc32(frame[:64]) % 16384  # a flow hash, as VTEPs pick it
+        return outer(UDP(sport=sport, dport=port) / Raw(header + frame))
+    return wrap
+
+
+def vxlan_link(vni: int, *, port: int = 4789, vlan_id: int | None = None) -> Link:
+    """VXLAN (RFC 7348): flags 0x08 (valid VNI), the VNI, then the inner Ethernet frame."""
+    header = struct.pack("!B3xI", 0x08, vni << 8)
+    def link(ip: Packet, src: Host, dst: Host) -> bytes:
+        return over_udp(port, header)(inner_ethernet(ip, src, dst, vlan_id))
+    return link
+
+
+def geneve_link(vni: int, *, ethernet: bool) -> Link:
+    """Geneve (RFC 8926) with one 8-byte option (class 0x0103, as AWS GWLB sends)."""
+    option = struct.pack("!HBB4s", 0x0103, 0x01, 1, b"\x00\x00\x00\x2a")
+    def link(ip: Packet, src: Host, dst: Host) -> bytes:
+        proto = 0x6558 if ethernet else (0x86DD if isinstance(ip, IPv6) else 0x0800)
+        header = struct.pack("!BBHI", len(option) // 4, 0, proto, vni << 8) + option
+        body = inner_ethernet(ip, src, dst) if ethernet else bytes(ip)
+        return over_udp(6081, header)(body)
+    return link
+
+
+def gre_header(proto: int, *, key: int | None = None, seq: int | None = None,
+               checksum: bool = False) -> bytes:
+    """GRE (RFC 2784, RFC 2890): C, K and S bits with their fields (checksum left zero)."""
+    flags = (0x80 if checksum else 0) | (0x20 if key is not None else 0) | (
+        0x10 if seq is not None else 0)
+    return (struct.pack("!BBH", flags, 0, proto) + (b"\0" * 4 if checksum else b"")
+            + (struct.pack("!I", key) if key is not None else b"")
+            + (struct.pack("!I", seq) if seq is not None else b""))
+
+
+def gre_link(*, teb: bool = False, v6_outer: bool = False, **fields: Any) -> Link:
+    """GRE carrying IP, or Ethernet (0x6558, transparent Ethernet bridging)."""
+    def link(ip: Packet, src: Host, dst: Host) -> bytes:
+        if teb:
+            body, proto = inner_ethernet(ip, src, dst), 0x6558
+        else:
+            body, proto = bytes(ip), 0x86DD if isinstance(ip, IPv6) else 0x0800
+        return outer(Raw(gre_header(proto, **fields) + body), v6=v6_outer, proto=47)
+    return link
+
+
+def erspan_link(kind: int, session: int, *, platform: bool = False) -> Link:
+    """ERSPAN type I (GRE 0x88be, no sequence, no header), II (8 bytes) or III (12, + 8)."""
+    def link(ip: Packet, src: Host, dst: Host) -> bytes:
+        frame = inner_ethernet(ip, src, dst)
+        if kind == 1:
+            head = gre_header(0x88BE)
+        elif kind == 2:  # version 1, VLAN 0, COS 0, En 3, T 0, session; index 0
+            head = gre_header(0x88BE, seq=7) + struct.pack("!HHI", 0x1000, 0x1800 | session, 0)
+        else:  # version 2, session, timestamp, SGT, flags (O: a platform sub-header follows)
+            head = gre_header(0x22EB, seq=7) + struct.pack(
+                "!HHIHH", 0x2000, session, 0x01020304, 0, 0x0001 if platform else 0)
+            if platform:
+                head += struct.pack("!II", 0x0C000000 | 0x123, 0x5A5A5A5A)  # platform ID 3
+        return outer(Raw(head + frame), proto=47)
+    return link
+
+
+def mpls_stack(*labels: int) -> bytes:
+    """Label stack entries (RFC 3032): TC 0, S on the last, TTL 64."""
+    return b"".join(struct.pack("!I", label << 12 | (0x100 if i == len(labels) - 1 else 0) | 64)
+                    for i, label in enumerate(labels))
+
+
+def mpls_link(*labels: int, over_gre: bool = False) -> Link:
+    def link(ip: Packet, src: Host, dst: Host) -> bytes:
+        body = mpls_stack(*labels) + bytes(ip)
+        if over_gre:
+            return outer(Raw(gre_header(0x8847) + body), proto=47)
+        return bytes(Ether(src=src.mac, dst=dst.mac, type=0x8847) / Raw(body))
+    return link
+
+
+def pppoe_link(session: int) -> Link:
+    """A PPPoE session (RFC 2516): ver/type 0x11, code 0, session, length, PPP protocol."""
+    def link(ip: Packet, src: Host, dst: Host) -> bytes:
+        ppp = struct.pack("!H", 0x0057 if isinstance(ip, IPv6) else 0x0021) + bytes(ip)
+        return bytes(Ether(src=src.mac, dst=dst.mac, type=0x8864)
+                     / Raw(struct.pack("!BBHH", 0x11, 0, session, len(ppp)) + ppp))
+    return link
+
+
+def ip_in_ip_link(*, v6_outer: bool) -> Link:
+    """IP in IP: protocol 4 (IPv4 inside) or 41 (IPv6 inside), in an IPv4 or IPv6 packet."""
+    def link(ip: Packet, src: Host, dst: Host) -> bytes:
+        return outer(Raw(bytes(ip)), v6=v6_outer, proto=41 if isinstance(ip, IPv6) else 4)
+    return link
+
+
+def fragmented_gre_sample() -> Sample:
+    """GRE whose outer IPv4 packets are fragmented: reassembled before the tunnel opens."""
+    sample = Sample()
+    client = CLIENTS[3]
+    t0 = 1710325100
+    for i in range(2):
+        q = make_query(0x7700 + i, f"big{i}.lame.example.net", DNSKEY)
+        r = make_response(q, SERVFAIL, edes=[ede(22, f"at delegation lame.example.net. ({i})"),
+                                            ede(23, "x" * 700)])
+        qip = IP(src=client.ip4, dst=RESOLVER.ip4, ttl=64) / UDP(sport=40100 + i, dport=53) \
+            / Raw(wire(q))
+        rip = IP(src=RESOLVER.ip4, dst=client.ip4, ttl=64) / UDP(sport=53, dport=40100 + i) \
+            / Raw(wire(r))
+        sample.add(seconds(t0 + i), outer(Raw(gre_header(0x0800) + bytes(qip)), proto=47))
+        whole = IP(src=TAP.ip4, dst=COLLECTOR.ip4, ttl=64, proto=47, id=0x4400 + i) / Raw(
+            gre_header(0x0800) + bytes(rip))
+        for k, piece in enumerate(fragment(whole, fragsize=400)):
+            sample.add(seconds(t0 + i) + 2_000_000 + k * 1000,
+                       bytes(Ether(src=TAP.mac, dst=COLLECTOR.mac) / piece))
+        sample.count(q)
+        sample.count(r)
+    return sample
+
+
+def tunnels_sample(links: Sequence[Link], seed: str, t0: int) -> Sample:
+    """``short_link_sample`` once per link, one after the other."""
+    sample = Sample()
+    for k, link in enumerate(links):
+        part = short_link_sample(link, f"{seed}{k}", t0 + 10 * k)
+        sample.frames += part.frames
+        sample.queries += part.queries
+        sample.responses += part.responses
+        sample.responses_with_ede += part.responses_with_ede
+        sample.ede.update(part.ede)
+        sample.rcodes.update(part.rcodes)
+        sample.transports.update(part.transports)
+    return sample
+
+
+def nflog(ip: Packet, src: Host, dst: Host) -> bytes:
+    """NFLOG (LINKTYPE 239): family, version, group; little-endian TLVs (an x86 host):
+    NFULA_PACKET_HDR (1), NFULA_PREFIX (10), NFULA_PAYLOAD (9)."""
+    def tlv(kind: int, value: bytes) -> bytes:
+        return struct.pack("<HH", 4 + len(value), kind) + value + b"\0" * (-len(value) % 4)
+    family = 10 if isinstance(ip, IPv6) else 2
+    proto = 0x86DD if family == 10 else 0x0800
+    return (struct.pack("!BBH", family, 0, 5) + tlv(1, struct.pack("!HBB", proto, 3, 0))
+            + tlv(10, b"dns\0") + tlv(9, bytes(ip)))
+
+
+def ppp_link(ip: Packet, src: Host, dst: Host) -> bytes:
+    """PPP (LINKTYPE 9) without address and control bytes: the protocol, then IP."""
+    return struct.pack("!H", 0x0057 if isinstance(ip, IPv6) else 0x0021) + bytes(ip)
+
+
+def ppp_hdlc_link(ip: Packet, src: Host, dst: Host) -> bytes:
+    """PPP in HDLC-like framing (LINKTYPE 50): FF 03, the protocol, then IP."""
+    return b"\xff\x03" + ppp_link(ip, src, dst)
+
+
+def cisco_hdlc_link(ip: Packet, src: Host, dst: Host) -> bytes:
+    """Cisco HDLC (LINKTYPE 104): unicast address 0x0f, control 0, EtherType."""
+    return struct.pack("!BBH", 0x0F, 0, 0x86DD if isinstance(ip, IPv6) else 0x0800) + bytes(ip)
+
+
+def ipnet_link(ip: Packet, src: Host, dst: Host) -> bytes:
+    """Solaris IPNET (LINKTYPE 226): version 1, family (2 or 26), type, length, interface."""
+    family = 26 if isinstance(ip, IPv6) else 2
+    return struct.pack("!BBHIIIII", 1, family, 0, len(bytes(ip)), 2, 0, 0, 0) + bytes(ip)
+
+
+def cooked_vlan(ip: Packet, src: Host, dst: Host) -> bytes:
+    """Linux cooked v1 with the 802.1Q tag libpcap puts back: protocol 0x8100, tag, type."""
+    pkttype = 4 if src == RESOLVER else 0
+    mac = bytes.fromhex(src.mac.replace(":", "")) + b"\0\0"
+    head = struct.pack("!HHH8sH", pkttype, 1, 6, mac, 0x8100)
+    return head + struct.pack("!HH", 20, 0x86DD if isinstance(ip, IPv6) else 0x0800) + bytes(ip)
+
+
+def wifi(ip: Packet, src: Host, dst: Host) -> bytes:
+    """802.11 QoS data (LINKTYPE 105), to the access point, with an LLC/SNAP header."""
+    ap = doc_mac(0x72)
+    fc = struct.pack("<BB", 0x88, 0x01)  # type data, subtype QoS data; to-DS
+    addr = [bytes.fromhex(m.replace(":", "")) for m in (ap, src.mac, dst.mac)]
+    snap = b"\xaa\xaa\x03\x00\x00\x00" + struct.pack(
+        "!H", 0x86DD if isinstance(ip, IPv6) else 0x0800)
+    return fc + b"\x2c\x00" + b"".join(addr) + b"\x10\x00" + b"\x00\x00" + snap + bytes(ip)
+
+
+def radiotap(ip: Packet, src: Host, dst: Host) -> bytes:
+    """Radiotap (LINKTYPE 127): an 8-byte header with no fields, then an 802.11 frame."""
+    return struct.pack("<BBHI", 0, 0, 8, 0) + wifi(ip, src, dst)
+
+
+# One capture per family: each link carries the three exchanges of short_link_sample.
+TUNNEL_SAMPLES: dict[str, Sequence[Link]] = {
+    "vxlan": (vxlan_link(100), vxlan_link(100, vlan_id=10), vxlan_link(7, port=8472)),
+    "geneve": (geneve_link(4660, ethernet=True), geneve_link(4661, ethernet=False)),
+    "gre": (gre_link(), gre_link(key=42, seq=1, checksum=True), gre_link(teb=True, key=7),
+            gre_link(v6_outer=True)),
+    "erspan": (erspan_link(1, 0), erspan_link(2, 5), erspan_link(3, 6),
+               erspan_link(3, 7, platform=True)),
+    "mpls": (mpls_link(16), mpls_link(16, 1001), mpls_link(2002, over_gre=True)),
+    "pppoe": (pppoe_link(0x1234),),
+    "ip-in-ip": (ip_in_ip_link(v6_outer=False), ip_in_ip_link(v6_outer=True)),
+}
+LINK_SAMPLES: dict[str, tuple[int, Link]] = {
+    "ppp": (9, ppp_link), "ppp-hdlc": (50, ppp_hdlc_link), "cisco-hdlc": (104, cisco_hdlc_link),
+    "ieee80211": (105, wifi), "sll-vlan": (LINKTYPE_LINUX_SLL, cooked_vlan),
+    "radiotap": (127, radiotap), "ipnet": (226, ipnet_link), "nflog": (239, nflog),
+}
+
+
+def unopened_sample() -> Sample:
+    """Packets that cannot be opened, and one exchange that can: the report names them."""
+    sample = short_link_sample(gre_link(key=9), "unopened", 1710325200)
+    t = seconds(1710325210)
+    for i in range(3):  # GRE carrying a protocol nobody registered
+        sample.add(t + i * 1000, outer(Raw(gre_header(0x1234) + bytes(64)), proto=47))
+    for i in range(2):  # IPsec ESP
+        sample.add(t + 10_000 + i * 1000, outer(Raw(struct.pack("!II", 0x1001, i + 1)
+                                                    + bytes(48)), proto=50))
+    sample.add(t + 20_000, bytes(Ether(src=TAP.mac, dst="01:80:c2:00:00:0e", type=0x88CC)
+                                 / Raw(bytes(46))))  # LLDP
+    return sample
+
+
+# ---------------------------------------------------------------------------------------------
 # broken/
 # ---------------------------------------------------------------------------------------------
 
@@ -1260,6 +1506,12 @@ def build_all() -> dict[str, tuple[bytes, dict[str, Any]]]:
     pcap("transports-sll.pcap", transports_sll(), LINKTYPE_LINUX_SLL)
     pcap("transports-null.pcap", transports_null(), LINKTYPE_NULL)
     pcap("transports-raw.pcap", transports_raw(), LINKTYPE_RAW)
+    for name, links in TUNNEL_SAMPLES.items():
+        pcap(f"tunnels/{name}.pcap", tunnels_sample(links, name, 1710325000))
+    pcap("tunnels/gre-fragments.pcap", fragmented_gre_sample())
+    pcap("tunnels/unopened.pcap", unopened_sample())
+    for name, (linktype, link) in LINK_SAMPLES.items():
+        pcap(f"tunnels/link-{name}.pcap", short_link_sample(link, name, 1710325300), linktype)
     pcap("before.pcap", before())
     pcap("after.pcap", after())
 
