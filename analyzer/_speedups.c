@@ -653,6 +653,8 @@ static PyObject *classify(PyObject *self, PyObject *args) {
                 c = (l4 + hlen == ip_end && (flags & 0x07) == 0) ? TCP_NO_PAYLOAD : TCP_SEGMENT;
             }
             cat[i] = c;
+            if (c == SLOW) /* the per-packet path counts what it opens itself */
+                encap_col[i] = 0, tunnels_col[i] = 0;
             continue;
         }
         int64_t ulen = u16(a, n, l4 + 4), p = l4 + 8, plen = ulen - 8;
@@ -678,6 +680,8 @@ static PyObject *classify(PyObject *self, PyObject *args) {
             }
         }
         cat[i] = c;
+        if (c == SLOW)
+            encap_col[i] = 0, tunnels_col[i] = 0;
     }
     Py_END_ALLOW_THREADS
     result = PyList_New(0);

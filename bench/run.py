@@ -2,7 +2,7 @@
 """Benchmark `ede-pcap report` against tshark on the same capture, whole process each.
 
 Usage:
-    python3 bench/run.py                       # generate 1M-packet pcap, pcapng, incident-heavy
+    python3 bench/run.py                       # 1M-packet pcap, pcapng, EDE-heavy, VXLAN, GRE
     python3 bench/run.py CAPTURE [CAPTURE...]  # captures you have (truth checked if present)
     python3 bench/run.py --packets 100000 --sizes 100000,1000000,5000000 --no-tshark
 
@@ -59,11 +59,12 @@ def run(cmd: list[str], repeat: int) -> tuple[float, float]:
     return best, peak
 
 
-def generate(out: Path, packets: int, fmt: str, share: float, seed: int) -> Path:
+def generate(out: Path, packets: int, fmt: str, share: float, seed: int,
+             encap: str = "none") -> Path:
     if not out.exists():
         subprocess.run([sys.executable, str(GENERATOR), str(out), "--packets", str(packets),
-                        "--format", fmt, "--ede-share", str(share), "--seed", str(seed), "-q"],
-                       check=True)
+                        "--format", fmt, "--ede-share", str(share), "--seed", str(seed),
+                        "--encap", encap, "-q"], check=True)
     return out
 
 
@@ -103,6 +104,10 @@ def bench(capture: Path, args: argparse.Namespace) -> dict:
     return row
 
 
+def _names(value: str) -> list[str]:
+    return [name for name in value.split(",") if name]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("captures", nargs="*", type=Path)
@@ -112,6 +117,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of ede-pcap; best is kept")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--no-tshark", action="store_true")
+    parser.add_argument("--encap", default="vxlan,gre", type=_names,
+                        help="also generate these tunnelled captures (make_capture.py --encap); "
+                             "'' for none")
     args = parser.parse_args()
     captures = list(args.captures)
     if not captures:
@@ -125,7 +133,9 @@ def main() -> None:
             n = args.packets
             captures = [generate(args.workdir / f"bench-{n}.pcap", n, "pcap", 0.03, 1),
                         generate(args.workdir / f"bench-{n}.pcapng", n, "pcapng", 0.03, 1),
-                        generate(args.workdir / f"bench-{n}-ede30.pcap", n, "pcap", 0.3, 1)]
+                        generate(args.workdir / f"bench-{n}-ede30.pcap", n, "pcap", 0.3, 1),
+                        *(generate(args.workdir / f"bench-{n}-{encap}.pcap", n, "pcap", 0.03, 1,
+                                   encap) for encap in args.encap)]
     kernels = subprocess.run([sys.executable, "-c", "from analyzer import speedups; "
                               "print(speedups.describe())"], capture_output=True, text=True,
                              env=CHILD_ENV).stdout.strip()

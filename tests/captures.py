@@ -584,6 +584,8 @@ def assert_same_result(fast: ScanResult, slow: ScanResult) -> None:
     assert fast.accounting == slow.accounting
     assert fast.problems == slow.problems
     assert fast.captures == slow.captures
+    assert fast.tunnels == slow.tunnels
+    assert fast.unopened == slow.unopened
     for name in ("packets", "dns_queries", "dns_responses", "responses_with_ede", "ede_options",
                  "response_seconds", "first_ts_ns", "last_ts_ns"):
         assert getattr(fast, name) == getattr(slow, name), name

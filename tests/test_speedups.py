@@ -88,6 +88,8 @@ def assert_same_verdicts(chunk: Chunk, ports: np.ndarray, decode_all: bool) -> n
     want = fastpath.classify_numpy(chunk, ports, decode_all)
     twin = want.cat != fastpath.SLOW
     np.testing.assert_array_equal(got.cat[twin], want.cat[twin])
+    slow = got.cat == fastpath.SLOW  # the per-packet path books these itself
+    assert not got.tunnels[slow].any() and not got.encap[slow].any()
     assert_kernel_agrees_with_decoder(chunk, ports, got,
                                       np.flatnonzero(~twin & (got.cat != fastpath.SLOW)))
     np.testing.assert_array_equal(got.reports[twin[got.reports]], want.reports)
