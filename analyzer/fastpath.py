@@ -292,9 +292,9 @@ def _may_hold_ede(a: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndar
 def unopened_text(category: int, value: int) -> str:
     """What a packet the classifier settled without opening it looks like, in words."""
     if category == NON_IP:
-        return tunnels.ETHERTYPE.format(value)
+        return tunnels.ethertype_text(value)
     if category == NOT_UDP_TCP:
-        return tunnels.IP_PROTOCOL.format(value)
+        return tunnels.ip_protocol_text(value)
     if category == UNSUPPORTED_LINKTYPE:
         return tunnels.LINKTYPE.format(value)
     return tunnels.UNOPENED_TUNNEL[value >> 32].format(value & 0xFFFFFFFF)

@@ -164,7 +164,7 @@ class PacketDecoder:
                 assert not isinstance(inner, str)
                 et, off = inner.kind, inner.off
             else:
-                self.unopened[tunnels.ETHERTYPE.format(et)] += 1
+                self.unopened[tunnels.ethertype_text(et)] += 1
                 return "non-ip"
 
     def _enter(self, inner: tunnels.Inner | str) -> str:
@@ -275,7 +275,7 @@ class PacketDecoder:
             return self._enter(inner) or self._ethertype(
                 ts, frame, inner.kind, l4, inner.off, cut)  # type: ignore[union-attr]
         else:
-            self.unopened[tunnels.IP_PROTOCOL.format(proto)] += 1
+            self.unopened[tunnels.ip_protocol_text(proto)] += 1
             return "not-udp-tcp"
         if len(l4) < 4:
             return "snaplen-truncated" if short and cut else "malformed-" + (

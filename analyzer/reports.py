@@ -112,6 +112,8 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
         "captures": captures(scan),
         "summary": summary,
         "accounting": accounting(scan),
+        "tunnels": _largest_first(scan.tunnels),
+        "unopened": _largest_first(scan.unopened),
         "problems": dict(sorted(scan.problems.items(), key=lambda kv: (-kv[1], kv[0]))),
         "codes": code_counts(work, dns_responses=summary["dns_responses"], top=top),
         "domains": affected_domains(work, top=top),
@@ -308,6 +310,10 @@ def accounting(scan: ScanResult) -> dict[str, int]:
     """Return packet category -> packets, largest first; the counts sum to ``packets``."""
     return {k: int(v) for k, v in sorted(scan.accounting.items(), key=lambda kv: (-kv[1], kv[0]))
             if v}
+
+
+def _largest_first(counts: dict[str, int]) -> dict[str, int]:
+    return {k: int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if v}
 
 
 def skipped(counts: dict[str, int]) -> dict[str, int]:

@@ -49,9 +49,26 @@ GRE_PROTOCOL = "GRE protocol 0x{:04x}"
 GENEVE_PROTOCOL = "Geneve protocol 0x{:04x}"
 MPLS_PAYLOAD = "MPLS payload starting with 0x{:x} (not IP)"
 PPP_PROTOCOL = "PPP protocol 0x{:04x}"
-ETHERTYPE = "EtherType 0x{:04x}"
-IP_PROTOCOL = "IP protocol {}"
 LINKTYPE = "link type {}"
+# Names for what a capture commonly holds beside DNS, so that the report can say it plainly.
+_ETHERTYPE_NAMES = {0x0806: "ARP", 0x8035: "RARP", 0x88CC: "LLDP", 0x888E: "EAPOL",
+                    0x8809: "LACP", 0x88F7: "PTP", 0x8863: "PPPoE discovery", 0x9000: "loopback",
+                    0x22F0: "AVTP", 0x8906: "FCoE", 0x88E5: "MACsec"}
+_IP_PROTOCOL_NAMES = {1: "ICMP", 2: "IGMP", 50: "ESP", 51: "AH", 58: "ICMPv6", 89: "OSPF",
+                      103: "PIM", 112: "VRRP", 115: "L2TP", 132: "SCTP", 0: "hop-by-hop",
+                      59: "no next header"}
+
+
+def ethertype_text(value: int) -> str:
+    """``EtherType 0x0806 (ARP)``: what a frame that is not IP carries."""
+    name = _ETHERTYPE_NAMES.get(value)
+    return f"EtherType 0x{value:04x}" + (f" ({name})" if name else "")
+
+
+def ip_protocol_text(value: int) -> str:
+    """``IP protocol 50 (ESP)``: what an IP packet that is not UDP or TCP carries."""
+    name = _IP_PROTOCOL_NAMES.get(value)
+    return f"IP protocol {value}" + (f" ({name})" if name else "")
 UNOPENED_TUNNEL = {1: GRE_PROTOCOL, 2: GENEVE_PROTOCOL, 3: MPLS_PAYLOAD, 4: PPP_PROTOCOL}
 
 # PPP protocol numbers (RFC 1661, RFC 5072) for IPv4 and IPv6.

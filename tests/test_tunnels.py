@@ -258,7 +258,7 @@ def test_unopened_packets_are_described() -> None:
     result = scan_checked(pcap(records([unknown_gre, unknown_gre, esp, mpls_eth, geneve_odd,
                                         frame])))
     assert result.accounting == {"unsupported-tunnel": 4, "not-udp-tcp": 1, "dns-response": 1}
-    assert result.unopened == {"GRE protocol 0x1234": 2, "IP protocol 50": 1,
+    assert result.unopened == {"GRE protocol 0x1234": 2, "IP protocol 50 (ESP)": 1,
                                "MPLS payload starting with 0x0 (not IP)": 1,
                                "Geneve protocol 0x8035": 1}
 
@@ -275,3 +275,48 @@ def test_nflog_in_either_byte_order(little: bool) -> None:
     result = scan_checked(pcap(records([record]), linktype=239))
     assert result.accounting == {"dns-response": 1}
     assert result.ede.ede_code.tolist() == [7]
+
+
+# -- what the report says -----------------------------------------------------------------------
+
+def _report(data: bytes, fmt: str) -> str:
+    import io
+    import tempfile
+    from pathlib import Path
+
+    from analyzer import pipeline, reports
+    from analyzer.render import render
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "capture.pcap"
+        path.write_bytes(data)
+        report = reports.build_report(pipeline.scan([path]))
+    out = io.StringIO()
+    render(report, fmt, out)
+    return out.getvalue()
+
+
+def test_a_capture_of_unopenable_tunnels_says_what_its_packets_are() -> None:
+    """Not "check --port": the report names what it cannot open, most first."""
+    unknown_gre = eth(ETH_IP4, ip4(47, struct.pack("!BBH", 0, 0, 0x1234) + bytes(40)))
+    esp = eth(ETH_IP4, ip4(50, bytes(40)))
+    data = pcap(records([unknown_gre] * 1200 + [esp] * 3))
+    text = " ".join(_report(data, "text").split())
+    assert ("No DNS responses found. 1,200 packets are GRE protocol 0x1234 and 3 are IP "
+            "protocol 50 (ESP), which ede-pcap cannot open") in text
+    assert "--port" not in text
+    html = _report(data, "html")
+    assert "1,200 packets are GRE protocol 0x1234 and 3 are IP protocol 50 (ESP)" in html
+
+
+def test_the_report_counts_the_tunnels_it_opened() -> None:
+    import json
+
+    frames = [nest([vlan(10), vxlan(100, 4789, False)])[0],
+              nest([gre(5, False, False, False)])[0]]
+    report = json.loads(_report(pcap(records(frames)), "json"))
+    assert report["tunnels"] == {"gre": 1, "vxlan": 1}
+    assert report["unopened"] == {}
+    assert report["summary"]["ede_options"] == 2
+    text = _report(pcap(records(frames)), "text")
+    assert "opened gre 1, vxlan 1" in text

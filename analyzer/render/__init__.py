@@ -205,6 +205,43 @@ def skipped_line(report: dict[str, Any]) -> str:
     return f"skipped {plural(sum(skip.values()), 'packet')}: {fmt_counts(skip)}"
 
 
+def tunnels_line(report: dict[str, Any]) -> str:
+    """Return ``opened vxlan 1,000, gre 2`` for the tunnels opened (empty when none)."""
+    opened = report.get("tunnels") or {}
+    return f"opened {fmt_counts(opened)}" if opened else ""
+
+
+def unopened_line(report: dict[str, Any], limit: int = 3) -> str:
+    """Return what the packets that could not be opened are, in words, most first:
+    ``12,000 packets are GRE protocol 0x1234 and 3 are IP protocol 50`` (empty when none,
+    and when they are only a little ARP or the like beside the DNS traffic)."""
+    items = list((report.get("unopened") or {}).items())
+    counts = report.get("accounting", {})
+    opaque = counts.get("unsupported-tunnel", 0) + counts.get("unsupported-linktype", 0)
+    if not items or not opaque and sum(n for _, n in items) * 10 < sum(counts.values()):
+        return ""
+    parts = []
+    for i, (what, n) in enumerate(items[:limit]):
+        count = plural(n, "packet") if i == 0 else fmt_count(n)
+        parts.append(f"{count} {'is' if n == 1 else 'are'} {what}")
+    if len(items) > limit:
+        rest = sum(n for _, n in items[limit:])
+        parts.append(f"{fmt_count(rest)} {'is' if rest == 1 else 'are'} something else")
+    return (", ".join(parts[:-1]) + " and " + parts[-1]) if len(parts) > 1 else parts[0]
+
+
+def no_responses_note(report: dict[str, Any]) -> str:
+    """Say why a capture gave no DNS responses: what its packets are, when that is known."""
+    from analyzer import reports
+
+    skipped_packets = sum(reports.skipped(report.get("accounting", {})).values())
+    unopened = sum((report.get("unopened") or {}).values())
+    if unopened and unopened * 2 >= skipped_packets:
+        return (f"No DNS responses found. {unopened_line(report)}, which ede-pcap cannot "
+                "open (see docs/tunnels.md).")
+    return "No DNS responses found. Check the capture filter and --port (DNS on another port?)."
+
+
 def truncated_note(capture: dict[str, Any]) -> str:
     """Return ``ends mid-record at byte N: ...`` for a capture cut off inside a record, or
     an empty string."""

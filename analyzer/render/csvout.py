@@ -61,8 +61,9 @@ def report_rows(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield {"section": "captures", "key": c["path"], "value": c["error"] or c["format"],
                "count": c["packets"], "first_seen": c["first_seen"],
                "last_seen": c["last_seen"], "detail": _join(c["linktypes"])}
-    for key, value in report["accounting"].items():
-        yield {"section": "accounting", "key": key, "count": value}
+    for section in ("accounting", "tunnels", "unopened"):
+        for key, value in report.get(section, {}).items():
+            yield {"section": section, "key": key, "count": value}
     for key, value in report["problems"].items():
         yield {"section": "problems", "key": key, "count": value}
     for c in report["codes"]:

@@ -19,11 +19,14 @@ from analyzer.render import (
     fmt_duration,
     fmt_share,
     fmt_time,
+    no_responses_note,
     resolvers_for,
     same_day,
     skipped_line,
     svg,
     truncated_note,
+    tunnels_line,
+    unopened_line,
     zones_for,
 )
 from analyzer.render.svg import esc
@@ -203,6 +206,10 @@ def _summary(report: dict[str, Any]) -> str:
     skipped = skipped_line(report)
     if skipped:
         items.append(("Skipped", esc(skipped.removeprefix("skipped "))))
+    if tunnels_line(report):
+        items.append(("Tunnels", esc(tunnels_line(report))))
+    if unopened_line(report):
+        items.append(("Not opened", esc(unopened_line(report))))
     responses = f"{fmt_count(s['dns_responses'])} DNS responses, " \
                 f"{fmt_count(s['responses_with_ede'])} with EDE"
     if s["ede_share"] is not None:
@@ -229,7 +236,7 @@ def _summary(report: dict[str, Any]) -> str:
                 if s["dns_responses"] and report.get("filters") else
                 "<p>No Extended DNS Errors: none of the DNS responses carried EDNS0 option 15 "
                 "(RFC 8914).</p>" if s["dns_responses"] else
-                "<p>No DNS responses found. Check the capture filter and --port.</p>")
+                f"<p>{esc(no_responses_note(report))}</p>")
     return f'<h2>Summary</h2>\n<dl class="summary">{rows}</dl>{note}'
 
 

@@ -23,6 +23,8 @@ from analyzer.render import (
     same_day,
     skipped_line,
     truncated_note,
+    tunnels_line,
+    unopened_line,
     zones_for,
 )
 
@@ -59,6 +61,10 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
     skipped = skipped_line(report)
     if skipped:
         lines.append(f"- **Skipped:** {skipped.removeprefix('skipped ')}")
+    if tunnels_line(report):
+        lines.append(f"- **Tunnels:** {tunnels_line(report)}")
+    if unopened_line(report):
+        lines.append(f"- **Not opened:** {md(unopened_line(report))}")
     lines.append(f"- **DNS responses:** {fmt_count(s['dns_responses'])}, "
                  f"{fmt_count(s['responses_with_ede'])} with EDE"
                  + (f" ({fmt_share(s['ede_share'])})" if s["ede_share"] is not None else "")

@@ -28,12 +28,15 @@ from analyzer.render import (
     fmt_duration,
     fmt_share,
     fmt_time,
+    no_responses_note,
     plural,
     resolvers_for,
     safe_text,
     same_day,
     skipped_line,
     truncated_note,
+    tunnels_line,
+    unopened_line,
     zones_for,
 )
 
@@ -150,6 +153,10 @@ def _summary(console: rich.console.Console, report: dict[str, Any], ctx: _Contex
         what += f", [red]{s['captures_failed']} could not be read[/] (see below)"
     grid.add_row("Captures", what)
     grid.add_row("Packets", _s(_accounting(report)))
+    if tunnels_line(report):
+        grid.add_row("Tunnels", _s(tunnels_line(report)))
+    if unopened_line(report):
+        grid.add_row("Not opened", _s(unopened_line(report)))
     responses = plural(s["dns_responses"], "DNS response")
     if s["dns_responses"]:
         responses += (f", {fmt_count(s['responses_with_ede'])} with EDE "
@@ -177,8 +184,7 @@ def _summary(console: rich.console.Console, report: dict[str, Any], ctx: _Contex
             console.print("No Extended DNS Errors: none of the DNS responses carried EDNS0 "
                           "option 15 (RFC 8914).")
         else:
-            console.print("No DNS responses found. Check the capture filter and --port "
-                          "(DNS on another port?).")
+            console.print(_s(no_responses_note(report)))
 
 
 def _accounting(report: dict[str, Any]) -> str:
