@@ -159,7 +159,7 @@ def gre(data: bytes, off: int) -> Inner | str:
         if isinstance(inner, str):
             return inner
         call = "" if key is None else f":{key & 0xFFFF}"  # the key's low half: the call ID
-        return Inner(inner.kind, inner.off, "gre" + call, "gre")
+        return Inner(inner.kind, inner.off, "pptp" + call, "gre")
     if pos > len(data):
         raise IndexError(pos)
     label = "gre" if key is None else f"gre:{key}"

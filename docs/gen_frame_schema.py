@@ -31,7 +31,8 @@ DESCRIPTIONS: dict[str, str] = {
     "encap": "The encapsulation the packet arrived in, outermost first, `/` between layers: "
              "`vxlan:100/vlan:10` (VXLAN VNI 100, then VLAN 10 on the inner Ethernet). "
              "Elements: `vlan:ID`, `vxlan:VNI`, `geneve:VNI`, `gre` or `gre:KEY`, `erspan` or "
-             "`erspan:SESSION`, `mpls:LABEL,...`, `pppoe:SESSION`, `ip4-in-ip`, `ip6-in-ip`. "
+             "`erspan:SESSION`, `mpls:LABEL,...`, `pppoe:SESSION`, `pptp:CALL`, `ip4-in-ip`, "
+             "`ip6-in-ip`. "
              "Empty for a packet captured as it was sent. Addresses and ports are the "
              "innermost ones. See [tunnels](tunnels.md).",
     "ip_version": "4 or 6.",

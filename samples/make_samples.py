@@ -985,6 +985,17 @@ def gre_link(*, teb: bool = False, v6_outer: bool = False, **fields: Any) -> Lin
     return link
 
 
+def pptp_link(call: int) -> Link:
+    """PPTP's enhanced GRE (RFC 2637): version 1, key = payload length and call ID, a
+    sequence number, then PPP with address and control bytes."""
+    def link(ip: Packet, src: Host, dst: Host) -> bytes:
+        ppp = b"\xff\x03" + struct.pack("!H", 0x0057 if isinstance(ip, IPv6) else 0x0021) \
+            + bytes(ip)
+        head = struct.pack("!BBHHHI", 0x30, 0x01, 0x880B, len(ppp), call, 1)
+        return outer(Raw(head + ppp), proto=47)
+    return link
+
+
 def erspan_link(kind: int, session: int, *, platform: bool = False) -> Link:
     """ERSPAN type I (GRE 0x88be, no sequence, no header), II (8 bytes) or III (12, + 8)."""
     def link(ip: Packet, src: Host, dst: Host) -> bytes:
@@ -1132,7 +1143,7 @@ TUNNEL_SAMPLES: dict[str, Sequence[Link]] = {
     "vxlan": (vxlan_link(100), vxlan_link(100, vlan_id=10), vxlan_link(7, port=8472)),
     "geneve": (geneve_link(4660, ethernet=True), geneve_link(4661, ethernet=False)),
     "gre": (gre_link(), gre_link(key=42, seq=1, checksum=True), gre_link(teb=True, key=7),
-            gre_link(v6_outer=True)),
+            gre_link(v6_outer=True), pptp_link(0x2A)),
     "erspan": (erspan_link(1, 0), erspan_link(2, 5), erspan_link(3, 6),
                erspan_link(3, 7, platform=True)),
     "mpls": (mpls_link(16), mpls_link(16, 1001), mpls_link(2002, over_gre=True)),
