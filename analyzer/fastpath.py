@@ -5,14 +5,21 @@ a dozen whole-chunk numpy passes, used where the kernel was not built.
 
 Contract: for every packet, ``classify`` either settles its final accounting category
 (``QUERY``, ``RESPONSE``, ``NOT_DNS_PORT``, ``NON_IP``, ``NOT_UDP_TCP``,
-``UNSUPPORTED_LINKTYPE``), marks it ``CANDIDATE`` (a UDP DNS response that might carry an EDE
-option: Python decodes its DNS payload, located by the returned offsets), or marks it
+``UNSUPPORTED_LINKTYPE``, ``UNSUPPORTED_TUNNEL``), marks it ``CANDIDATE`` (a UDP DNS
+response that might carry an EDE option: Python decodes its DNS payload, located by the
+returned offsets), or marks it
 ``TCP_SEGMENT`` (a well-formed TCP segment to or from a DNS port that carries data or
 SYN/FIN/RST: it goes to the stream reassembler, located by ``l4``/``payload``), or
 ``SLOW`` (anything unusual: fragments, IPv6 extension headers, short or lying lengths,
 snaplen cuts). Pure ACKs to a DNS port change no stream state and are settled here.
 ``layers.PacketDecoder`` handles SLOW packets from the first byte and reaches the same
 verdicts as this module would; tests run every fixture both ways.
+
+Tunnels (``tunnels.py``): the kernel opens them in the same pass and classifies the
+innermost packet, with offsets into the outer frame; each packet's encapsulation path comes
+back as a number (``encap``) and its tunnel kinds as bits (``tunnels``). The numpy twin
+leaves tunnelled packets ``SLOW``, and tests hold the kernel's verdicts on them to
+``layers.PacketDecoder``'s.
 
 The EDE test is deliberately a superset: a response is a candidate when ARCOUNT > 0 and its
 payload holds the OPT type bytes ``00 29`` followed, at least 8 bytes later, by the option

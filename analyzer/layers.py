@@ -258,23 +258,9 @@ class PacketDecoder:
                    l4: bytes, short: bool, cut: bool) -> str:
         """Dispatch UDP/TCP and IP tunnels. ``short``: the IP header claimed more bytes than
         are present."""
-        if proto in (6, 17):
-            pass
-        elif proto in (tunnels.IP_IN_IP, tunnels.IP6_IN_IP, tunnels.IP_GRE):
-            if short:
-                return "snaplen-truncated" if cut else "malformed-ip-length"
-            if proto == tunnels.IP_GRE:
-                try:
-                    inner: tunnels.Inner | str = tunnels.gre(l4, 0)
-                except IndexError:
-                    return "malformed-tunnel"
-            elif proto == tunnels.IP_IN_IP:
-                inner = tunnels.Inner(ETH_IP4, 0, "ip4-in-ip", "ip4-in-ip")
-            else:
-                inner = tunnels.Inner(ETH_IP6, 0, "ip6-in-ip", "ip6-in-ip")
-            return self._enter(inner) or self._ethertype(
-                ts, frame, inner.kind, l4, inner.off, cut)  # type: ignore[union-attr]
-        else:
+        if proto in (tunnels.IP_IN_IP, tunnels.IP6_IN_IP, tunnels.IP_GRE):
+            return self._ip_tunnel(ts, frame, proto, l4, short, cut)
+        if proto not in (6, 17):
             self.unopened[tunnels.ip_protocol_text(proto)] += 1
             return "not-udp-tcp"
         if len(l4) < 4:
@@ -300,6 +286,23 @@ class PacketDecoder:
             return self.on_dns(l4[8:ulen], Endpoint(ts, frame, src, dst, sport, dport, ver, "udp",
                                                     "/".join(self._path)))
         return self.tcp_segment(ts, frame, src, dst, sport, dport, ver, l4)
+
+    def _ip_tunnel(self, ts: int, frame: int, proto: int, l4: bytes, short: bool,
+                   cut: bool) -> str:
+        """Open IP in IP (protocol 4 or 41) or GRE (47); a tunnel is opened whole or not."""
+        if short:
+            return "snaplen-truncated" if cut else "malformed-ip-length"
+        if proto == tunnels.IP_GRE:
+            try:
+                inner: tunnels.Inner | str = tunnels.gre(l4, 0)
+            except IndexError:
+                return "malformed-tunnel"
+        elif proto == tunnels.IP_IN_IP:
+            inner = tunnels.Inner(ETH_IP4, 0, "ip4-in-ip", "ip4-in-ip")
+        else:
+            inner = tunnels.Inner(ETH_IP6, 0, "ip6-in-ip", "ip6-in-ip")
+        return self._enter(inner) or self._ethertype(
+            ts, frame, inner.kind, l4, inner.off, cut)  # type: ignore[union-attr]
 
     def _udp_tunnel(self, ts: int, frame: int, port: int, payload: bytes, cut: bool) -> str:
         """Open VXLAN or Geneve, named by its UDP port."""
