@@ -29,10 +29,10 @@ enum { SLOW, QUERY, RESPONSE, CANDIDATE, NOT_DNS_PORT, NON_IP, NOT_UDP_TCP,
 
 /* Tunnels, as analyzer/tunnels.py names them. Bits of the ``tunnels`` column, in KINDS order: */
 enum { T_VXLAN = 1, T_GENEVE = 2, T_GRE = 4, T_ERSPAN = 8, T_MPLS = 16, T_PPPOE = 32,
-       T_IP4_IN_IP = 64, T_IP6_IN_IP = 128 };
+       T_IP4_IN_IP = 64, T_IP6_IN_IP = 128, T_VXLAN_GPE = 256, T_GTP_U = 512 };
 /* ...and what each layer mixes into the ``encap`` number (fastpath.ENCAP_*). */
 enum { E_VLAN = 1, E_VXLAN, E_GENEVE, E_GRE, E_ERSPAN, E_MPLS, E_PPPOE, E_IP4_IN_IP,
-       E_IP6_IN_IP };
+       E_IP6_IN_IP, E_VXLAN_GPE, E_GTP_U };
 /* What cannot be opened, as ``detail`` (tunnels.UNOPENED_TUNNEL). */
 enum { U_GRE_PROTOCOL = 1, U_GENEVE_PROTOCOL, U_MPLS_PAYLOAD, U_PPP_PROTOCOL };
 #define ENCAP_MIX 0x9E3779B97F4A7C15ULL
@@ -41,6 +41,8 @@ enum { U_GRE_PROTOCOL = 1, U_GENEVE_PROTOCOL, U_MPLS_PAYLOAD, U_PPP_PROTOCOL };
 #define VXLAN_PORT 4789
 #define VXLAN_LINUX_PORT 8472
 #define GENEVE_PORT 6081
+#define VXLAN_GPE_PORT 4790
+#define GTP_U_PORT 2152
 
 /* One layer of the encapsulation path: its kind and its identifier (+1; 0 for none). */
 static inline uint64_t mix_encap(uint64_t encap, uint64_t kind, uint64_t ident) {
@@ -53,7 +55,8 @@ static inline int is_vlan(int64_t et) {
 }
 
 static inline int tunnel_port(int64_t port) {
-    return port == VXLAN_PORT || port == VXLAN_LINUX_PORT || port == GENEVE_PORT;
+    return port == VXLAN_PORT || port == VXLAN_LINUX_PORT || port == GENEVE_PORT ||
+           port == VXLAN_GPE_PORT || port == GTP_U_PORT;
 }
 #define PCAPNG_EPB 6
 
@@ -514,7 +517,7 @@ static int peel(const uint8_t *a, int64_t n, int64_t etype, int64_t l3, int64_t 
             end = ip_end;
             continue;
         }
-        if (proto == 17 && l4 + 8 <= ip_end) { /* VXLAN and Geneve, by UDP port */
+        if (proto == 17 && l4 + 8 <= ip_end) { /* VXLAN, Geneve, VXLAN-GPE, GTP-U by port */
             int64_t sport = u16(a, n, l4), dport = u16(a, n, l4 + 2);
             int dns = ((ports[sport >> 3] >> (sport & 7)) & 1) ||
                       ((ports[dport >> 3] >> (dport & 7)) & 1);
@@ -536,6 +539,38 @@ static int peel(const uint8_t *a, int64_t n, int64_t etype, int64_t l3, int64_t 
                     l3 = start;
                     p->encap = mix_encap(p->encap, E_GENEVE, vni);
                     p->tunnels |= T_GENEVE;
+                } else if (port == VXLAN_GPE_PORT) {
+                    int64_t flags = at(a, n, h);
+                    int64_t next = (flags & 0x04) ? at(a, n, h + 3) : 3;
+                    if (flags & 0x30 || next == 4 || next < 1 || next > 5)
+                        return SLOW; /* other versions, NSH: the per-packet path names them */
+                    etype = next == 1 ? ETH_IP4 : next == 2 ? ETH_IP6 : next == 3 ? ETH_INNER
+                                                                                    : 0x8847;
+                    l3 = h + 8;
+                    p->encap = mix_encap(p->encap, E_VXLAN_GPE, vni);
+                    p->tunnels |= T_VXLAN_GPE;
+                } else if (port == GTP_U_PORT) { /* a G-PDU: version 1, PT set, type 255 */
+                    int64_t flags = at(a, n, h), pos = h + 8;
+                    if ((flags >> 5) != 1 || !(flags & 0x10) || at(a, n, h + 1) != 0xFF)
+                        return SLOW;
+                    if (flags & 0x07) { /* sequence, N-PDU, next extension header type */
+                        pos += 4;
+                        int64_t following = (flags & 0x04) ? at(a, n, pos - 1) : 0;
+                        for (int k = 0; following; k++) {
+                            int64_t len = at(a, n, pos) * 4;
+                            if (k == MAX_LABELS || !len || pos + len > uend)
+                                return SLOW;
+                            following = at(a, n, pos + len - 1);
+                            pos += len;
+                        }
+                    }
+                    int64_t nibble = pos < uend ? at(a, n, pos) >> 4 : 0;
+                    if (nibble != 4 && nibble != 6)
+                        return SLOW;
+                    etype = nibble == 4 ? ETH_IP4 : ETH_IP6;
+                    l3 = pos;
+                    p->encap = mix_encap(p->encap, E_GTP_U, 0);
+                    p->tunnels |= T_GTP_U;
                 } else {
                     if (!(at(a, n, h) & 0x08))
                         return SLOW; /* no valid VNI: the per-packet path says so */

@@ -305,9 +305,9 @@ class PacketDecoder:
             ts, frame, inner.kind, l4, inner.off, cut)  # type: ignore[union-attr]
 
     def _udp_tunnel(self, ts: int, frame: int, port: int, payload: bytes, cut: bool) -> str:
-        """Open VXLAN or Geneve, named by its UDP port."""
+        """Open VXLAN, Geneve, VXLAN-GPE or GTP-U, named by its UDP port."""
         try:
-            inner = (tunnels.geneve if port == tunnels.GENEVE_PORT else tunnels.vxlan)(payload, 0)
+            inner = tunnels.UDP_TUNNELS[port](payload, 0)
         except IndexError:
             return "malformed-tunnel"
         return self._enter(inner) or self._ethertype(

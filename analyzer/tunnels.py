@@ -32,7 +32,9 @@ IP_IN_IP, IP6_IN_IP, IP_GRE = 4, 41, 47
 # UDP ports that carry Ethernet or IP frames (either end of the outer datagram).
 VXLAN_PORTS = frozenset((4789, 8472))  # IANA; the Linux kernel's historical default
 GENEVE_PORT = 6081
-TUNNEL_PORTS = VXLAN_PORTS | {GENEVE_PORT}
+VXLAN_GPE_PORT = 4790
+GTP_U_PORT = 2152  # a mobile core's user plane (3GPP TS 29.281): subscribers' DNS inside
+TUNNEL_PORTS = VXLAN_PORTS | {GENEVE_PORT, VXLAN_GPE_PORT, GTP_U_PORT}
 
 MAX_TUNNELS = 8   # tunnels opened inside one packet; deeper is "tunnel-too-deep"
 MAX_LABELS = 16   # VLAN tags in one Ethernet header, labels in one MPLS stack
@@ -40,7 +42,7 @@ MAX_LABELS = 16   # VLAN tags in one Ethernet header, labels in one MPLS stack
 # The tunnel kinds, as named in the accounting breakdown and in encapsulation paths. The
 # compiled classifier reports them as bits of one number, in this order.
 KINDS: tuple[str, ...] = ("vxlan", "geneve", "gre", "erspan", "mpls", "pppoe", "ip4-in-ip",
-                          "ip6-in-ip")
+                          "ip6-in-ip", "vxlan-gpe", "gtp-u")
 KIND_BIT = {name: 1 << i for i, name in enumerate(KINDS)}
 
 # What cannot be opened, in words; the compiled classifier reports these as
@@ -126,6 +128,59 @@ def geneve(data: bytes, off: int) -> Inner | str:
     if kind not in (ETHERNET, ETH_IP4, ETH_IP6):
         return GENEVE_PROTOCOL.format(proto)
     return Inner(kind, start, f"geneve:{vni}", "geneve")
+
+
+_GPE_PROTOCOLS = {1: ETH_IP4, 2: ETH_IP6, 3: ETHERNET, 5: 0x8847}
+
+
+def vxlan_gpe(data: bytes, off: int) -> Inner | str:
+    """VXLAN-GPE (UDP 4790): like VXLAN, with a next-protocol byte (flag P) saying what
+    follows: IPv4 (1), IPv6 (2), Ethernet (3) or MPLS (5)."""
+    if off + 8 > len(data):
+        raise IndexError(off)
+    flags = data[off]
+    proto = data[off + 3] if flags & 0x04 else 3
+    kind = _GPE_PROTOCOLS.get(proto)
+    if flags & 0x30 or kind is None:
+        return f"VXLAN-GPE next protocol {proto}" if kind is None else \
+            f"VXLAN-GPE version {flags >> 4 & 3}"
+    vni = (data[off + 4] << 16) | (data[off + 5] << 8) | data[off + 6]
+    return Inner(kind, off + 8, f"vxlan-gpe:{vni}", "vxlan-gpe")
+
+
+def gtp_u(data: bytes, off: int) -> Inner | str:
+    """GTP-U version 1 (3GPP TS 29.281): a G-PDU carries a subscriber's IP packet.
+
+    The path element has no TEID: one is allotted per subscriber session, far too many to
+    split a capture by.
+    """
+    if off + 8 > len(data):
+        raise IndexError(off)
+    flags, message = data[off], data[off + 1]
+    if flags >> 5 != 1 or not flags & 0x10:
+        return f"GTP version {flags >> 5}" if flags >> 5 != 1 else "GTP' (charging)"
+    if message != 0xFF:
+        return f"GTP-U message type {message}"
+    pos = off + 8
+    if flags & 0x07:  # sequence number, N-PDU number, next extension header type
+        pos += 4
+        following = data[pos - 1] if flags & 0x04 else 0
+        for _ in range(MAX_LABELS):
+            if not following:
+                break
+            length = data[pos] * 4
+            if not length:
+                return "GTP-U extension header of length 0"
+            following = data[pos + length - 1]
+            pos += length
+        else:
+            return "GTP-U extension headers deeper than 16"
+    if pos >= len(data):
+        raise IndexError(pos)
+    nibble = data[pos] >> 4
+    if nibble not in (4, 6):
+        return f"GTP-U payload starting with 0x{nibble:x} (not IP)"
+    return Inner(ETH_IP4 if nibble == 4 else ETH_IP6, pos, "gtp-u", "gtp-u")
 
 
 def gre(data: bytes, off: int) -> Inner | str:
@@ -274,3 +329,8 @@ def nflog(data: bytes) -> Inner | str:
     if off < len(data):
         raise IndexError(off)
     return "NFLOG without a packet payload"
+
+
+# The header each tunnel port carries.
+UDP_TUNNELS = {**dict.fromkeys(VXLAN_PORTS, vxlan), GENEVE_PORT: geneve,
+               VXLAN_GPE_PORT: vxlan_gpe, GTP_U_PORT: gtp_u}

@@ -953,6 +953,31 @@ def vxlan_link(vni: int, *, port: int = 4789, vlan_id: int | None = None) -> Lin
     return link
 
 
+def vxlan_gpe_link(vni: int, *, ethernet: bool) -> Link:
+    """VXLAN-GPE (UDP 4790): flags I and P, next protocol 1/2 (IP) or 3 (Ethernet)."""
+    def link(ip: Packet, src: Host, dst: Host) -> bytes:
+        proto = 3 if ethernet else (2 if isinstance(ip, IPv6) else 1)
+        header = struct.pack("!BBBBI", 0x0C, 0, 0, proto, vni << 8)
+        return over_udp(4790, header)(inner_ethernet(ip, src, dst) if ethernet else bytes(ip))
+    return link
+
+
+def gtp_u_link(teid: int, *, sequence: bool = False, pdu_session: bool = False) -> Link:
+    """GTP-U G-PDUs (UDP 2152), as a mobile core's user plane carries subscribers' DNS: plain,
+    with a sequence number, or with the 5G PDU session container extension (type 0x85)."""
+    def link(ip: Packet, src: Host, dst: Host) -> bytes:
+        body = bytes(ip)
+        extra = b""
+        if pdu_session:
+            extra = struct.pack("!HBB", 0, 0, 0x85) + bytes([1, 0x10, 0x09, 0])  # QFI 9
+        elif sequence:
+            extra = struct.pack("!HBB", 7, 0, 0)
+        flags = 0x30 | (0x04 if pdu_session else 0) | (0x02 if sequence else 0)
+        header = struct.pack("!BBHI", flags, 0xFF, len(extra) + len(body), teid) + extra
+        return outer(UDP(sport=2152, dport=2152) / Raw(header + body))
+    return link
+
+
 def geneve_link(vni: int, *, ethernet: bool) -> Link:
     """Geneve (RFC 8926) with one 8-byte option (class 0x0103, as AWS GWLB sends)."""
     option = struct.pack("!HBB4s", 0x0103, 0x01, 1, b"\x00\x00\x00\x2a")
@@ -1142,6 +1167,9 @@ def radiotap(ip: Packet, src: Host, dst: Host) -> bytes:
 TUNNEL_SAMPLES: dict[str, Sequence[Link]] = {
     "vxlan": (vxlan_link(100), vxlan_link(100, vlan_id=10), vxlan_link(7, port=8472)),
     "geneve": (geneve_link(4660, ethernet=True), geneve_link(4661, ethernet=False)),
+    "vxlan-gpe": (vxlan_gpe_link(300, ethernet=False), vxlan_gpe_link(301, ethernet=True)),
+    "gtp-u": (gtp_u_link(0x1001), gtp_u_link(0x1002, sequence=True),
+              gtp_u_link(0x1003, pdu_session=True)),
     "gre": (gre_link(), gre_link(key=42, seq=1, checksum=True), gre_link(teb=True, key=7),
             gre_link(v6_outer=True), pptp_link(0x2A)),
     "erspan": (erspan_link(1, 0), erspan_link(2, 5), erspan_link(3, 6),

@@ -27,9 +27,9 @@ TSHARK_AGREES = [
     "broken/truncated.pcap", "broken/bad-utf8.pcap", "broken/html-injection.pcap",
     "broken/bogus-linktype.pcap", "broken/empty.pcap",
     *(f"tunnels/{name}.pcap" for name in (
-        "vxlan", "geneve", "gre", "gre-fragments", "erspan", "mpls", "pppoe", "ip-in-ip",
-        "unopened", "link-ppp", "link-ppp-hdlc", "link-cisco-hdlc", "link-ieee80211",
-        "link-sll-vlan", "link-radiotap", "link-ipnet", "link-nflog")),
+        "vxlan", "geneve", "vxlan-gpe", "gtp-u", "gre", "gre-fragments", "erspan", "mpls",
+        "pppoe", "ip-in-ip", "unopened", "link-ppp", "link-ppp-hdlc", "link-cisco-hdlc",
+        "link-ieee80211", "link-sll-vlan", "link-radiotap", "link-ipnet", "link-nflog")),
 ]
 # tshark 4.0 leaves out-of-order TCP segments unreassembled unless asked, and does not know
 # that transports.pcap runs DNS on UDP port 5300.

@@ -84,6 +84,27 @@ def geneve(vni: int, options: int) -> Layer:
     return wrap
 
 
+def vxlan_gpe(vni: int) -> Layer:
+    def wrap(p: Packet) -> tuple[Packet, str, str]:
+        proto = {ETH_IP4: 1, ETH_IP6: 2}.get(p[0], 3)  # type: ignore[call-overload]
+        inner = p[1] if proto != 3 else as_ethernet(p)
+        head = struct.pack("!BBBBI", 0x0C, 0, 0, proto, vni << 8)
+        return (ETH_IP4, ip4(17, udp(50002, 4790, head + inner))), f"vxlan-gpe:{vni}", \
+            "vxlan-gpe"
+    return wrap
+
+
+def gtp_u(teid: int, extension: bool) -> Layer:
+    def wrap(p: Packet) -> tuple[Packet, str, str]:
+        if p[0] not in (ETH_IP4, ETH_IP6):
+            return vxlan(3, 4789, False)(p)
+        extra = struct.pack("!HBB", 0, 0, 0x85) + bytes([1, 0x10, 9, 0]) if extension else b""
+        head = struct.pack("!BBHI", 0x34 if extension else 0x30, 0xFF, len(extra) + len(p[1]),
+                           teid) + extra
+        return (ETH_IP4, ip4(17, udp(2152, 2152, head + p[1]))), "gtp-u", "gtp-u"
+    return wrap
+
+
 def gre(key: int | None, seq: bool, checksum: bool, v6: bool) -> Layer:
     def wrap(p: Packet) -> tuple[Packet, str, str]:
         proto, inner = (ETH_TEB, p[1]) if p[0] == "eth" else (int(p[0]), p[1])
@@ -150,6 +171,8 @@ layers_st = st.one_of(
     st.builds(vlan, st.integers(1, 4094)),
     st.builds(vxlan, st.integers(0, 2**24 - 1), st.sampled_from([4789, 8472]), st.booleans()),
     st.builds(geneve, st.integers(0, 2**24 - 1), st.integers(0, 3)),
+    st.builds(vxlan_gpe, st.integers(0, 2**24 - 1)),
+    st.builds(gtp_u, st.integers(0, 2**32 - 1), st.booleans()),
     st.builds(gre, st.one_of(st.none(), st.integers(0, 2**32 - 1)), st.booleans(),
               st.booleans(), st.booleans()),
     st.builds(erspan, st.sampled_from([1, 2, 3]), st.integers(0, 1023)),
