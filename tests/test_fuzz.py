@@ -134,7 +134,8 @@ def seeds() -> tuple[Seed, ...]:
     """Return the seed captures (see the module docstring), smallest first."""
     found: list[Seed] = []
     paths = sorted((ROOT / "samples").glob("*.pcap*")) + sorted(
-        (ROOT / "samples" / "broken").glob("*.pcap*"))
+        (ROOT / "samples" / "broken").glob("*.pcap*")) + sorted(
+        (ROOT / "samples" / "tunnels").glob("*.pcap*"))
     if PEERS.is_dir():
         paths += sorted(p for p in PEERS.rglob("*")
                         if p.is_file() and (".pcap" in p.name or p.suffix == ".gz"))
