@@ -396,23 +396,46 @@ static int peel(const uint8_t *a, int64_t n, int64_t etype, int64_t l3, int64_t 
         }
         if (etype == 0x8847 || etype == 0x8848) {
             int bottom = 0;
+            uint64_t stack = p->encap; /* the path takes the stack only if it opens */
             for (int k = 0; k < MAX_LABELS && !bottom; k++) {
                 if (l3 + 4 > end)
                     return SLOW;
-                p->encap = mix_encap(p->encap, E_MPLS, (uint64_t)(u16(a, n, l3) << 4 |
-                                                                  at(a, n, l3 + 2) >> 4) + 1);
+                stack = mix_encap(stack, E_MPLS, (uint64_t)(u16(a, n, l3) << 4 |
+                                                            at(a, n, l3 + 2) >> 4) + 1);
                 bottom = at(a, n, l3 + 2) & 1;
                 l3 += 4;
             }
             if (!bottom || l3 >= end)
                 return SLOW;
             int64_t nibble = at(a, n, l3) >> 4;
+            if (nibble == 0) { /* an Ethernet pseudowire, with or without a control word */
+                int64_t start = -1;
+                for (int64_t s = l3 + 4; s >= l3; s -= 4) { /* tunnels.pseudowire */
+                    int64_t et = u16(a, n, s + 12), version = at(a, n, s + 14) >> 4;
+                    if (s + 15 <= end && (is_vlan(et) || et == 0x8847 || et == 0x8848 ||
+                                          et == 0x8864 || (et == ETH_IP4 && version == 4) ||
+                                          (et == ETH_IP6 && version == 6))) {
+                        start = s;
+                        break;
+                    }
+                }
+                if (start >= 0) {
+                    if (++depth > MAX_TUNNELS)
+                        return SLOW;
+                    p->encap = stack;
+                    p->tunnels |= T_MPLS;
+                    etype = ETH_INNER;
+                    l3 = start;
+                    continue;
+                }
+            }
             if (nibble != 4 && nibble != 6) {
                 p->detail = ((int64_t)U_MPLS_PAYLOAD << 32) | nibble;
                 return UNSUPPORTED_TUNNEL;
             }
             if (++depth > MAX_TUNNELS)
                 return SLOW;
+            p->encap = stack;
             p->tunnels |= T_MPLS;
             etype = nibble == 4 ? ETH_IP4 : ETH_IP6;
             continue;

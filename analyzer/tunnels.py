@@ -244,7 +244,8 @@ def erspan(data: bytes, off: int, type3: bool) -> Inner | str:
 
 
 def mpls(data: bytes, off: int) -> Inner | str:
-    """An MPLS label stack (RFC 3032); the payload's first nibble says IPv4 or IPv6.
+    """An MPLS label stack (RFC 3032); the payload's first nibble says IPv4 or IPv6, and
+    0 an Ethernet pseudowire (RFC 4448), with or without the control word (RFC 4385).
 
     The stack becomes one path element with its labels, outermost first: ``mpls:16,17``.
     """
@@ -262,9 +263,34 @@ def mpls(data: bytes, off: int) -> Inner | str:
     if off >= len(data):
         raise IndexError(off)
     nibble = data[off] >> 4
+    label = "mpls:" + ",".join(labels)
+    if nibble == 0:
+        start = pseudowire(data, off)
+        if start is not None:
+            return Inner(ETHERNET, start, label, "mpls")
     if nibble not in (4, 6):
         return MPLS_PAYLOAD.format(nibble)
-    return Inner(ETH_IP4 if nibble == 4 else ETH_IP6, off, "mpls:" + ",".join(labels), "mpls")
+    return Inner(ETH_IP4 if nibble == 4 else ETH_IP6, off, label, "mpls")
+
+
+def pseudowire(data: bytes, off: int) -> int | None:
+    """Where the Ethernet frame of an Ethernet pseudowire starts, or None if the payload
+    does not look like one: behind a control word when the frame there names IP (and its
+    header's version agrees), a VLAN tag, MPLS or PPPoE, else at once on the same test.
+
+    A frame without control word that starts with a VLAN tag reads as one behind a control
+    word: both put the IP header at the same offset, and the path then lacks the tag.
+    """
+    for start in (off + 4, off):
+        if start + 15 > len(data):
+            continue
+        et = _u16(data, start + 12)
+        if et in _PW_CARRIED or (et, data[start + 14] >> 4) in ((ETH_IP4, 4), (ETH_IP6, 6)):
+            return start
+    return None
+
+
+_PW_CARRIED = frozenset((*VLAN_TAGS, *MPLS_TYPES, PPPOE_SESSION))
 
 
 def pppoe(data: bytes, off: int) -> Inner | str:

@@ -1044,9 +1044,15 @@ def mpls_stack(*labels: int) -> bytes:
                     for i, label in enumerate(labels))
 
 
-def mpls_link(*labels: int, over_gre: bool = False) -> Link:
+def mpls_link(*labels: int, over_gre: bool = False, pseudowire: str = "") -> Link:
+    """MPLS carrying IP, or an Ethernet pseudowire (RFC 4448) with a control word ("cw",
+    RFC 4385: zero flags, sequence 1) or without ("nocw")."""
     def link(ip: Packet, src: Host, dst: Host) -> bytes:
-        body = mpls_stack(*labels) + bytes(ip)
+        payload = bytes(ip)
+        if pseudowire:
+            payload = (struct.pack("!I", 1) if pseudowire == "cw" else b"") + \
+                inner_ethernet(ip, src, dst)
+        body = mpls_stack(*labels) + payload
         if over_gre:
             return outer(Raw(gre_header(0x8847) + body), proto=47)
         return bytes(Ether(src=src.mac, dst=dst.mac, type=0x8847) / Raw(body))
@@ -1174,7 +1180,8 @@ TUNNEL_SAMPLES: dict[str, Sequence[Link]] = {
             gre_link(v6_outer=True), pptp_link(0x2A)),
     "erspan": (erspan_link(1, 0), erspan_link(2, 5), erspan_link(3, 6),
                erspan_link(3, 7, platform=True)),
-    "mpls": (mpls_link(16), mpls_link(16, 1001), mpls_link(2002, over_gre=True)),
+    "mpls": (mpls_link(16), mpls_link(16, 1001), mpls_link(2002, over_gre=True),
+             mpls_link(3003, pseudowire="cw"), mpls_link(3004, pseudowire="nocw")),
     "pppoe": (pppoe_link(0x1234),),
     "ip-in-ip": (ip_in_ip_link(v6_outer=False), ip_in_ip_link(v6_outer=True)),
 }

@@ -137,13 +137,19 @@ def erspan(kind: int, session: int) -> Layer:
     return wrap
 
 
-def mpls(*labels: int) -> Layer:
+def mpls(control_word: bool, *labels: int) -> Layer:
+    """MPLS carrying IP, or an Ethernet frame as a pseudowire (with or without a control
+    word); a frame whose EtherType is a tag, MPLS or PPPoE is only sent with the control
+    word: without it, its 4-byte header reads as one (see ``tunnels.pseudowire``)."""
     def wrap(p: Packet) -> tuple[Packet, str, str]:
-        if p[0] not in (ETH_IP4, ETH_IP6):  # MPLS carries IP here
-            return vxlan(1, 4789, False)(p)
         stack = b"".join(struct.pack("!I", label << 12 | (0x100 if i == len(labels) - 1 else 0))
                          for i, label in enumerate(labels))
-        return (0x8847, stack + p[1]), "mpls:" + ",".join(map(str, labels)), "mpls"
+        payload = p[1]
+        if p[0] not in (ETH_IP4, ETH_IP6):
+            payload = as_ethernet(p)
+            tagged = payload[12:14] in (b"\x81\x00", b"\x88\x47", b"\x88\x64")
+            payload = (bytes(4) if control_word or tagged else b"") + payload
+        return (0x8847, stack + payload), "mpls:" + ",".join(map(str, labels)), "mpls"
     return wrap
 
 
@@ -176,7 +182,7 @@ layers_st = st.one_of(
     st.builds(gre, st.one_of(st.none(), st.integers(0, 2**32 - 1)), st.booleans(),
               st.booleans(), st.booleans()),
     st.builds(erspan, st.sampled_from([1, 2, 3]), st.integers(0, 1023)),
-    st.builds(mpls, st.integers(16, 2**20 - 1), st.integers(16, 2**20 - 1)),
+    st.builds(mpls, st.booleans(), st.integers(16, 2**20 - 1), st.integers(16, 2**20 - 1)),
     st.builds(pppoe, st.integers(1, 0xFFFE)),
     st.builds(ip_in_ip, st.booleans()),
 )
