@@ -29,10 +29,10 @@ enum { SLOW, QUERY, RESPONSE, CANDIDATE, NOT_DNS_PORT, NON_IP, NOT_UDP_TCP,
 
 /* Tunnels, as analyzer/tunnels.py names them. Bits of the ``tunnels`` column, in KINDS order: */
 enum { T_VXLAN = 1, T_GENEVE = 2, T_GRE = 4, T_ERSPAN = 8, T_MPLS = 16, T_PPPOE = 32,
-       T_IP4_IN_IP = 64, T_IP6_IN_IP = 128, T_VXLAN_GPE = 256, T_GTP_U = 512 };
+       T_IP4_IN_IP = 64, T_IP6_IN_IP = 128, T_VXLAN_GPE = 256, T_GTP_U = 512, T_L2TP = 1024 };
 /* ...and what each layer mixes into the ``encap`` number (fastpath.ENCAP_*). */
 enum { E_VLAN = 1, E_VXLAN, E_GENEVE, E_GRE, E_ERSPAN, E_MPLS, E_PPPOE, E_IP4_IN_IP,
-       E_IP6_IN_IP, E_VXLAN_GPE, E_GTP_U };
+       E_IP6_IN_IP, E_VXLAN_GPE, E_GTP_U, E_L2TP };
 /* What cannot be opened, as ``detail`` (tunnels.UNOPENED_TUNNEL). */
 enum { U_GRE_PROTOCOL = 1, U_GENEVE_PROTOCOL, U_MPLS_PAYLOAD, U_PPP_PROTOCOL };
 #define ENCAP_MIX 0x9E3779B97F4A7C15ULL
@@ -43,6 +43,7 @@ enum { U_GRE_PROTOCOL = 1, U_GENEVE_PROTOCOL, U_MPLS_PAYLOAD, U_PPP_PROTOCOL };
 #define GENEVE_PORT 6081
 #define VXLAN_GPE_PORT 4790
 #define GTP_U_PORT 2152
+#define L2TP_PORT 1701
 
 /* One layer of the encapsulation path: its kind and its identifier (+1; 0 for none). */
 static inline uint64_t mix_encap(uint64_t encap, uint64_t kind, uint64_t ident) {
@@ -56,7 +57,7 @@ static inline int is_vlan(int64_t et) {
 
 static inline int tunnel_port(int64_t port) {
     return port == VXLAN_PORT || port == VXLAN_LINUX_PORT || port == GENEVE_PORT ||
-           port == VXLAN_GPE_PORT || port == GTP_U_PORT;
+           port == VXLAN_GPE_PORT || port == GTP_U_PORT || port == L2TP_PORT;
 }
 #define PCAPNG_EPB 6
 
@@ -540,7 +541,7 @@ static int peel(const uint8_t *a, int64_t n, int64_t etype, int64_t l3, int64_t 
             end = ip_end;
             continue;
         }
-        if (proto == 17 && l4 + 8 <= ip_end) { /* VXLAN, Geneve, VXLAN-GPE, GTP-U by port */
+        if (proto == 17 && l4 + 8 <= ip_end) { /* VXLAN, Geneve, GPE, GTP-U, L2TP by port */
             int64_t sport = u16(a, n, l4), dport = u16(a, n, l4 + 2);
             int dns = ((ports[sport >> 3] >> (sport & 7)) & 1) ||
                       ((ports[dport >> 3] >> (dport & 7)) & 1);
@@ -594,6 +595,25 @@ static int peel(const uint8_t *a, int64_t n, int64_t etype, int64_t l3, int64_t 
                     l3 = pos;
                     p->encap = mix_encap(p->encap, E_GTP_U, 0);
                     p->tunnels |= T_GTP_U;
+                } else if (port == L2TP_PORT) { /* an L2TPv2 data message, PPP inside */
+                    int64_t flags = u16(a, n, h), pos = h + 2 + ((flags & 0x4000) ? 2 : 0);
+                    if ((flags & 0x0F) != 2 || (flags & 0x8000))
+                        return SLOW; /* other versions, control messages */
+                    int64_t tunnel = u16(a, n, pos);
+                    pos += 4 + ((flags & 0x0800) ? 4 : 0);
+                    if (flags & 0x0200)
+                        pos += 2 + u16(a, n, pos);
+                    if (pos + 2 <= uend && at(a, n, pos) == 0xFF && at(a, n, pos + 1) == 0x03)
+                        pos += 2;
+                    if (pos + 2 > uend || (at(a, n, pos) & 1))
+                        return SLOW; /* a compressed protocol field: the per-packet path */
+                    int64_t pp = u16(a, n, pos);
+                    if (pp != 0x0021 && pp != 0x0057)
+                        return SLOW; /* LCP, IPCP...: the per-packet path names them */
+                    etype = pp == 0x0021 ? ETH_IP4 : ETH_IP6;
+                    l3 = pos + 2;
+                    p->encap = mix_encap(p->encap, E_L2TP, tunnel + 1);
+                    p->tunnels |= T_L2TP;
                 } else {
                     if (!(at(a, n, h) & 0x08))
                         return SLOW; /* no valid VNI: the per-packet path says so */

@@ -34,7 +34,8 @@ VXLAN_PORTS = frozenset((4789, 8472))  # IANA; the Linux kernel's historical def
 GENEVE_PORT = 6081
 VXLAN_GPE_PORT = 4790
 GTP_U_PORT = 2152  # a mobile core's user plane (3GPP TS 29.281): subscribers' DNS inside
-TUNNEL_PORTS = VXLAN_PORTS | {GENEVE_PORT, VXLAN_GPE_PORT, GTP_U_PORT}
+L2TP_PORT = 1701   # broadband's LAC-LNS leg: subscribers' PPP sessions inside
+TUNNEL_PORTS = VXLAN_PORTS | {GENEVE_PORT, VXLAN_GPE_PORT, GTP_U_PORT, L2TP_PORT}
 
 MAX_TUNNELS = 8   # tunnels opened inside one packet; deeper is "tunnel-too-deep"
 MAX_LABELS = 16   # VLAN tags in one Ethernet header, labels in one MPLS stack
@@ -42,7 +43,7 @@ MAX_LABELS = 16   # VLAN tags in one Ethernet header, labels in one MPLS stack
 # The tunnel kinds, as named in the accounting breakdown and in encapsulation paths. The
 # compiled classifier reports them as bits of one number, in this order.
 KINDS: tuple[str, ...] = ("vxlan", "geneve", "gre", "erspan", "mpls", "pppoe", "ip4-in-ip",
-                          "ip6-in-ip", "vxlan-gpe", "gtp-u")
+                          "ip6-in-ip", "vxlan-gpe", "gtp-u", "l2tp")
 KIND_BIT = {name: 1 << i for i, name in enumerate(KINDS)}
 
 # What cannot be opened, in words; the compiled classifier reports these as
@@ -181,6 +182,29 @@ def gtp_u(data: bytes, off: int) -> Inner | str:
     if nibble not in (4, 6):
         return f"GTP-U payload starting with 0x{nibble:x} (not IP)"
     return Inner(ETH_IP4 if nibble == 4 else ETH_IP6, pos, "gtp-u", "gtp-u")
+
+
+def l2tp(data: bytes, off: int) -> Inner | str:
+    """An L2TPv2 data message (RFC 2661 §3.1) carrying PPP; control messages are not opened.
+
+    The path element names the tunnel, not the session (one per subscriber).
+    """
+    if off + 6 > len(data):
+        raise IndexError(off)
+    flags = _u16(data, off)
+    if flags & 0x0F != 2:
+        return f"L2TP version {flags & 0x0F}"
+    if flags & 0x8000:
+        return "L2TP control message"
+    pos = off + 2 + (2 if flags & 0x4000 else 0)
+    tunnel = _u16(data, pos)
+    pos += 4 + (4 if flags & 0x0800 else 0)
+    if flags & 0x0200:  # an offset size, then that many bytes of padding
+        pos += 2 + _u16(data, pos)
+    inner = ppp(data, pos)
+    if isinstance(inner, str):
+        return inner
+    return Inner(inner.kind, inner.off, f"l2tp:{tunnel}", "l2tp")
 
 
 def gre(data: bytes, off: int) -> Inner | str:
@@ -359,4 +383,4 @@ def nflog(data: bytes) -> Inner | str:
 
 # The header each tunnel port carries.
 UDP_TUNNELS = {**dict.fromkeys(VXLAN_PORTS, vxlan), GENEVE_PORT: geneve,
-               VXLAN_GPE_PORT: vxlan_gpe, GTP_U_PORT: gtp_u}
+               VXLAN_GPE_PORT: vxlan_gpe, GTP_U_PORT: gtp_u, L2TP_PORT: l2tp}

@@ -30,7 +30,8 @@ DESCRIPTIONS: dict[str, str] = {
     "transport": "`udp` or `tcp`.",
     "encap": "The encapsulation the packet arrived in, outermost first, `/` between layers: "
              "`vxlan:100/vlan:10` (VXLAN VNI 100, then VLAN 10 on the inner Ethernet). "
-             "Elements: `vlan:ID`, `vxlan:VNI`, `geneve:VNI`, `vxlan-gpe:VNI`, `gtp-u`, `gre` or "
+             "Elements: `vlan:ID`, `vxlan:VNI`, `geneve:VNI`, `vxlan-gpe:VNI`, `gtp-u`, "
+             "`l2tp:TUNNEL`, `gre` or "
              "`gre:KEY`, `erspan` or "
              "`erspan:SESSION`, `mpls:LABEL,...`, `pppoe:SESSION`, `pptp:CALL`, `ip4-in-ip`, "
              "`ip6-in-ip`. "

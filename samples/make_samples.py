@@ -978,6 +978,20 @@ def gtp_u_link(teid: int, *, sequence: bool = False, pdu_session: bool = False) 
     return link
 
 
+def l2tp_link(tunnel: int, session: int, *, sequenced: bool = False) -> Link:
+    """L2TPv2 data messages (UDP 1701) from a LAC to an LNS: a subscriber's PPP session
+    (address and control bytes, then the protocol), with the length field and, optionally,
+    Ns/Nr sequence numbers."""
+    def link(ip: Packet, src: Host, dst: Host) -> bytes:
+        ppp = b"\xff\x03" + struct.pack("!H", 0x0057 if isinstance(ip, IPv6) else 0x0021) \
+            + bytes(ip)
+        flags = 0x4002 | (0x0800 if sequenced else 0)
+        seq = struct.pack("!HH", 3, 4) if sequenced else b""
+        head = struct.pack("!HHHH", flags, 8 + len(seq) + len(ppp), tunnel, session) + seq
+        return outer(UDP(sport=1701, dport=1701) / Raw(head + ppp))
+    return link
+
+
 def geneve_link(vni: int, *, ethernet: bool) -> Link:
     """Geneve (RFC 8926) with one 8-byte option (class 0x0103, as AWS GWLB sends)."""
     option = struct.pack("!HBB4s", 0x0103, 0x01, 1, b"\x00\x00\x00\x2a")
@@ -1176,6 +1190,7 @@ TUNNEL_SAMPLES: dict[str, Sequence[Link]] = {
     "vxlan-gpe": (vxlan_gpe_link(300, ethernet=False), vxlan_gpe_link(301, ethernet=True)),
     "gtp-u": (gtp_u_link(0x1001), gtp_u_link(0x1002, sequence=True),
               gtp_u_link(0x1003, pdu_session=True)),
+    "l2tp": (l2tp_link(7, 1001), l2tp_link(7, 1002, sequenced=True)),
     "gre": (gre_link(), gre_link(key=42, seq=1, checksum=True), gre_link(teb=True, key=7),
             gre_link(v6_outer=True), pptp_link(0x2A)),
     "erspan": (erspan_link(1, 0), erspan_link(2, 5), erspan_link(3, 6),

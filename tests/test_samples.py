@@ -27,7 +27,7 @@ TSHARK_AGREES = [
     "broken/truncated.pcap", "broken/bad-utf8.pcap", "broken/html-injection.pcap",
     "broken/bogus-linktype.pcap", "broken/empty.pcap",
     *(f"tunnels/{name}.pcap" for name in (
-        "vxlan", "geneve", "vxlan-gpe", "gtp-u", "gre", "gre-fragments", "erspan", "mpls",
+        "vxlan", "geneve", "vxlan-gpe", "gtp-u", "l2tp", "gre", "gre-fragments", "erspan", "mpls",
         "pppoe", "ip-in-ip", "unopened", "link-ppp", "link-ppp-hdlc", "link-cisco-hdlc",
         "link-ieee80211", "link-sll-vlan", "link-radiotap", "link-ipnet", "link-nflog")),
 ]

@@ -238,7 +238,7 @@ TRANSPORTS = sample_chunk("transports.pcap")
 BASES = [TRANSPORTS, *(sample_chunk(f"transports-{link}.pcap") for link in ("sll", "null", "raw")),
          sample_chunk("all-codes.pcapng"),
          *(sample_chunk(f"tunnels/{name}.pcap") for name in (
-             "vxlan", "geneve", "vxlan-gpe", "gtp-u", "gre", "erspan", "mpls", "pppoe",
+             "vxlan", "geneve", "vxlan-gpe", "gtp-u", "l2tp", "gre", "erspan", "mpls", "pppoe",
              "ip-in-ip", "unopened", "link-nflog", "link-ppp", "link-ipnet", "link-sll-vlan"))]
 
 

@@ -105,6 +105,17 @@ def gtp_u(teid: int, extension: bool) -> Layer:
     return wrap
 
 
+def l2tp(tunnel: int, sequenced: bool) -> Layer:
+    def wrap(p: Packet) -> tuple[Packet, str, str]:
+        if p[0] not in (ETH_IP4, ETH_IP6):
+            return vxlan(4, 4789, False)(p)
+        ppp = b"\xff\x03" + struct.pack("!H", 0x0021 if p[0] == ETH_IP4 else 0x0057) + p[1]
+        seq = bytes(4) if sequenced else b""
+        head = struct.pack("!HHHH", 0x4002 | (0x0800 if sequenced else 0), 0, tunnel, 1) + seq
+        return (ETH_IP4, ip4(17, udp(1701, 1701, head + ppp))), f"l2tp:{tunnel}", "l2tp"
+    return wrap
+
+
 def gre(key: int | None, seq: bool, checksum: bool, v6: bool) -> Layer:
     def wrap(p: Packet) -> tuple[Packet, str, str]:
         proto, inner = (ETH_TEB, p[1]) if p[0] == "eth" else (int(p[0]), p[1])
@@ -179,6 +190,7 @@ layers_st = st.one_of(
     st.builds(geneve, st.integers(0, 2**24 - 1), st.integers(0, 3)),
     st.builds(vxlan_gpe, st.integers(0, 2**24 - 1)),
     st.builds(gtp_u, st.integers(0, 2**32 - 1), st.booleans()),
+    st.builds(l2tp, st.integers(0, 0xFFFF), st.booleans()),
     st.builds(gre, st.one_of(st.none(), st.integers(0, 2**32 - 1)), st.booleans(),
               st.booleans(), st.booleans()),
     st.builds(erspan, st.sampled_from([1, 2, 3]), st.integers(0, 1023)),
