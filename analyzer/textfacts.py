@@ -49,6 +49,9 @@ class TextFacts:
     reason: str | None = None
     vendor: str | None = None
     source_tag: str | None = None
+    # A name the text is about that is not a zone: a query name, an RRset owner, a DS owner
+    # (the DS record lives in the parent). Never shown as a zone "named in the text".
+    qname: str | None = None
     # Excluded from hashing: a dict is not hashable, and facts must stay usable as keys.
     sde: dict[str, Any] | None = field(default=None, hash=False)
 
@@ -116,7 +119,8 @@ def _cf_dnskey(m: re.Match[str], code: int | None) -> Facts:
 def _cf_verify(m: re.Match[str], code: int | None) -> Facts:
     detail = m["detail"].strip().lower()
     reason = _CF_DETAIL.get(detail) or ("unsupported-algorithm" if code == 1 else None)
-    return {"zone": _zone(m["zone"] or m["qname"]), "rrtype": _rrtype(m["rrtype"]),
+    # the DNSKEY owner is a zone apex; the name that failed to verify is only a query name
+    return {"zone": _zone(m["zone"]), "qname": _zone(m["qname"]), "rrtype": _rrtype(m["rrtype"]),
             "key_tag": int(m["tag"]) if m["tag"] else None, "reason": reason}
 
 
@@ -125,16 +129,18 @@ def _cf_upstream(m: re.Match[str], code: int | None) -> Facts:
     rcode = (m["rcode"] or "").upper() or None
     return {"upstream_ip": _ip(m["v6"] or m["host"]), "upstream_port": _port(m["port"]),
             "upstream_rcode": rcode, "upstream_timeout": timeout,
-            "zone": _zone(m["zone"]), "rrtype": _rrtype(m["rrtype"]),
+            "qname": _zone(m["qname"]), "rrtype": _rrtype(m["rrtype"]),
             "reason": "upstream-timeout" if timeout else "upstream-rcode"}
 
 
 def _fixed(reason: str, **extra: Any) -> Handler:
-    """Return a handler for a template whose only variables are a zone and an RR type."""
+    """Return a handler for a template whose only variables are a zone (or a query name,
+    group ``qname``, for templates that name the name asked rather than a zone) and an RR
+    type."""
     def handler(m: re.Match[str], code: int | None) -> Facts:
         groups = m.groupdict()
-        return {"zone": _zone(groups.get("zone")), "rrtype": _rrtype(groups.get("rrtype")),
-                "reason": reason, **extra}
+        return {"zone": _zone(groups.get("zone")), "qname": _zone(groups.get("qname")),
+                "rrtype": _rrtype(groups.get("rrtype")), "reason": reason, **extra}
     return handler
 
 
@@ -166,7 +172,7 @@ _UB_MISC: dict[str, str] = {
     "sanitize: records of inappropriate length have been removed.": "sanitized",
 }
 _UB_KEY = re.compile(r"\bfor key (\S{1,255})", re.ASCII)
-_UB_RRSET = re.compile(r"\bfor <([^\s<>]{1,255}) [A-Za-z0-9-]{1,16} [A-Za-z0-9]{1,10}>", re.ASCII)
+_UB_RRSET = re.compile(r"\bfor <([^\s<>]{1,255}) ([A-Za-z0-9-]{1,16}) [A-Za-z0-9]{1,10}>", re.ASCII)
 # errinf_origin: "from <ip>" (addr_to_str prints the address only) or "from cache"
 _UB_FROM = re.compile(r"\bfrom ([0-9A-Fa-f:.]{2,45})(?=\s|$)", re.ASCII)
 _UB_ZONE_AFTER = re.compile(r" (\S{1,255})", re.ASCII)
@@ -176,11 +182,17 @@ def _unbound_validation(m: re.Match[str], code: int | None) -> Facts:
     rest = m["rest"]
     lowered = rest.lower()
     # The key's zone names the broken link in the chain; the qname is only where it showed up.
+    # Without "for key ZONE" the text names an RRset owner ("for <name DS IN>": a DS owner,
+    # whose record lives in the parent) or only the query name: neither is a zone, except
+    # the owner of a DNSKEY RRset, which is a zone apex.
     key, rrset = _UB_KEY.search(rest), _UB_RRSET.search(rest)
     origin = _UB_FROM.search(rest)
     groups = m.groupdict()
-    zone = _zone(key[1] if key else rrset[1] if rrset else groups.get("qname"))
-    return {"zone": zone, "rrtype": _rrtype(groups.get("qtype")),
+    apex = rrset[1] if rrset and rrset[2].upper() == "DNSKEY" else None
+    zone = _zone(key[1] if key else apex)
+    owner = _zone(rrset[1] if rrset else groups.get("qname"))
+    return {"zone": zone, "qname": None if zone is not None and owner == zone else owner,
+            "rrtype": _rrtype(groups.get("qtype")),
             "upstream_ip": _ip(origin[1]) if origin else None,
             "reason": next((slug for phrase, slug in _UB_REASONS if phrase in lowered), None)}
 
@@ -224,7 +236,12 @@ def _bind_validator(m: re.Match[str], code: int | None) -> Facts | None:
         reason = "unsupported-digest"
     else:
         reason = _BIND_EXTRA.get(extra) or _BIND_BY_CODE.get(code or -1)
-    return {"zone": _zone(m["zone"]), "rrtype": _rrtype(rrtype), "reason": reason}
+    # "<name>/<TYPE>" names the RRset being validated: a zone apex only for DNSKEY; for DS
+    # it is a DS owner (the record lives in the parent), otherwise a query name
+    name = _zone(m["zone"])
+    apex = rrtype == "DNSKEY"
+    return {"zone": name if apex else None, "qname": None if apex else name,
+            "rrtype": _rrtype(rrtype), "reason": reason}
 
 
 def _bind_truncated(m: re.Match[str], code: int | None) -> Facts:
@@ -341,10 +358,10 @@ _RULES: tuple[Rule, ...] = (
     _rule("cloudflare", rf"no supported DS digest type for (?P<zone>{_NAME})",
           _fixed("unsupported-digest")),
     # 1.1.1.1, code 6: "proof of non-existence of example.com. A"
-    _rule("cloudflare", rf"proof of non-existence of (?P<zone>{_NAME}) (?P<rrtype>{_TYPE})",
+    _rule("cloudflare", rf"proof of non-existence of (?P<qname>{_NAME}) (?P<rrtype>{_TYPE})",
           _fixed("bad-denial-proof")),
     # 1.1.1.1, code 6: "found duplicate CNAME records for example.com. (1 duplicate RRs)"
-    _rule("cloudflare", rf"found duplicate (?P<rrtype>{_TYPE}) records for (?P<zone>{_NAME}) "
+    _rule("cloudflare", rf"found duplicate (?P<rrtype>{_TYPE}) records for (?P<qname>{_NAME}) "
           r"\(\d{1,6} duplicate RRs\)", _fixed("duplicate-records")),
     # 1.1.1.1, code 9: "no SEP matching the DS found for dnssec-failed.org."
     _rule("cloudflare", rf"no SEP matching the DS found for (?P<zone>{_NAME})",
@@ -353,7 +370,7 @@ _RULES: tuple[Rule, ...] = (
     _rule("cloudflare", rf"at delegation (?P<zone>{_NAME})", _fixed("no-reachable-authority")),
     # 1.1.1.1, code 23: "1.1.1.1:53 rcode=SERVFAIL for example.com. A", "<ip>:53 timed out for <q>"
     _rule("cloudflare", rf"{_HOST}:(?P<port>\d{{1,5}}) (?:rcode=(?P<rcode>[A-Za-z0-9]{{1,12}})|"
-          rf"(?P<timeout>timed out)) for (?P<zone>\S{{1,255}})(?: (?P<rrtype>{_TYPE}))?",
+          rf"(?P<timeout>timed out)) for (?P<qname>\S{{1,255}})(?: (?P<rrtype>{_TYPE}))?",
           _cf_upstream),
     # Unbound validator: "validation failure <www.example.com. A IN>: <reason fragments>"
     _rule("unbound", rf"validation failure <(?P<qname>{_NAME}) (?P<qtype>{_TYPE}) "
@@ -371,7 +388,7 @@ _RULES: tuple[Rule, ...] = (
     # PowerDNS Recursor, code 22: "delegation timeout4.com" (PR example)
     _rule("powerdns", rf"delegation (?P<zone>{_NAME})", _fixed("no-reachable-authority")),
     # Technitium, code 22: "No response from name servers for <qname>. A IN" (DnsServer #491)
-    _rule("technitium", rf"No response from name servers for (?P<zone>{_NAME}) "
+    _rule("technitium", rf"No response from name servers for (?P<qname>{_NAME}) "
           rf"(?P<rrtype>{_TYPE}) [A-Z0-9]{{1,10}}",
           _fixed("no-reachable-authority", upstream_timeout=True)),
     # Technitium, code 15: "source=blocked-zone; domain=evil.com"

@@ -76,7 +76,8 @@ DESCRIPTIONS: dict[str, str] = {
     "latency": "`ts - query_ts`: how long the server took to answer, as seen at the capture "
     "point; `NaT` without a matching query.",
     "fact_zone": "The zone the EXTRA-TEXT names (lower-case, no final dot): often the broken "
-    "zone above the query name, e.g. `for DNSKEY example.com., id = 12345`.",
+    "zone above the query name, e.g. `for DNSKEY example.com., id = 12345`. A query name or "
+    "a DS owner the text names is not a zone and leaves this empty.",
     "fact_key_tag": "The DNSKEY key tag the text names (`id = 12345`).",
     "fact_rrtype": "The RR type the text names (`A`, `DNSKEY`...).",
     "fact_expiration": "The RRSIG expiration the text quotes (`expiration = ...`), read as "

@@ -17,14 +17,15 @@ from analyzer.textfacts import MAX_TEXT, TextFacts, fingerprint, parse_extra_tex
 WORDINGS: list[tuple[str, int | None, dict[str, Any]]] = [
     # 1.1.1.1 / Cloudflare
     ("failed to verify example.com. A: unsupported key size, DNSKEY example.com., id = 12345", 1,
-     {"zone": "example.com", "rrtype": "A", "key_tag": 12345, "reason": "unsupported-key-size",
+     {"zone": "example.com", "qname": "example.com", "rrtype": "A", "key_tag": 12345,
+      "reason": "unsupported-key-size",
       "vendor": "cloudflare"}),
     ("no supported DS digest type for example.com.", 2,
      {"zone": "example.com", "reason": "unsupported-digest", "vendor": "cloudflare"}),
     ("proof of non-existence of example.com. A", 6,
-     {"zone": "example.com", "rrtype": "A", "reason": "bad-denial-proof", "vendor": "cloudflare"}),
+     {"qname": "example.com", "rrtype": "A", "reason": "bad-denial-proof", "vendor": "cloudflare"}),
     ("found duplicate CNAME records for example.com. (1 duplicate RRs)", 6,
-     {"zone": "example.com", "rrtype": "CNAME", "reason": "duplicate-records",
+     {"qname": "example.com", "rrtype": "CNAME", "reason": "duplicate-records",
       "vendor": "cloudflare"}),
     ("for DNSKEY example.com., id = 12345: RRSIG example.com., expiration = 123456", 7,
      {"zone": "example.com", "key_tag": 12345, "expiration": 123456,
@@ -46,11 +47,11 @@ WORDINGS: list[tuple[str, int | None, dict[str, Any]]] = [
     ("time limit exceeded", 22, {"reason": "time-limit-exceeded", "vendor": "cloudflare"}),
     ("1.1.1.1:53 rcode=SERVFAIL for example.com. A", 23,
      {"upstream_ip": "1.1.1.1", "upstream_port": 53, "upstream_rcode": "SERVFAIL",
-      "upstream_timeout": False, "zone": "example.com", "rrtype": "A",
+      "upstream_timeout": False, "qname": "example.com", "rrtype": "A",
       "reason": "upstream-rcode", "vendor": "cloudflare"}),
     ("72.65.106.158:53 timed out for x.example.", 23,
      {"upstream_ip": "72.65.106.158", "upstream_port": 53, "upstream_timeout": True,
-      "zone": "x.example", "reason": "upstream-timeout", "vendor": "cloudflare"}),
+      "qname": "x.example", "reason": "upstream-timeout", "vendor": "cloudflare"}),
     # a qname cut short by the resolver ("inv.kyossystems.…"): the name is dropped, not guessed
     ("72.65.106.158:53 timed out for inv.kyossystems.\u2026", 23,
      {"upstream_ip": "72.65.106.158", "upstream_port": 53, "upstream_timeout": True,
@@ -58,18 +59,19 @@ WORDINGS: list[tuple[str, int | None, dict[str, Any]]] = [
     # IPv6 upstreams: bracketed, and bare with the port after the last colon
     ("[2001:db8::1]:53 rcode=REFUSED for example.com. AAAA", 23,
      {"upstream_ip": "2001:db8::1", "upstream_port": 53, "upstream_rcode": "REFUSED",
-      "upstream_timeout": False, "zone": "example.com", "rrtype": "AAAA",
+      "upstream_timeout": False, "qname": "example.com", "rrtype": "AAAA",
       "reason": "upstream-rcode", "vendor": "cloudflare"}),
     ("2001:db8::1:53 timed out for example.com. AAAA", 23,
      {"upstream_ip": "2001:db8::1", "upstream_port": 53, "upstream_timeout": True,
-      "zone": "example.com", "rrtype": "AAAA", "reason": "upstream-timeout",
+      "qname": "example.com", "rrtype": "AAAA", "reason": "upstream-timeout",
       "vendor": "cloudflare"}),
     ("Invalid Query Type", 30, {"reason": "invalid-query-type"}),
     # Unbound
     ("for key expired.test.", 7, {"zone": "expired.test", "vendor": "unbound"}),
     ("validation failure <www.example.com. A IN>: signature expired from 192.0.2.1 for key "
      "example.com. while building chain of trust", 7,
-     {"zone": "example.com", "rrtype": "A", "upstream_ip": "192.0.2.1",
+     {"zone": "example.com", "qname": "www.example.com", "rrtype": "A",
+      "upstream_ip": "192.0.2.1",
       "reason": "signature-expired", "vendor": "unbound"}),
     ("validation failure <dnssec-failed.org. A IN>: No DNSKEY record from 1.2.3.4 for key "
      "dnssec-failed.org. while building chain of trust", 9,
@@ -77,12 +79,24 @@ WORDINGS: list[tuple[str, int | None, dict[str, Any]]] = [
       "reason": "no-dnskey", "vendor": "unbound"}),
     ("validation failure <a.example. AAAA IN>: signature before inception date from cache for "
      "<a.example. AAAA IN>", 8,
-     {"zone": "a.example", "rrtype": "AAAA", "reason": "signature-not-yet-valid",
+     {"qname": "a.example", "rrtype": "AAAA", "reason": "signature-not-yet-valid",
       "vendor": "unbound"}),
     ("validation failure <b.example. A IN>: DS hash mismatches key from 2001:db8::53 for key "
      "b.example. while building chain of trust", 9,
      {"zone": "b.example", "rrtype": "A", "upstream_ip": "2001:db8::53",
       "reason": "no-sep-matching-ds", "vendor": "unbound"}),
+    # a DS owner or a query name is not a zone (issue 14): only "for key" or a DNSKEY owner is
+    ("validation failure <www.shop.example.com. A IN>: no signatures from 192.0.2.1 for "
+     "<shop.example.com. DS IN>", 6,
+     {"qname": "shop.example.com", "rrtype": "A", "upstream_ip": "192.0.2.1",
+      "reason": "no-signatures", "vendor": "unbound"}),
+    ("validation failure <www.shop.example.com. A IN>: no signatures from 192.0.2.1 for "
+     "<shop.example.com. DNSKEY IN>", 10,
+     {"zone": "shop.example.com", "rrtype": "A", "upstream_ip": "192.0.2.1",
+      "reason": "no-signatures", "vendor": "unbound"}),
+    ("validation failure <www.shop.example.com. A IN>: signature expired", 7,
+     {"qname": "www.shop.example.com", "rrtype": "A", "reason": "signature-expired",
+      "vendor": "unbound"}),
     ("upstream server timeout", 22,
      {"reason": "upstream-timeout", "upstream_timeout": True, "vendor": "unbound"}),
     ("exceeded ratelimit for zone example.com.", 0,
@@ -97,14 +111,14 @@ WORDINGS: list[tuple[str, int | None, dict[str, Any]]] = [
      {"zone": "example.net", "rrtype": "DNSKEY", "reason": "no-sep-matching-ds",
       "vendor": "bind"}),
     ("no DNSKEY found example.net/A", 9,
-     {"zone": "example.net", "rrtype": "A", "reason": "no-dnskey", "vendor": "bind"}),
+     {"qname": "example.net", "rrtype": "A", "reason": "no-dnskey", "vendor": "bind"}),
     ("example.net/A", 7,
-     {"zone": "example.net", "rrtype": "A", "reason": "signature-expired", "vendor": "bind"}),
+     {"qname": "example.net", "rrtype": "A", "reason": "signature-expired", "vendor": "bind"}),
     ("RSASHA1 example.net/DNSKEY", 1,
      {"zone": "example.net", "rrtype": "DNSKEY", "reason": "unsupported-algorithm",
       "vendor": "bind"}),
     ("SHA-1 example.net/DS", 2,
-     {"zone": "example.net", "rrtype": "DS", "reason": "unsupported-digest", "vendor": "bind"}),
+     {"qname": "example.net", "rrtype": "DS", "reason": "unsupported-digest", "vendor": "bind"}),
     # 64-byte cut (DNS_EDE_EXTRATEXT_LEN) took the /TYPE tail: reason kept, name dropped
     ("DNSKEY found but not matching DS a-very-long-label.subdomain.exam", 9,
      {"reason": "no-sep-matching-ds", "vendor": "bind"}),
@@ -135,7 +149,7 @@ WORDINGS: list[tuple[str, int | None, dict[str, Any]]] = [
     ("source=blocked-zone; domain=evil.com", 15,
      {"zone": "evil.com", "reason": "blocked", "vendor": "technitium"}),
     ("No response from name servers for www.example.com. A IN", 22,
-     {"zone": "www.example.com", "rrtype": "A", "upstream_timeout": True,
+     {"qname": "www.example.com", "rrtype": "A", "upstream_timeout": True,
       "reason": "no-reachable-authority", "vendor": "technitium"}),
     # trailing NUL (RFC 8914 §2) and upper-case names are normalised
     ("at delegation EXAMPLE.Com.\x00", 22,
@@ -182,7 +196,7 @@ def test_unknown_wording_gives_no_facts(text: str | None) -> None:
 def test_bad_values_are_dropped_not_guessed() -> None:
     facts = parse_extra_text("999.1.1.1:99999 rcode=SERVFAIL for -_-. A", 23)
     assert facts.upstream_ip is None and facts.upstream_port is None
-    assert facts.upstream_rcode == "SERVFAIL" and facts.zone == "-_-"
+    assert facts.upstream_rcode == "SERVFAIL" and facts.qname == "-_-" and facts.zone is None
     # known wording, but an empty label is not a DNS name
     assert parse_extra_text("at delegation ex..ample.com.", 22) == TextFacts(
         reason="no-reachable-authority", vendor="cloudflare")
