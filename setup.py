@@ -7,6 +7,7 @@
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("analyzer._speedups",
-                             ["analyzer/_speedups.c", "analyzer/_tcpstreams.c"],
+                             ["analyzer/_speedups.c", "analyzer/_tcpstreams.c",
+                              "analyzer/_zonecuts.c"],
                              depends=["analyzer/_speedups.h"],
                              extra_compile_args=["-O2"], optional=True)])

@@ -1182,6 +1182,7 @@ static PyMethodDef methods[] = {
     {"parse_response", parse_response, METH_O, "Decode a clean DNS response (see message)."},
     {"decode_responses", decode_responses, METH_VARARGS, "Decode a chunk's clean responses."},
     {"gather", gather, METH_VARARGS, "Copy byte ranges out of a buffer, one after another."},
+    {"zone_scan", zone_scan, METH_VARARGS, "Count and flag zone-cut evidence (see zonecuts)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,4 +8,7 @@
 extern PyTypeObject TcpStreamsType;
 int tcpstreams_ready(void); /* interns its category strings and readies the type */
 
+/* _zonecuts.c: the zone-cut evidence scan (analyzer.zonecuts.zone_scan_py's twin). */
+PyObject *zone_scan(PyObject *self, PyObject *args);
+
 #endif

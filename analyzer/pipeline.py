@@ -22,7 +22,17 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from analyzer import errorreport, fastpath, frame, matching, memory, speedups, split, tunnels
+from analyzer import (
+    errorreport,
+    fastpath,
+    frame,
+    matching,
+    memory,
+    speedups,
+    split,
+    tunnels,
+    zonecuts,
+)
 from analyzer.capture import CaptureReader, Chunk
 from analyzer.errors import CaptureError, Malformed, Tally
 from analyzer.layers import EncapProbe, Endpoint, PacketDecoder, addresses
@@ -80,6 +90,10 @@ class Scanner:
         self._fold: dict[bytes, int] = {}
         self._capture = ""
         self._pending: list[tuple[Endpoint, Any]] = []
+        # zone-cut evidence (zonecuts.py), gathered per file as --jobs and Dask workers do,
+        # so that a report does not depend on how files were shared out
+        self.zones = zonecuts.ZoneEvidence()
+        self._zone_state: dict[str, Any] | None = None
         self._fresh_state()
         self.end_position: int | None = None
 
@@ -133,6 +147,8 @@ class Scanner:
                 info.packets += 1
             done_bytes += reader.raw_position()
             self._fresh_state()
+            self._zone_state = zonecuts.merge([self._zone_state, self.zones.state()])
+            self.zones = zonecuts.ZoneEvidence()
 
     @property
     def packets(self) -> int:
@@ -216,6 +232,10 @@ class Scanner:
         self._flush_pending()
         if clean is not None:
             self._clean_rows(chunk, cls, *clean)  # type: ignore[arg-type]
+        if cls is not None and not self._warming and not self.all_responses:
+            # after this chunk's EDEs, so that their names are watched already
+            plain = np.flatnonzero(cat == fastpath.RESPONSE)
+            self.zones.scan(chunk.arr, cls.payload[plain], cls.payload_len[plain])
         if self._pending_rows() >= self.compact_rows and not self._warming:
             self._compact()
         if len(self.seconds) > MAX_RESPONSE_BUCKETS and not self._warming:
@@ -391,6 +411,9 @@ class Scanner:
         flags = m[:, 2][owner]
         names = np.array(qnames, dtype=object)[with_ede]  # one object per distinct name
         encaps = self._encap_texts(chunk, cls, pk)
+        failed = np.isin(np.asarray(codes, np.int64), zonecuts.dnssec_codes())
+        if failed.any():
+            self.zones.failed(set(names[owner[failed]].tolist()))
         piece: dict[str, Any] = {
             "capture": [self._capture] * rows,
             "frame_number": (chunk.first_frame + pk)[owner],
@@ -482,6 +505,8 @@ class Scanner:
         if not (candidate or self.all_responses or may_hold_ede(msg)):
             self.dns_responses += 1
             self.seconds[ep.ts // (1_000_000_000 * self._second_step) * self._second_step] += 1
+            if not self._warming:
+                self.zones.scan_message(msg)
             return "dns-response"
         try:
             resp = parse_response(msg)
@@ -535,6 +560,8 @@ class Scanner:
                 rows.append(head + (",".join(str(e.info_code) for e in r.edes),
                                     r.report_channel))
             else:
+                if r.qname and any(e.info_code in zonecuts.DNSSEC_CODES for e in r.edes):
+                    self.zones.failed((r.qname,))
                 for index, ede in enumerate(r.edes):
                     text = ede.extra_text
                     text = strings.get(text) or strings.setdefault(text, text)
@@ -556,7 +583,8 @@ class Scanner:
                        self.dns_queries, self.dns_responses, self.responses_with_ede,
                        self.ede_options, dict(self.seconds), self.all_responses,
                        None, self.end_position, self.report_rows, frames,
-                       dict(self.tunnels), dict(self.unopened))
+                       dict(self.tunnels), dict(self.unopened),
+                       zonecuts.merge([self._zone_state, self.zones.state()]))
 
     def result(self) -> ScanResult:
         """Return what the scan found, with the frame built (once: see ``partial``)."""
@@ -583,6 +611,7 @@ class Partial:
     frames: list[Any] = field(default_factory=list)  # rows already built into frames
     tunnels: dict[str, int] = field(default_factory=dict)   # packets opened per tunnel kind
     unopened: dict[str, int] = field(default_factory=dict)  # what unopened packets look like
+    zones: dict[str, Any] | None = None  # zonecuts.ZoneEvidence.state()
 
 
 def combine(partials: Sequence[Partial]) -> ScanResult:
@@ -631,6 +660,7 @@ def combine(partials: Sequence[Partial]) -> ScanResult:
         first_ts_ns=min(firsts) if firsts else None, last_ts_ns=max(lasts) if lasts else None,
         error_reports=frame.build_error_reports(report_rows),
         tunnels=opened.as_dict(), unopened=unopened.as_dict(),
+        zone_evidence=zonecuts.merge(p.zones for p in partials),
     )
 
 
@@ -685,7 +715,8 @@ def join_parts(parts: Sequence[Partial]) -> Partial | None:
                    sum(p.dns_queries for p in parts), sum(p.dns_responses for p in parts),
                    sum(p.responses_with_ede for p in parts), sum(p.ede_options for p in parts),
                    dict(seconds), first.all_responses, report_rows=report_rows, frames=frames,
-                   tunnels=dict(opened), unopened=dict(unopened))
+                   tunnels=dict(opened), unopened=dict(unopened),
+                   zones=zonecuts.merge(p.zones for p in parts))
 
 
 def _absorb(info: CaptureInfo, part: CaptureInfo) -> None:

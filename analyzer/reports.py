@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from analyzer import zonecuts
 from analyzer.errors import EdePcapError
 
 if TYPE_CHECKING:
@@ -53,13 +54,6 @@ INCIDENT_MIN_COUNT = 5     # ... and hold at least this many EDE options
 INCIDENT_MAX_GAP = 1       # runs separated by at most this many quiet buckets merge
 WARM_RATIO = 1.5           # an incident lasts while buckets exceed WARM_RATIO x baseline ...
 WARM_MAD = 2.0             # ... and baseline + WARM_MAD x (1.4826 x MAD)
-
-# Second-level labels under which a 2-letter ccTLD delegates registrations
-# (``example.co.uk``, ``example.com.au``): the zone of a name under them has 3 labels.
-SECOND_LEVEL = frozenset({
-    "ac", "co", "com", "edu", "gov", "net", "org", "or", "ne", "go", "gob", "gouv", "mil",
-    "nic", "ltd", "plc", "sch", "nom", "int",
-})
 
 # Clock-skew hints: see docs/report-schema.md, "Hints".
 SKEW_FIELDS = {7: "expiration", 8: "inception", 25: None}  # codes -> the time they judge
@@ -96,7 +90,7 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
     from analyzer import filters as filtering
 
     df = filtering.apply(scan.ede, filters)
-    work = work_frame(df)
+    work = work_frame(df, zones=scan.zone_evidence)
     active = bool(filters is not None and filters.active)
     window = _window_ns(scan, work, filters)
     seconds = interval_seconds(interval) if interval is not None else choose_interval(
@@ -131,25 +125,30 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
 
 # --- the work frame ------------------------------------------------------------------------
 
-def work_frame(df: pd.DataFrame) -> pd.DataFrame:
+def work_frame(df: pd.DataFrame, zones: dict[str, Any] | None = None) -> pd.DataFrame:
     """Return the EDE rows reduced to what the reports use, with derived columns.
 
     Columns: ``code`` (int64), ``ts`` (Int64 ns since the epoch; NA when the capture's
     timestamp could not be represented), ``qname`` (lower-case,
-    categorical), ``zone`` and ``zone_source`` (``extra-text`` or ``qname``), ``key_tag``
+    categorical), ``zone``, ``zone_source`` (``extra-text`` or ``qname``) and
+    ``zone_evidence`` (``zonecuts.EVIDENCE``: what the zone was attributed from), ``key_tag``
     (Int64), ``src_ip``, ``dst_ip``, ``rcode``, ``extra_text`` and ``response`` (one
     uint64 per DNS response, shared by the EDE options it carried).
 
     Every derived value is computed once per distinct input (name, text, address) and
     spread to the rows through integer codes, and few row-length arrays are alive at once:
     this frame is built at the end of a scan, when the EDE rows are already held.
+
+    :param zones: the scan's zone-cut evidence (``ScanResult.zone_evidence``), which places
+        DNSSEC failures that EXTRA-TEXT does not name a zone for (``zonecuts.attribute``).
     """
     n = len(df)
     if n == 0:
         return pd.DataFrame({
             "code": np.array([], dtype=np.int64), "ts": pd.array([], dtype="Int64"),
             "qname": pd.Categorical([]), "zone": pd.Categorical([]),
-            "zone_source": pd.Categorical([]), "key_tag": pd.array([], dtype="Int64"),
+            "zone_source": pd.Categorical([]), "zone_evidence": pd.Categorical([]),
+            "key_tag": pd.array([], dtype="Int64"),
             "src_ip": pd.Categorical([]), "dst_ip": pd.Categorical([]),
             "rcode": pd.Categorical([]), "extra_text": pd.Categorical([]),
             "response": np.array([], dtype=np.uint64),
@@ -159,16 +158,17 @@ def work_frame(df: pd.DataFrame) -> pd.DataFrame:
     response = _response_ids(df, src_ip, qname_codes)  # early: its transients are the largest
     code = df["ede_code"].to_numpy(dtype=np.int64, na_value=-1)
     text_codes, text_uniques = _factorize(df["extra_text"])
-    zone, from_text, key_tag = _zones(qname_codes, qname_uniques, text_codes, text_uniques,
-                                      code)
+    zone, evidence, key_tag = _zones(qname_codes, qname_uniques, text_codes, text_uniques,
+                                     code, zones)
     return pd.DataFrame({
         "code": code,
         "ts": _ns(df["ts"]),
         "qname": _categorical(qname_codes, np.array([_lower_name(q) for q in qname_uniques],
                                                     dtype=object)),
         "zone": zone,
-        "zone_source": pd.Categorical.from_codes(np.where(from_text, 0, 1).astype(np.int8),
+        "zone_source": pd.Categorical.from_codes(np.where(evidence == 0, 0, 1).astype(np.int8),
                                                  categories=["extra-text", "qname"]),
+        "zone_evidence": pd.Categorical.from_codes(evidence, categories=list(EVIDENCE)),
         "key_tag": key_tag,
         "src_ip": src_ip,
         "dst_ip": _as_category(df["dst_ip"]),
@@ -215,32 +215,19 @@ def _as_category(column: pd.Series) -> pd.Categorical:
     return _categorical(codes, np.asarray(uniques, dtype=object))
 
 
-def registrable_zone(qname: str) -> str:
-    """Return the registrable-ish zone of a name: its last two labels, or three under
-    ``co``/``com``/``org``/... below a two-letter ccTLD (``www.example.co.uk`` ->
-    ``example.co.uk``). Uses no public-suffix list and never resolves anything.
-    """
-    name = qname.lower().rstrip(".")
-    head, _, tld = name.rpartition(".")
-    if not head:
-        return name or "."
-    rest, _, second = head.rpartition(".")
-    if not rest:
-        return name
-    if len(tld) == 2 and second in SECOND_LEVEL:
-        return f"{rest.rpartition('.')[2]}.{second}.{tld}"
-    return f"{second}.{tld}"
-
-
 def _zones(qname_codes: np.ndarray, qname_uniques: np.ndarray, text_codes: np.ndarray,
-           text_uniques: np.ndarray, code: np.ndarray
+           text_uniques: np.ndarray, code: np.ndarray, evidence: dict[str, Any] | None = None
            ) -> tuple[pd.Categorical, np.ndarray, pd.arrays.IntegerArray]:
-    """Return each row's zone (categorical, categories sorted), whether EXTRA-TEXT named it,
-    and the DNSKEY key tag the text named (``Int64``, NA: none).
+    """Return each row's zone (categorical, categories sorted), what it was attributed from
+    (int8 index into ``zonecuts.EVIDENCE``), and the DNSKEY key tag the text named (``Int64``,
+    NA: none).
 
-    The zone is the one EXTRA-TEXT names for the row's code when it names one, else the
-    query name's registrable zone ("" without a query name). Each distinct (text, code)
-    pair is parsed once and each distinct name cut once; rows get theirs by code.
+    The zone is the one EXTRA-TEXT names for the row's code when it names one (``text``).
+    Otherwise a DNSSEC failure's zone is inferred from the capture's evidence
+    (``zonecuts.attribute``: ``signer``, ``soa``, ``referral``, ``boundary``), and any other
+    code's zone is the query name's registrable zone (``qname``; "" without a query name).
+    Each distinct (text, code) pair is parsed once and each distinct name placed once; rows
+    get theirs by code.
     """
     from analyzer import textfacts
 
@@ -272,6 +259,21 @@ def _zones(qname_codes: np.ndarray, qname_uniques: np.ndarray, text_codes: np.nd
     row_zone = pair_zone[pair_codes]
     from_text = row_zone >= 0
     np.copyto(row_zone, fallback[qname_codes], where=~from_text)  # code -1: the "" entry
+    row_evidence = np.where(from_text, 0, _QNAME).astype(np.int8)
+    # DNSSEC failures the texts left without a zone: placed from the capture's evidence
+    failing = ~from_text & np.isin(code, zonecuts.dnssec_codes()) & (qname_codes >= 0)
+    if failing.any():
+        distinct = np.unique(qname_codes[failing])
+        placed = zonecuts.attribute([_lower_name(qname_uniques[i]) for i in distinct.tolist()],
+                                    evidence)
+        inferred_zone = np.full(len(qname_uniques), -1, np.int64)
+        inferred_label = np.full(len(qname_uniques), _QNAME, np.int8)
+        for i in distinct.tolist():
+            zone, label = placed[_lower_name(qname_uniques[i])]
+            inferred_zone[i] = names.setdefault(zone, len(names))
+            inferred_label[i] = EVIDENCE.index(label)
+        row_zone[failing] = inferred_zone[qname_codes[failing]]
+        row_evidence[failing] = inferred_label[qname_codes[failing]]
     categories = np.array(list(names), dtype=object)
     order = np.argsort(categories, kind="stable")
     rank = np.empty(len(order), dtype=np.int32)
@@ -283,7 +285,12 @@ def _zones(qname_codes: np.ndarray, qname_uniques: np.ndarray, text_codes: np.nd
     tags = pair_tag[pair_codes]
     missing = tags < 0
     tags[missing] = 0
-    return zone, from_text, pd.arrays.IntegerArray(tags, missing)
+    return zone, row_evidence, pd.arrays.IntegerArray(tags, missing)
+
+
+registrable_zone = zonecuts.registrable_zone
+EVIDENCE = zonecuts.EVIDENCE
+_QNAME = EVIDENCE.index("qname")
 
 
 # --- sections ------------------------------------------------------------------------------
@@ -444,13 +451,15 @@ def affected_zones(work: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]]
     """
     if work.empty:
         return []
-    flagged = work.assign(from_text=(work["zone_source"] == "extra-text").astype(np.int64))
+    flagged = work.assign(from_text=(work["zone_source"] == "extra-text").astype(np.int64),
+                          evidence=np.asarray(work["zone_evidence"].array.codes, np.int64))
     g = flagged.groupby(["code", "zone"], sort=False, observed=True)
     table = pd.DataFrame({
         "count": g.size(),
         "responses": g["response"].nunique(),
         "domains": g["qname"].nunique(),
         "from_text": g["from_text"].sum(),
+        "evidence": g["evidence"].min(),  # the strongest evidence any of its rows had
         "first": g["ts"].min(),
         "last": g["ts"].max(),
     }).reset_index()
@@ -465,6 +474,7 @@ def affected_zones(work: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]]
         out.append({
             "code": int(r.code), "zone": str(r.zone),
             "source": "extra-text" if r.from_text else "qname",
+            "evidence": EVIDENCE[int(r.evidence)],
             "count": int(r.count), "responses": int(r.responses), "domains": int(r.domains),
             "key_tags": tags.get(key, []),
             "examples": [q for q, _ in examples.get(key, [])],

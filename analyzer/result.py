@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas is imported where frames are built, not to describe them
     import pandas as pd
@@ -46,6 +46,9 @@ class ScanResult:
     error_reports: pd.DataFrame | None = None  # RFC 9567 report queries (frame.REPORT_FIELDS)
     tunnels: dict[str, int] = field(default_factory=dict)   # packets opened per tunnel kind
     unopened: dict[str, int] = field(default_factory=dict)  # "GRE protocol 0x1234" -> packets
+    # zone-cut evidence (zonecuts.ZoneEvidence.state(), merged): validating responses per
+    # watched suffix and zone cuts by name, for the reports' zone attribution
+    zone_evidence: dict[str, Any] | None = None
 
     @property
     def failed(self) -> list[CaptureInfo]:

@@ -282,6 +282,33 @@ def zones_for(report: dict[str, Any], code: int, limit: int = 3) -> list[dict[st
     return [z for z in report.get("zones", []) if z["code"] == code][:limit]
 
 
+# What each zone-attribution evidence label means, in a few words (docs/report-schema.md).
+EVIDENCE_NOTES = {
+    "text": "named in EXTRA-TEXT",
+    "signer": "RRSIG signer",
+    "soa": "SOA owner",
+    "referral": "referral, DS or DNSKEY owner",
+    "boundary": "failure boundary: validating names lie outside it",
+    "qname": "",
+}
+EVIDENCE_LEGEND = ("From: text = the EXTRA-TEXT names the zone; signer, soa, referral = RRSIG "
+                   "signers, SOA owners, referrals/DS/DNSKEY in the capture place the zone "
+                   "cut; boundary = the failing names lie under it and the validating ones "
+                   "do not; qname = the query name's registrable zone (no evidence)")
+
+
+def zone_evidence(zone: dict[str, Any]) -> str:
+    """Return a zone entry's evidence label (reports before issue 14 had only ``source``)."""
+    return str(zone.get("evidence") or ("text" if zone.get("source") == "extra-text"
+                                        else "qname"))
+
+
+def zone_note(zone: dict[str, Any]) -> str:
+    """Return `` (why)`` after a zone's name, or "" when it is only the query name's zone."""
+    note = EVIDENCE_NOTES.get(zone_evidence(zone), "")
+    return f" ({note})" if note else ""
+
+
 def domains_for(report: dict[str, Any], code: int, limit: int = 3) -> list[dict[str, Any]]:
     """Return the first ``limit`` affected query names of ``code``."""
     return [d for d in report.get("domains", []) if d["code"] == code][:limit]

@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
+from analyzer.render import zone_evidence
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -80,7 +82,8 @@ def report_rows(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
                "count": d["count"], "responses": d["responses"],
                "first_seen": d["first_seen"], "last_seen": d["last_seen"]}
     for z in report["zones"]:
-        yield {"section": "zones", "code": z["code"], "zone": z["zone"], "value": z["source"],
+        yield {"section": "zones", "code": z["code"], "zone": z["zone"],
+               "value": zone_evidence(z),
                "count": z["count"], "responses": z["responses"], "domains": z["domains"],
                "first_seen": z["first_seen"], "last_seen": z["last_seen"],
                "key": _join(z["key_tags"]), "detail": _join(z["examples"])}

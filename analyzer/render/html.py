@@ -27,6 +27,8 @@ from analyzer.render import (
     truncated_note,
     tunnels_line,
     unopened_line,
+    zone_evidence,
+    zone_note,
     zones_for,
 )
 from analyzer.render.svg import esc
@@ -99,7 +101,7 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
         body.append(_table(
             ["Code", "Zone", "From", "EDEs", "Domains", "Key tags", "Examples", "First seen",
              "Last seen"],
-            [[z["code"], _mono(z["zone"]), "text" if z["source"] == "extra-text" else "qname",
+            [[z["code"], _mono(z["zone"]), zone_evidence(z),
               fmt_count(z["count"]), fmt_count(z["domains"]),
               ", ".join(map(str, z["key_tags"])),
               _mono_list(z["examples"]), fmt_time(z["first_seen"], date=dated),
@@ -279,9 +281,7 @@ def _actions(report: dict[str, Any], dated: bool) -> str:
         zones = zones_for(report, c["code"])
         if zones:
             lines.append("Zones: " + ", ".join(
-                f"<code>{esc(z['zone'])}</code>"
-                + (" (named in EXTRA-TEXT)" if z["source"] == "extra-text" else "")
-                for z in zones))
+                f"<code>{esc(z['zone'])}</code>{esc(zone_note(z))}" for z in zones))
         domains = domains_for(report, c["code"])
         if domains:
             lines.append("Names: " + _mono_list([d["qname"] for d in domains]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import IO, Any
 
 from analyzer.render import (
+    EVIDENCE_LEGEND,
     code_label,
     domains_for,
     fmt_count,
@@ -25,6 +26,8 @@ from analyzer.render import (
     truncated_note,
     tunnels_line,
     unopened_line,
+    zone_evidence,
+    zone_note,
     zones_for,
 )
 
@@ -128,9 +131,7 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
             zones = zones_for(report, c["code"])
             if zones:
                 lines.append("   - Zones: " + ", ".join(
-                    md(z['zone'])
-                    + (" (named in EXTRA-TEXT)" if z["source"] == "extra-text" else "")
-                    for z in zones))
+                    md(z['zone']) + zone_note(z) for z in zones))
             domains = domains_for(report, c["code"])
             if domains:
                 lines.append("   - Names: " + ", ".join(
@@ -144,11 +145,10 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
         lines.append("")
     if report["zones"]:
         lines += ["## Affected zones", "",
-                  "*From*: `text` when the EXTRA-TEXT names the zone (the broken zone is "
-                  "often a parent of the query name), `qname` for the query name's zone.", ""]
+                  f"*{EVIDENCE_LEGEND}.*", ""]
         lines += _table(
             ["Code", "Zone", "From", "EDEs", "Domains", "Key tags", "First seen", "Last seen"],
-            [[str(z["code"]), md(z["zone"]), "text" if z["source"] == "extra-text" else "qname",
+            [[str(z["code"]), md(z["zone"]), zone_evidence(z),
               fmt_count(z["count"]), fmt_count(z["domains"]),
               ", ".join(map(str, z["key_tags"])),
               fmt_time(z["first_seen"], date=dated), fmt_time(z["last_seen"], date=dated)]

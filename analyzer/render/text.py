@@ -21,6 +21,7 @@ import rich.table
 import rich.text
 
 from analyzer.render import (
+    EVIDENCE_LEGEND,
     code_label,
     domains_for,
     fmt_count,
@@ -37,6 +38,8 @@ from analyzer.render import (
     truncated_note,
     tunnels_line,
     unopened_line,
+    zone_evidence,
+    zone_note,
     zones_for,
 )
 
@@ -284,8 +287,7 @@ def _actions(console: rich.console.Console, report: dict[str, Any], ctx: _Contex
         facts = []
         zones = zones_for(report, c["code"])
         if zones:
-            named = [z["zone"] + (" (named in EXTRA-TEXT)" if z["source"] == "extra-text"
-                                  else "") for z in zones]
+            named = [z["zone"] + zone_note(z) for z in zones]
             facts.append("Zones: " + ", ".join(named))
         domains = domains_for(report, c["code"])
         if domains and not (len(domains) == 1 and zones and domains[0]["qname"] ==
@@ -311,8 +313,7 @@ def _zones(console: rich.console.Console, report: dict[str, Any], ctx: _Context)
         return
     console.print()
     table = _table("Affected zones",
-                   "From: text = the EXTRA-TEXT names the zone (the broken zone, often a "
-                   "parent of the query name); qname = the query name's zone")
+                   EVIDENCE_LEGEND)
     table.add_column("Code", justify="right", no_wrap=True)
     table.add_column("Zone", overflow="fold", min_width=16)
     table.add_column("From", no_wrap=True)
@@ -323,8 +324,8 @@ def _zones(console: rich.console.Console, report: dict[str, Any], ctx: _Context)
     for z in report["zones"]:
         zone = z["zone"] + (f" (key {', '.join(map(str, z['key_tags']))})"
                             if z["key_tags"] else "")
-        table.add_row(str(z["code"]), _s(zone), "text" if z["source"] == "extra-text"
-                      else "qname", fmt_count(z["count"]), fmt_count(z["domains"]),
+        table.add_row(str(z["code"]), _s(zone), zone_evidence(z),
+                      fmt_count(z["count"]), fmt_count(z["domains"]),
                       ctx.time(z["first_seen"]), ctx.time(z["last_seen"]))
     console.print(table)
 
