@@ -236,6 +236,7 @@ class Scanner:
             # after this chunk's EDEs, so that their names are watched already
             plain = np.flatnonzero(cat == fastpath.RESPONSE)
             self.zones.scan(chunk.arr, cls.payload[plain], cls.payload_len[plain])
+        self.zones.flush()  # the per-packet path's responses, one kernel call
         if self._pending_rows() >= self.compact_rows and not self._warming:
             self._compact()
         if len(self.seconds) > MAX_RESPONSE_BUCKETS and not self._warming:
@@ -548,6 +549,8 @@ class Scanner:
         strings = self._strings  # one object per distinct name and text, not one per row
         if len(strings) > 200_000:
             strings.clear()
+        failed: set[str] = set()  # names that failed DNSSEC validation
+        dnssec = zonecuts.DNSSEC_CODES
         for (ep, r), query_ts in zip(pending, asked, strict=True):
             src = ip_text.get(ep.src) or ip_text.setdefault(ep.src, _ip(ep.src))
             dst = ip_text.get(ep.dst) or ip_text.setdefault(ep.dst, _ip(ep.dst))
@@ -560,13 +563,15 @@ class Scanner:
                 rows.append(head + (",".join(str(e.info_code) for e in r.edes),
                                     r.report_channel))
             else:
-                if r.qname and any(e.info_code in zonecuts.DNSSEC_CODES for e in r.edes):
-                    self.zones.failed((r.qname,))
+                if r.qname and any(e.info_code in dnssec for e in r.edes):
+                    failed.add(r.qname)
                 for index, ede in enumerate(r.edes):
                     text = ede.extra_text
                     text = strings.get(text) or strings.setdefault(text, text)
                     rows.append(head + (index, ede.info_code, text, ede.utf8_valid,
                                         r.report_channel))
+        if failed:
+            self.zones.failed(failed)
 
     # -- results ---------------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ _BITS = ((SIGNER, "signer"), (SOA, "soa"), (REFERRAL, "referral"))
 WATCH_MAX = 1 << 16        # watched suffixes at most; more failing names are not watched
 CUTS_MAX = 1 << 16         # zone cuts kept at most
 DECODE_PER_CHUNK = 256     # flagged responses decoded per chunk at most
+HELD_MAX = 4096            # per-packet responses held for one kernel call at most
 SEEN_SLOTS = 1 << 18       # names flagged already: forgotten once 3/4 of this is used
 
 # Second-level labels under which a 2-letter ccTLD delegates registrations
@@ -388,11 +389,19 @@ class ZoneEvidence:
         self.cuts_dropped = 0
         self.seen = np.zeros(SEEN_SLOTS, np.uint64)  # names flagged already (the kernel's)
         self._flagged = 0
+        self._held: list[bytes] = []
+        self._failed: set[str] = set()
         self.decoded = 0
 
     def failed(self, qnames: Iterable[str]) -> None:
         """Watch the suffixes of names that failed DNSSEC validation."""
+        known = self._failed
+        if len(known) > SEEN_SLOTS:  # names repeat: remember them, within bounds
+            known.clear()
         for q in qnames:
+            if q in known:
+                continue
+            known.add(q)
             if q and plain_name(q):
                 for s in suffixes(q):
                     self.watch.watch(s)
@@ -410,12 +419,21 @@ class ZoneEvidence:
             self.observe(arr[start:start + int(payload_len[index])].tobytes())
 
     def scan_message(self, msg: bytes) -> None:
-        """Count and read the evidence in one response (the per-packet path: TCP, fragments,
-        unusual packets), as ``scan`` does for a chunk's plain ones."""
-        self._room(1)
-        if _scan_one(msg, self.watch.table, self.watch.good, self.seen) is not None:
-            self._flagged += 1
-            self.observe(msg)
+        """Hold one response from the per-packet path (TCP, fragments, unusual packets) for
+        ``flush``, which reads them as ``scan`` reads a chunk's plain ones, all at once."""
+        self._held.append(msg)
+        if len(self._held) >= HELD_MAX:
+            self.flush()
+
+    def flush(self) -> None:
+        """Read the responses ``scan_message`` held."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        lengths = np.fromiter((len(m) for m in held), np.int64, len(held))
+        starts = np.zeros(len(held), np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        self.scan(np.frombuffer(b"".join(held), np.uint8), starts, lengths)
 
     def _room(self, coming: int) -> None:
         """Forget the names flagged so far before ``seen`` could fill past three quarters."""
@@ -439,6 +457,7 @@ class ZoneEvidence:
 
     def state(self) -> dict[str, Any]:
         """Return the tables as plain data: picklable, and merged with ``merge``."""
+        self.flush()
         return {"good": self.watch.counts(), "cuts": dict(self.cuts),
                 "dropped": self.watch.dropped + self.cuts_dropped}
 
