@@ -148,7 +148,7 @@ def work_frame(df: pd.DataFrame, zones: dict[str, Any] | None = None) -> pd.Data
             "code": np.array([], dtype=np.int64), "ts": pd.array([], dtype="Int64"),
             "qname": pd.Categorical([]), "zone": pd.Categorical([]),
             "zone_source": pd.Categorical([]), "zone_evidence": pd.Categorical([]),
-            "key_tag": pd.array([], dtype="Int64"),
+            "key_tag": pd.array([], dtype="Int64"), "rd": np.array([], dtype=bool),
             "src_ip": pd.Categorical([]), "dst_ip": pd.Categorical([]),
             "rcode": pd.Categorical([]), "extra_text": pd.Categorical([]),
             "response": np.array([], dtype=np.uint64),
@@ -170,6 +170,8 @@ def work_frame(df: pd.DataFrame, zones: dict[str, Any] | None = None) -> pd.Data
                                                  categories=["extra-text", "qname"]),
         "zone_evidence": pd.Categorical.from_codes(evidence, categories=list(EVIDENCE)),
         "key_tag": key_tag,
+        # RD is copied from the query (RFC 1035 §4.1.1): whether the client asked to recurse
+        "rd": df["rd"].to_numpy(dtype=bool, na_value=False) if "rd" in df else np.zeros(n, bool),
         "src_ip": src_ip,
         "dst_ip": _as_category(df["dst_ip"]),
         "rcode": _as_category(df["rcode"]),
@@ -400,6 +402,7 @@ def code_counts(work: pd.DataFrame, *, dns_responses: int = 0, top: int = 3
     table = table.reset_index().sort_values(["count", "code"], ascending=[False, True])
     rcodes = _nested_counts(work, "code", "rcode")
     texts = _nested_counts(work, "code", "extra_text", limit=top)
+    clients = refused_clients(work)
     out = []
     for row in table.itertuples(index=False):
         info = catalogue.describe(int(row.code))
@@ -417,10 +420,68 @@ def code_counts(work: pd.DataFrame, *, dns_responses: int = 0, top: int = 3
             "first_seen": iso(row.first),
             "last_seen": iso(row.last),
             "extra_texts": [{"text": t, "count": c} for t, c in texts.get(row.code, []) if t],
+            "top_clients": clients if int(row.code) == PROHIBITED else [],
+            "traffic_advice": traffic_advice(work, int(row.code), int(row.count), clients),
             "meaning": info.meaning,
             "next_step": info.next_step,
             "status": info.status,
         })
+    return out
+
+
+NOT_AUTHORITATIVE, PROHIBITED = 20, 18
+TOP_CLIENT_RESOLVERS, TOP_CLIENTS = 3, 3  # code 18: resolvers, and clients per resolver
+ONE_CLIENT_SHARE = 0.5  # one client this much of a resolver's code-18 EDEs is called out
+
+
+def refused_clients(work: pd.DataFrame) -> list[dict[str, Any]]:
+    """Return, for code 18 (Prohibited), the clients refused most per resolver: up to
+    TOP_CLIENT_RESOLVERS resolvers by EDEs, each with ``count`` and its TOP_CLIENTS clients
+    (``client``, ``count``). Prohibited is usually an ACL refusing a client, so the client
+    is the lead."""
+    rows = work.loc[work["code"].to_numpy() == PROHIBITED, ["src_ip", "dst_ip"]]
+    if rows.empty:
+        return []
+    per_client = _nested_counts(rows, "src_ip", "dst_ip")
+    ranked = sorted(per_client.items(), key=lambda kv: (-sum(n for _, n in kv[1]), kv[0]))
+    return [{"resolver": str(resolver), "count": sum(n for _, n in pairs),
+             "clients": [{"client": str(c), "count": n} for c, n in pairs[:TOP_CLIENTS]]}
+            for resolver, pairs in ranked[:TOP_CLIENT_RESOLVERS]]
+
+
+def traffic_advice(work: pd.DataFrame, code: int, count: int,
+                   clients: list[dict[str, Any]]) -> list[str]:
+    """Return what the traffic says about a code beyond its catalogue entry, as sentences.
+
+    Code 20 (Not Authoritative) for queries sent with RD=0: the client did not ask for
+    recursion, so the server answered as an authority for a zone it does not serve; a
+    recursion ACL or a lame delegation is not the story. Code 18 (Prohibited): the clients
+    refused, and whether one client carries most of it.
+    """
+    out: list[str] = []
+    if code == NOT_AUTHORITATIVE:
+        rows = work["code"].to_numpy() == code
+        no_rd = int((rows & ~work["rd"].to_numpy()).sum())
+        if no_rd:
+            share = "All" if no_rd == count else f"{no_rd} of {count}"
+            out.append(f"{share} were answers to queries sent with RD=0: the client did not "
+                       "ask for recursion, so the server answered as if it were an "
+                       "authority. Look at the client (a stub, forwarder or probe pointed at "
+                       "this server without recursion), not at a recursion ACL or a lame "
+                       "delegation.")
+    if code == PROHIBITED:
+        for entry in clients:
+            top = entry["clients"][0]
+            if top["count"] >= ONE_CLIENT_SHARE * entry["count"]:
+                share = ("All" if top["count"] == entry["count"]
+                         else f"{top['count']} of the") + f" {entry['count']}"
+                out.append(f"{share} at {entry['resolver']} went to one client, "
+                           f"{top['client']}: check whether the "
+                           "resolver's ACL should allow it, or why it queries a resolver "
+                           "that refuses it.")
+            else:
+                named = ", ".join(f"{c['client']} ({c['count']})" for c in entry["clients"])
+                out.append(f"{entry['resolver']} refused {entry['count']}: most to {named}.")
     return out
 
 

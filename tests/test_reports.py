@@ -508,3 +508,50 @@ def test_iso() -> None:
     assert reports.iso(T0 + 250_000_000) == "2024-05-01T12:00:00.250000Z"
     assert reports.parse_iso_ns("2024-05-01T12:00:00.250000Z") == T0 + 250_000_000
     assert not math.isnan(reports.parse_iso_ns("2024-05-01T12:00:00Z"))
+
+
+# --- advice that reads the traffic (issue 14) --------------------------------------------------
+
+def _refusals(code: int, flags: int, clients: list[str]) -> bytes:
+    from scapy.layers.inet import IP, UDP
+    from scapy.packet import Raw
+
+    from tests.captures import frame, pcap, records, response
+
+    frames = [frame(IP(src="198.51.100.53", dst=client) / UDP(sport=53, dport=40000)
+                    / Raw(response(f"n{i}.example.net", dns_id=i, rcode=5, flags=flags,
+                                   edes=((code, ""),))))
+              for i, client in enumerate(clients)]
+    return pcap(records(frames))
+
+
+def test_code_20_for_queries_without_rd_says_the_client_did_not_ask_to_recurse() -> None:
+    from tests.captures import QR, RA, RD, scan_bytes
+
+    no_rd = reports.build_report(scan_bytes(_refusals(20, QR | RA, ["192.0.2.1"] * 8)))
+    (entry,) = no_rd["codes"]
+    assert entry["traffic_advice"] and entry["traffic_advice"][0].startswith(
+        "All were answers to queries sent with RD=0")
+    mixed = reports.build_report(scan_bytes(_refusals(20, QR | RA, ["192.0.2.1"] * 3),
+                                            _refusals(20, QR | RD | RA, ["192.0.2.1"] * 5)))
+    assert mixed["codes"][0]["traffic_advice"][0].startswith(
+        "3 of 8 were answers to queries sent with RD=0")
+    with_rd = reports.build_report(scan_bytes(_refusals(20, QR | RD | RA, ["192.0.2.1"] * 8)))
+    assert with_rd["codes"][0]["traffic_advice"] == []
+
+
+def test_code_18_names_the_refused_clients_per_resolver() -> None:
+    from tests.captures import QR, RA, RD, scan_bytes
+
+    clients = ["192.0.2.77"] * 40 + ["192.0.2.5", "192.0.2.6", "192.0.2.7"] * 2
+    report = reports.build_report(scan_bytes(_refusals(18, QR | RD | RA, clients)))
+    (entry,) = report["codes"]
+    assert entry["top_clients"] == [{"resolver": "198.51.100.53", "count": 46, "clients": [
+        {"client": "192.0.2.77", "count": 40}, {"client": "192.0.2.5", "count": 2},
+        {"client": "192.0.2.6", "count": 2}]}]
+    assert entry["traffic_advice"] == [
+        "40 of the 46 at 198.51.100.53 went to one client, 192.0.2.77: check whether the "
+        "resolver's ACL should allow it, or why it queries a resolver that refuses it."]
+    spread = reports.build_report(scan_bytes(_refusals(18, QR | RD | RA, clients[40:])))
+    assert spread["codes"][0]["traffic_advice"] == [
+        "198.51.100.53 refused 6: most to 192.0.2.5 (2), 192.0.2.6 (2), 192.0.2.7 (2)."]

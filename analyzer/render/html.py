@@ -290,6 +290,7 @@ def _actions(report: dict[str, Any], dated: bool) -> str:
             lines.append("Resolvers: " + _mono_list(servers[:3]))
         if c["extra_texts"]:
             lines.append("EXTRA-TEXT: " + _mono(c["extra_texts"][0]["text"]))
+        lines += [f"Traffic: {esc(a)}" for a in c.get("traffic_advice", [])]
         lines.append(f"<em>{_code_spans(c['next_step'])}</em>")
         items.append("<li>" + "".join(f"<p>{line}</p>" for line in lines) + "</li>")
     return '<h2>What to do</h2>\n<ol class="actions">' + "".join(items) + "</ol>"

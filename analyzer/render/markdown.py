@@ -141,6 +141,7 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
                 lines.append("   - Resolvers: " + ", ".join(md(r) for r in servers[:3]))
             if c["extra_texts"]:
                 lines.append(f"   - EXTRA-TEXT: {md(c['extra_texts'][0]['text'])}")
+            lines += [f"   - Traffic: {md(a)}" for a in c.get("traffic_advice", [])]
             lines.append(f"   - Next step: {c['next_step']}")
         lines.append("")
     if report["zones"]:

@@ -298,6 +298,7 @@ def _actions(console: rich.console.Console, report: dict[str, Any], ctx: _Contex
             facts.append("Resolvers: " + ", ".join(servers[:3]))
         if c["extra_texts"]:
             facts.append(f"EXTRA-TEXT: \"{c['extra_texts'][0]['text']}\"")
+        facts += c.get("traffic_advice", [])
         for fact in facts:
             console.print(_indent(_s(fact)))
         console.print(_indent(f"[italic]{_s(c['next_step'])}[/]"))
