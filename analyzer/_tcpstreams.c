@@ -77,7 +77,7 @@ static void list_append(TcpStreams *t, Stream *s) {
 
 /* The reasons counted in ``evicted``, interned once: expiry alone counts ~45k times per
  * million packets of generated traffic. */
-static PyObject *R_OVERFLOW, *R_GAPS, *R_EXPIRED, *R_EVICTED, *R_RESTARTED, *_one;
+static PyObject *R_OVERFLOW, *R_GAPS, *R_EXPIRED, *R_IDLE, *R_EVICTED, *R_RESTARTED, *_one;
 
 static int count(TcpStreams *t, PyObject *reason) {
     PyObject *was = PyObject_GetItem(t->evicted, reason);
@@ -296,8 +296,11 @@ static int touch(TcpStreams *t, Stream *s, int64_t ts) {
     while (t->oldest) {
         Stream *old = t->oldest;
         if (ts - old->last_ts <= t->idle_ns) break;
+        /* nothing held: a connection closed or reset the other way, or left open, lost
+         * nothing; a partial message or held segments were lost (reassembly.py) */
+        PyObject *reason = (old->len > 0 || old->n_ooo > 0) ? R_EXPIRED : R_IDLE;
         if (drop_stream(t, old, 1) < 0) return -1;
-        if (count(t, R_EXPIRED) < 0) return -1;
+        if (count(t, reason) < 0) return -1;
     }
     return 0;
 }
@@ -629,11 +632,12 @@ int tcpstreams_ready(void) {
     R_OVERFLOW = PyUnicode_InternFromString("tcp-buffer-overflow");
     R_GAPS = PyUnicode_InternFromString("tcp-gaps-skipped");
     R_EXPIRED = PyUnicode_InternFromString("tcp-streams-expired");
+    R_IDLE = PyUnicode_InternFromString("tcp-streams-idle");
     R_EVICTED = PyUnicode_InternFromString("tcp-streams-evicted");
     R_RESTARTED = PyUnicode_InternFromString("tcp-streams-restarted");
     _one = PyLong_FromLong(1);
     if (!S_NO_PAYLOAD || !S_RETRANSMISSION || !S_SEGMENT || !S_OUT_OF_ORDER || !S_UNSYNCED ||
-        !R_OVERFLOW || !R_GAPS || !R_EXPIRED || !R_EVICTED || !R_RESTARTED || !_one)
+        !R_OVERFLOW || !R_GAPS || !R_EXPIRED || !R_IDLE || !R_EVICTED || !R_RESTARTED || !_one)
         return -1;
     return PyType_Ready(&TcpStreamsType);
 }

@@ -187,9 +187,12 @@ class TcpReassembler:
             if ts - oldest.last_ts <= TCP_IDLE_NS:
                 break
             self._drop(oldest_key)
+            # a stream that held nothing (a connection closed or reset the other way, or
+            # left open) lost nothing; one holding a partial message or segments lost them
+            lost = bool(oldest.buf or oldest.ooo)
             if oldest.ooo:
                 self.flush_gap(oldest)
-            self._evicted["tcp-streams-expired"] += 1
+            self._evicted["tcp-streams-expired" if lost else "tcp-streams-idle"] += 1
 
     def control(self, key: tuple[object, ...], seq: int, flags: int, ts: int = 0) -> str:
         """Handle a segment without data: SYN opens a stream, FIN/RST close it."""

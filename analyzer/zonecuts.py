@@ -45,7 +45,7 @@ WATCH_MAX = 1 << 16        # watched suffixes at most; more failing names are no
 CUTS_MAX = 1 << 16         # zone cuts kept at most
 DECODE_PER_CHUNK = 256     # flagged responses decoded per chunk at most
 HELD_MAX = 4096            # per-packet responses held for one kernel call at most
-SEEN_SLOTS = 1 << 18       # names flagged already: forgotten once 3/4 of this is used
+SEEN_SLOTS = 1 << 16       # names flagged already: forgotten once 3/4 of this is used
 
 # Second-level labels under which a 2-letter ccTLD delegates registrations
 # (``example.co.uk``, ``example.com.au``): the zone of a name under them has 3 labels.

@@ -304,7 +304,7 @@ def test_large_capture_is_read_in_byte_ranges(cluster: Cluster,
     single = pipeline.scan([big])
     pd.testing.assert_frame_equal(got.ede, single.ede)
     assert got.accounting == single.accounting
-    stream_counts = ("tcp-streams-evicted", "tcp-streams-expired")
+    stream_counts = ("tcp-streams-evicted", "tcp-streams-expired", "tcp-streams-idle")
     assert {k: v for k, v in got.problems.items() if k not in stream_counts} == \
         {k: v for k, v in single.problems.items() if k not in stream_counts}
 

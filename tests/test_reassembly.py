@@ -279,3 +279,25 @@ def test_tcp_reassembler_gives_up_after_too_many_held_segments() -> None:
     # The stream resynchronises on the next framed message.
     assert tcp.feed(key, 101 + 640, 0x18, framed(body), deliver) == "dns-response"
     assert got == [body]
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["twin", "kernel"])
+def test_idle_streams_that_held_nothing_are_not_data_loss(compiled: bool) -> None:
+    # A resolver that resets a pipelined connection leaves the client's direction open
+    # with every query delivered: forgetting it loses nothing (issue 14). A stream cut
+    # inside a message did lose data.
+    from analyzer import reassembly, speedups
+
+    if compiled and speedups.kernels is None:
+        pytest.skip("C kernels not built")
+    evicted: Counter[str] = Counter()
+    tcp = reassembly.tcp_reassembler(evicted) if compiled else TcpReassembler(evicted)
+    whole = framed(query())
+    second = 10**9
+    tcp.feed(("c", "s", 4000, 53), 99, 0x02, b"", lambda m: "dns-query", ts=0)
+    tcp.feed(("c", "s", 4000, 53), 100, 0x18, whole, lambda m: "dns-query", ts=second)
+    tcp.feed(("c", "s", 4001, 53), 99, 0x02, b"", lambda m: "dns-query", ts=0)
+    tcp.feed(("c", "s", 4001, 53), 100, 0x18, whole[:7], lambda m: "dns-query", ts=second)
+    later = second + reassembly.TCP_IDLE_NS + 2 * second
+    tcp.feed(("x", "s", 4002, 53), 99, 0x02, b"", lambda m: "dns-query", ts=later)
+    assert evicted == Counter({"tcp-streams-idle": 1, "tcp-streams-expired": 1})
