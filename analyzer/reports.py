@@ -569,18 +569,106 @@ def resolvers(work: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]]:
     texts = _nested_counts(chosen, "src_ip", "extra_text", limit=FINGERPRINT_TEXTS)
     out = []
     for r in table.itertuples(index=False):
-        software, evidence = textfacts.fingerprint([t for t, _ in texts.get(r.src_ip, [])])
+        said = texts.get(r.src_ip, [])
+        software, evidence = textfacts.fingerprint([t for t, _ in said])
+        codes = by_code.get(r.src_ip, [])
+        basis, confidence, candidates, why = _software_basis(software, evidence, said, codes)
         out.append({
             "resolver": str(r.src_ip),
             "count": int(r.count), "responses": int(r.responses),
             "clients": int(r.clients), "domains": int(r.domains),
             "codes": [{"code": int(c), "name": catalogue.describe(int(c)).name, "count": n}
-                      for c, n in by_code.get(r.src_ip, [])],
+                      for c, n in codes],
             "software": software,
-            "evidence": _evidence(evidence),
+            "evidence": _evidence(evidence) or why,
+            "software_basis": basis,
+            "software_confidence": confidence,
+            "software_candidates": candidates,
+            "same_instance": [],
             "first_seen": iso(r.first), "last_seen": iso(r.last),
         })
+    _same_instances(work, out)
     return out
+
+
+SAME_INSTANCE_WINDOW_S = 10  # EDEs for one name and code this close count as the same event
+SAME_INSTANCE_MIN = 5        # shared events needed at least ...
+SAME_INSTANCE_SHARE = 0.5    # ... and this share of the smaller resolver's events
+
+
+def _software_basis(software: str | None, evidence: list[str],
+                    said: list[tuple[Any, int]], codes: list[tuple[Any, int]]
+                    ) -> tuple[str, str | None, list[str], list[str]]:
+    """Return how a resolver's software is known (``text``, ``behaviour`` or ``unknown``),
+    how sure that is, the candidates, and the evidence when the texts named none.
+
+    Without wording to go on, only one behaviour is telling: DNSSEC EDEs with no EXTRA-TEXT
+    at all. PowerDNS Recursor sends them bare, and so does Unbound below val-log-level 2,
+    while BIND names the name and type and Knot Resolver a source tag (the project's EDE
+    reference notes, section 4). That narrows it to two, with low confidence.
+    """
+    if software is not None:
+        confidence = "high" if len(evidence) >= 2 or sum(
+            n for t, n in said if t in evidence) >= 10 else "medium"
+        return "text", confidence, [software], []
+    worded = sum(n for t, n in said if isinstance(t, str) and t)
+    bare_dnssec = sum(n for c, n in codes if int(c) in zonecuts.DNSSEC_CODES)
+    if not worded and bare_dnssec:
+        return "behaviour", "low", ["powerdns", "unbound"], [
+            f"{bare_dnssec} DNSSEC EDEs and no EXTRA-TEXT at all: PowerDNS Recursor sends "
+            "them without text, and so does Unbound below val-log-level 2; BIND and Knot "
+            "Resolver would word them"]
+    reason = ("its EXTRA-TEXTs match no known wording" if worded else
+              "its EDEs carry no EXTRA-TEXT, and none are DNSSEC codes, which every "
+              "resolver may send bare")
+    return "unknown", None, [], [f"unknown: {reason}"]
+
+
+def _same_instances(work: pd.DataFrame, entries: list[dict[str, Any]]) -> None:
+    """Mark an IPv4 and an IPv6 resolver address as likely one instance when they agree on
+    software (or both are unknown) and sent the same codes for the same names within
+    SAME_INSTANCE_WINDOW_S of each other, often enough (``same_instance``)."""
+    import ipaddress
+
+    if len(entries) < 2:
+        return
+    addresses = [e["resolver"] for e in entries]
+    rows = work.loc[work["src_ip"].isin(addresses) & work["ts"].notna().to_numpy(),
+                    ["src_ip", "qname", "code", "ts"]]
+    events = pd.DataFrame({
+        "src_ip": rows["src_ip"].astype(str).to_numpy(),
+        "qname": np.asarray(rows["qname"].array.codes, np.int64),
+        "code": rows["code"].to_numpy(np.int64),
+        "bucket": rows["ts"].to_numpy(np.int64) // (SAME_INSTANCE_WINDOW_S * _NS),
+    }).drop_duplicates()
+    keyed = {a: set(zip(g["qname"].tolist(), g["code"].tolist(), g["bucket"].tolist(),
+                        strict=True)) for a, g in events.groupby("src_ip", sort=False)}
+    version = {a: ipaddress.ip_address(a).version for a in addresses
+               if _is_address(a)}
+    for i, a in enumerate(entries):
+        for b in entries[i + 1:]:
+            ra, rb = a["resolver"], b["resolver"]
+            if {version.get(ra), version.get(rb)} != {4, 6}:
+                continue
+            if a["software_candidates"] != b["software_candidates"]:
+                continue
+            ka, kb = keyed.get(ra, set()), keyed.get(rb, set())
+            shared = len(ka & kb)
+            smaller = min(len(ka), len(kb))
+            if shared >= SAME_INSTANCE_MIN and shared >= SAME_INSTANCE_SHARE * smaller:
+                for mine, other in ((a, rb), (b, ra)):
+                    mine["same_instance"].append({"resolver": other, "shared": shared,
+                                                  "of": smaller})
+
+
+def _is_address(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def timeline(work: pd.DataFrame, interval: int, *, window: tuple[int, int] | None = None,

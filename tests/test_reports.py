@@ -247,7 +247,11 @@ def test_resolvers_with_codes_and_fingerprint() -> None:
     assert first["codes"] == [{"code": 7, "name": "Signature Expired", "count": 3}]
     assert first["software"] == "unbound"
     assert first["evidence"] == [unbound]
-    assert found[1]["software"] is None and found[1]["evidence"] == []
+    assert first["software_basis"] == "text" and first["software_confidence"] == "medium"
+    # no text and no DNSSEC code: honestly unknown, and why
+    assert found[1]["software"] is None and found[1]["software_basis"] == "unknown"
+    assert found[1]["evidence"] == ["unknown: its EDEs carry no EXTRA-TEXT, and none are "
+                                    "DNSSEC codes, which every resolver may send bare"]
 
 
 # --- time series and incidents -------------------------------------------------------------
@@ -555,3 +559,42 @@ def test_code_18_names_the_refused_clients_per_resolver() -> None:
     spread = reports.build_report(scan_bytes(_refusals(18, QR | RD | RA, clients[40:])))
     assert spread["codes"][0]["traffic_advice"] == [
         "198.51.100.53 refused 6: most to 192.0.2.5 (2), 192.0.2.6 (2), 192.0.2.7 (2)."]
+
+
+# --- resolver identity (issue 14) --------------------------------------------------------------
+
+def _bare(resolver: str, names: list[str], *, start: int = 0, code: int = 9) -> list[bytes]:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.packet import Raw
+
+    from tests.captures import frame, response
+
+    ip = IPv6(src=resolver, dst="2001:db8:1::10") if ":" in resolver else IP(
+        src=resolver, dst="192.0.2.10")
+    return [frame(ip / UDP(sport=53, dport=40000) / Raw(response(
+        name, dns_id=start + i, rcode=2, edes=((code, ""),)))) for i, name in enumerate(names)]
+
+
+def test_resolvers_without_text_are_fingerprinted_from_behaviour_and_paired() -> None:
+    from tests.captures import pcap, records, scan_bytes
+
+    names = [f"h{i}.shop.example.com" for i in range(12)]
+    frames = [f for pair in zip(_bare("198.51.100.53", names), _bare("2001:db8::53", names),
+                                strict=True) for f in pair]
+    frames += _bare("2001:db8::99", [f"x{i}.other.example" for i in range(12)])
+    frames += _bare("203.0.113.9", names[:6], code=18)  # no DNSSEC code, no text
+    report = reports.build_report(scan_bytes(pcap(records(frames))))
+    by = {r["resolver"]: r for r in report["resolvers"]}
+    v4, v6, other = by["198.51.100.53"], by["2001:db8::53"], by["2001:db8::99"]
+    assert v4["software"] is None and v4["software_basis"] == "behaviour"
+    assert v4["software_confidence"] == "low"
+    assert v4["software_candidates"] == ["powerdns", "unbound"]
+    assert "no EXTRA-TEXT" in v4["evidence"][0]
+    assert v4["same_instance"] == [{"resolver": "2001:db8::53", "shared": 12, "of": 12}]
+    assert v6["same_instance"] == [{"resolver": "198.51.100.53", "shared": 12, "of": 12}]
+    assert other["same_instance"] == []  # other names: not the same instance
+    unknown = by["203.0.113.9"]
+    assert unknown["software_basis"] == "unknown" and unknown["software_confidence"] is None
+    assert unknown["evidence"][0].startswith("unknown: its EDEs carry no EXTRA-TEXT")
+    assert unknown["same_instance"] == []  # both IPv4: not a dual-stack pair

@@ -297,6 +297,24 @@ EVIDENCE_LEGEND = ("From: text = the EXTRA-TEXT names the zone; signer, soa, ref
                    "do not; qname = the query name's registrable zone (no evidence)")
 
 
+def software_label(resolver: dict[str, Any]) -> str:
+    """Return a resolver's software as the report knows it: the name, the candidates its
+    behaviour leaves with how sure that is, or ``unknown``."""
+    if resolver.get("software"):
+        return str(resolver["software"])
+    candidates = resolver.get("software_candidates") or []
+    if candidates:
+        return " or ".join(candidates) + f"? ({resolver.get('software_confidence')})"
+    return "unknown"
+
+
+def instance_note(resolver: dict[str, Any]) -> str:
+    """Return "same instance as X?" for an address likely paired with another, else ""."""
+    pairs = resolver.get("same_instance") or []
+    return ("likely the same instance as " + ", ".join(p["resolver"] for p in pairs)) \
+        if pairs else ""
+
+
 def zone_evidence(zone: dict[str, Any]) -> str:
     """Return a zone entry's evidence label (reports before issue 14 had only ``source``)."""
     return str(zone.get("evidence") or ("text" if zone.get("source") == "extra-text"

@@ -19,10 +19,12 @@ from analyzer.render import (
     fmt_duration,
     fmt_share,
     fmt_time,
+    instance_note,
     no_responses_note,
     resolvers_for,
     same_day,
     skipped_line,
+    software_label,
     svg,
     truncated_note,
     tunnels_line,
@@ -124,7 +126,8 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
             [[_mono(r["resolver"]), fmt_count(r["count"]), fmt_count(r["clients"]),
               ", ".join(f"{c['code']} {c['name']} ({fmt_count(c['count'])})"
                         for c in r["codes"]),
-              r["software"] or "", _mono_list(r["evidence"][:3])]
+              software_label(r), _mono_list(r["evidence"][:3] + (
+                  [instance_note(r)] if instance_note(r) else []))]
              for r in report["resolvers"]],
             numeric={1, 2}))
     if report.get("error_reports"):

@@ -19,10 +19,12 @@ from analyzer.render import (
     fmt_duration,
     fmt_share,
     fmt_time,
+    instance_note,
     resolvers_for,
     safe_text,
     same_day,
     skipped_line,
+    software_label,
     truncated_note,
     tunnels_line,
     unopened_line,
@@ -171,7 +173,8 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
             ["Resolver", "EDEs", "Clients", "Codes", "Software", "Evidence"],
             [[md(r["resolver"]), fmt_count(r["count"]), fmt_count(r["clients"]),
               ", ".join(f"{c['code']} ({c['count']})" for c in r["codes"]),
-              r["software"] or "", "; ".join(md(e) for e in r["evidence"][:2])]
+              md(software_label(r)), "; ".join(md(e) for e in r["evidence"][:2])
+              + (f"; {md(instance_note(r))}" if instance_note(r) else "")]
              for r in report["resolvers"]],
             right={1, 2})
         lines.append("")

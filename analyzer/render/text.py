@@ -29,12 +29,14 @@ from analyzer.render import (
     fmt_duration,
     fmt_share,
     fmt_time,
+    instance_note,
     no_responses_note,
     plural,
     resolvers_for,
     safe_text,
     same_day,
     skipped_line,
+    software_label,
     truncated_note,
     tunnels_line,
     unopened_line,
@@ -364,13 +366,18 @@ def _resolvers(console: rich.console.Console, report: dict[str, Any], ctx: _Cont
         if len(r["codes"]) > 6:
             codes += f", +{len(r['codes']) - 6} more"
         table.add_row(_s(r["resolver"]), fmt_count(r["count"]), fmt_count(r["clients"]),
-                      _s(codes), _s(r["software"] or "-"))
+                      _s(codes), _s(software_label(r)))
     console.print(table)
     evidence = [(r["resolver"], r["software"], r["evidence"][0]) for r in report["resolvers"]
                 if r["software"] and r["evidence"]]
     for resolver, software, text in evidence[:3]:
         console.print(_indent(f"[dim]{_s(resolver)} looks like {_s(software)}: "
                               f"\"{_s(text)}\"[/]"))
+    for r in report["resolvers"]:
+        if not r["software"] and r.get("software_basis") == "behaviour" and r["evidence"]:
+            console.print(_indent(f"[dim]{_s(r['resolver'])}: {_s(r['evidence'][0])}[/]"))
+        if instance_note(r):
+            console.print(_indent(f"[dim]{_s(r['resolver'])}: {_s(instance_note(r))}[/]"))
 
 
 def _error_reports(console: rich.console.Console, report: dict[str, Any], ctx: _Context
