@@ -12,12 +12,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = ["scan", "read_ede", "read_responses", "iter_ede_frames", "read_ede_dask",
-           "add_fact_columns", "ScanResult"]
+           "add_fact_columns", "report_frames", "ScanResult", "EdeCode", "EdePcapError",
+           "CaptureError", "CaptureWarning", "FilterError"]
 
 _HOMES = {
-    "scan": "analyzer.pipeline",
-    "read_ede": "analyzer.pipeline",
-    "read_responses": "analyzer.pipeline",
+    "scan": "analyzer.api",
+    "read_ede": "analyzer.api",
+    "read_responses": "analyzer.api",
+    "CaptureWarning": "analyzer.api",
+    "report_frames": "analyzer.sections",
+    "EdeCode": "analyzer.codes",
+    "EdePcapError": "analyzer.errors",
+    "CaptureError": "analyzer.errors",
+    "FilterError": "analyzer.filters",
     "iter_ede_frames": "analyzer.pipeline",
     "read_ede_dask": "analyzer.distributed",
     "add_fact_columns": "analyzer.textfacts",
@@ -25,9 +32,14 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:
+    from analyzer.api import CaptureWarning, read_ede, read_responses, scan
+    from analyzer.codes import EdeCode
     from analyzer.distributed import read_ede_dask
-    from analyzer.pipeline import iter_ede_frames, read_ede, read_responses, scan
+    from analyzer.errors import CaptureError, EdePcapError
+    from analyzer.filters import FilterError
+    from analyzer.pipeline import iter_ede_frames
     from analyzer.result import ScanResult
+    from analyzer.sections import report_frames
     from analyzer.textfacts import add_fact_columns
 
 

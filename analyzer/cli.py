@@ -12,7 +12,6 @@ and ``codes`` start fast.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import re
 import sys
@@ -57,9 +56,6 @@ SUFFIX_FORMATS = {
     ".html": OutputFormat.HTML, ".htm": OutputFormat.HTML, ".jsonl": OutputFormat.JSONL,
     ".ndjson": OutputFormat.JSONL, ".parquet": OutputFormat.PARQUET,
 }
-
-# Files taken from a directory: captures, optionally compressed.
-CAPTURE_NAME = re.compile(r"\.(pcap|pcapng|cap|dmp)(\.(gz|bz2|xz|zst|lz4))?$", re.IGNORECASE)
 
 app = typer.Typer(
     name=PROG,
@@ -415,41 +411,13 @@ def _filters(code: list[str] | None, domain: list[str] | None, resolver: list[st
         raise typer.BadParameter(str(e)) from None
 
 
-def expand(captures: list[str]) -> tuple[list[str], list[str]]:
-    """Return (capture paths, errors) for command-line arguments: files as given, ``-``,
-    directories searched recursively for capture files, glob patterns expanded."""
-    paths: list[str] = []
-    errors: list[str] = []
-    for arg in captures:
-        if arg == "-" or os.path.isfile(arg) or "://" in arg:
-            paths.append(arg)
-        elif os.path.isdir(arg):
-            found = sorted(str(p) for p in Path(arg).rglob("*")
-                           if p.is_file() and CAPTURE_NAME.search(p.name)
-                           and not any(part.startswith(".") for part in p.relative_to(arg).parts))
-            if found:
-                paths.extend(found)
-            else:
-                errors.append(f"{arg}: no capture files (*.pcap, *.pcapng, *.cap, optionally "
-                              "compressed) in this directory; pass the files themselves")
-        elif glob.has_magic(arg):
-            found = sorted(p for p in glob.glob(arg, recursive=True) if os.path.isfile(p))
-            if found:
-                paths.extend(found)
-            else:
-                errors.append(f"{arg}: no files match this pattern; check the pattern and "
-                              "quote it so the shell leaves it alone")
-        else:
-            paths.append(arg)  # the reader reports a missing or unreadable file by name
-    # the same file named twice (a directory and a glob) is read once
-    return list(dict.fromkeys(paths)), errors
-
-
 def _scan(captures: list[str], port: list[int] | None, *, quiet: bool, strict: bool,
           all_responses: bool = False, jobs: int = 1, scheduler: str | None = None,
           ) -> ScanResult:
     if captures.count("-") > 1:
         raise typer.BadParameter("stdin (-) can be read only once.", param_hint="CAPTURE")
+    from analyzer.sources import expand
+
     paths, errors = expand(captures)
     if scheduler is not None:
         if jobs > 1:

@@ -16,14 +16,17 @@ class CaptureError(EdePcapError):
     is known, and what to try next.
     """
 
-    def __init__(self, path: str, problem: str, offset: int | None = None, hint: str = ""):
+    def __init__(self, path: str, problem: str, offset: int | None = None, hint: str = "",
+                 *, message: str | None = None):
+        """``message``, when given, is the whole one-line message (as recorded in
+        ``CaptureInfo.error``); otherwise it is built from the other parts."""
         self.path = path
         self.problem = problem
         self.offset = offset
         self.hint = hint
         where = f" at byte {offset}" if offset is not None else ""
         tail = f"; {hint}" if hint else ""
-        super().__init__(f"{path}: {problem}{where}{tail}")
+        super().__init__(message or f"{path}: {problem}{where}{tail}")
 
 
 class Malformed(EdePcapError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -60,12 +61,29 @@ class Filters:
         }
 
 
-def build(*, codes: list[str] | tuple[str, ...] = (), domains: list[str] | tuple[str, ...] = (),
-          resolvers: list[str] | tuple[str, ...] = (), since: str | None = None,
-          until: str | None = None) -> Filters:
-    """Return ``Filters`` parsed from command-line strings; raise ``FilterError`` if invalid."""
-    start = parse_time(since, "--since") if since else None
-    end = parse_time(until, "--until") if until else None
+CodeLike = int | str
+TimeLike = str | int | float | datetime
+
+
+def build(*, codes: Iterable[CodeLike] = (), domains: Iterable[str] = (),
+          resolvers: Iterable[str] = (), since: TimeLike | None = None,
+          until: TimeLike | None = None) -> Filters:
+    """Return ``Filters`` from command-line strings or Python values; raise ``FilterError``
+    if one is invalid.
+
+    :param codes: INFO-CODEs as numbers (``7``, ``EdeCode.SIGNATURE_EXPIRED``) or names
+        (``"signature-expired"``).
+    :param since: ISO-8601 text, epoch seconds, or a ``datetime`` / ``pandas.Timestamp``
+        (naive means UTC); likewise ``until``.
+    """
+    if isinstance(codes, (str, int)):
+        codes = [codes]
+    if isinstance(domains, str):
+        domains = [domains]
+    if isinstance(resolvers, str):
+        resolvers = [resolvers]
+    start = parse_time(since, "--since") if since is not None and since != "" else None
+    end = parse_time(until, "--until") if until is not None and until != "" else None
     if start and end and end <= start:
         raise FilterError(f"--until {until} is not after --since {since}; swap them or widen "
                           "the window")
@@ -78,12 +96,18 @@ def build(*, codes: list[str] | tuple[str, ...] = (), domains: list[str] | tuple
     )
 
 
-def parse_code(value: str) -> int:
+def parse_code(value: CodeLike) -> int:
     """Return the INFO-CODE for ``value``: a number (0-65535) or a catalogue name.
 
     Names match ignoring case, spaces, dashes and underscores, so ``DNSSEC_BOGUS``,
     ``dnssec-bogus`` and ``"DNSSEC Bogus"`` are all 6.
     """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise FilterError(f"--code {value!r}: give an INFO-CODE as a number or a name")
+    if isinstance(value, int):  # also EdeCode, an IntEnum
+        if not 0 <= value <= 0xFFFF:
+            raise FilterError(f"--code {int(value)}: INFO-CODE is 16 bits; use 0-65535")
+        return int(value)
     text = value.strip()
     if text.isdigit():
         code = int(text)
@@ -123,8 +147,17 @@ def parse_resolver(value: str) -> IpNetwork:
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def parse_time(value: str, option: str = "--since") -> datetime:
-    """Return a UTC datetime for ISO-8601 text or epoch seconds; naive times are UTC."""
+def parse_time(value: TimeLike, option: str = "--since") -> datetime:
+    """Return a UTC datetime for ISO-8601 text, epoch seconds or a datetime; naive times
+    are UTC."""
+    if isinstance(value, datetime):  # pandas.Timestamp too
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = repr(value) if isinstance(value, float) else str(value)
+    if not isinstance(value, str):
+        raise FilterError(f"{option} {value!r}: not a time; use ISO-8601 text, epoch seconds "
+                          "or a datetime")
     text = value.strip()
     try:
         if re.fullmatch(r"\d+(\.\d+)?", text) and not _DATE_ONLY.match(text):

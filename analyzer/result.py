@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pandas is imported where frames are built, not to describe them
     import pandas as pd
 
+    from analyzer.filters import Filters
+
 
 @dataclass(slots=True)
 class CaptureInfo:
@@ -26,9 +28,14 @@ class CaptureInfo:
     truncated_at: int | None = None  # the file ends inside a record starting at this offset
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class ScanResult:
-    """Everything the reports need, from one pass over the captures."""
+    """Everything the reports need, from one pass over the captures.
+
+    ``ede`` is the EDE frame (docs/frame-schema.md), ``responses`` the response frame when
+    asked for, ``failed`` the captures that could not be read to the end, and ``report()``
+    the aggregated report (docs/report-schema.md).
+    """
 
     ede: pd.DataFrame                      # one row per EDE option (frame.EDE_COLUMNS)
     responses: pd.DataFrame | None         # one row per response, only when asked for
@@ -49,6 +56,29 @@ class ScanResult:
     # zone-cut evidence (zonecuts.ZoneEvidence.state(), merged): validating responses per
     # watched suffix and zone cuts by name, for the reports' zone attribution
     zone_evidence: dict[str, Any] | None = None
+    filters: Filters | None = None         # what analyzer.scan() kept; the report applies it
+
+    def __repr__(self) -> str:
+        n = len(self.captures)
+        codes = self.ede["ede_code"].nunique() if len(self.ede) else 0
+        failed = f", {len(self.failed)} failed" if self.failed else ""
+        rows = len(self.ede)
+        kept = " (filtered)" if self.filters is not None and self.filters.active else ""
+        return (f"<ScanResult: {n:,} capture{'' if n == 1 else 's'}{failed}, "
+                f"{self.packets:,} packets, {self.dns_responses:,} DNS responses, "
+                f"{rows:,} EDE row{'' if rows == 1 else 's'}{kept} with {codes:,} "
+                f"code{'' if codes == 1 else 's'}>")
+
+    def report(self, *, top: int = 10, interval: str | int | None = None) -> dict[str, Any]:
+        """Return the aggregated report as a JSON-ready dict (docs/report-schema.md);
+        ``analyzer.report_frames()`` turns its sections into DataFrames.
+
+        :param interval: time-series bucket width such as ``"1min"`` or seconds; chosen from
+            the time span when not given.
+        """
+        from analyzer import reports
+
+        return reports.build_report(self, top=top, interval=interval, filters=self.filters)
 
     @property
     def failed(self) -> list[CaptureInfo]:
