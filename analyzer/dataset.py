@@ -77,14 +77,17 @@ def _encode(char: str) -> str:
     return char
 
 
-def arrow_schema(dtypes: dict[str, Any]) -> Any:
-    """Return the pyarrow schema of the Parquet files for a frame schema from ``frame``
-    (without the partition columns)."""
+def arrow_schema(dtypes: dict[str, Any], *, partitions: Iterable[str] = PARTITIONS) -> Any:
+    """Return the pyarrow schema of the Parquet files for a frame schema from ``frame``,
+    without the columns named in ``partitions`` (the dataset's directory names).
+
+    Every column gets a type from its declared dtype, never Arrow's ``null``: a column
+    that is empty in one capture has the type it has in the others, so files combine."""
     import pyarrow as pa
 
     fields = []
     for name, dtype in dtypes.items():
-        if name in PARTITIONS:
+        if name in partitions:
             continue
         fields.append(pa.field(name, _arrow_type(dtype)))
     return pa.schema(fields)
@@ -110,12 +113,12 @@ def _arrow_type(dtype: Any) -> Any:
     return types[text]
 
 
-def to_table(df: pd.DataFrame) -> Any:
+def to_table(df: pd.DataFrame, *, partitions: Iterable[str] = PARTITIONS) -> Any:
     """Return ``df`` (a frame built by ``frame``) as a pyarrow Table in the dataset schema,
-    partition columns left out."""
+    the columns named in ``partitions`` left out (none for a single file)."""
     import pyarrow as pa
 
-    schema = arrow_schema({name: df[name].dtype for name in df.columns})
+    schema = arrow_schema({name: df[name].dtype for name in df.columns}, partitions=partitions)
     columns = {}
     for name in schema.names:
         column = df[name]
@@ -124,6 +127,11 @@ def to_table(df: pd.DataFrame) -> Any:
             column = column.astype(_WIDER[dtype])
         elif dtype == "datetime64[ns, UTC]":
             column = column.dt.floor("us").dt.as_unit("us")
+        elif dtype == "category" and not column.notna().any():
+            # Arrow reads an empty dictionary back as object-typed categories, which Dask
+            # will not union with the str categories of a file that has values (TypeError:
+            # dtype of categories must be the same); one unused "" keeps them str.
+            column = column.cat.set_categories(pd.Index([""], dtype="str"))
         columns[name] = column
     # from_pandas records the pandas dtypes, so Arrow readers (pandas, Dask) get nullable
     # integers, booleans and strings back rather than NumPy ones.
@@ -190,7 +198,11 @@ def read(directory: str | os.PathLike[str], *, all_responses: bool = False) -> p
         df[name] = df[name].dt.as_unit("ns")
     order = ["capture", "frame_number", "ede_codes" if all_responses else "ede_index"]
     df = df.sort_values(order, kind="stable").reset_index(drop=True)
-    return df[list(dtypes)].astype(dtypes)
+    df = df[list(dtypes)].astype(dtypes)
+    for name, dtype in dtypes.items():
+        if dtype == "category" and "" in df[name].cat.categories and not (df[name] == "").any():
+            df[name] = df[name].cat.remove_categories([""])  # the placeholder (see to_table)
+    return df
 
 
 def _partition_schema() -> Any:

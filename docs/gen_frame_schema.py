@@ -149,8 +149,12 @@ def to_markdown() -> str:
         "",
         "In files written by `ede-pcap extract`, times are ISO-8601 UTC ending in `Z`, "
         "`latency` is in seconds, and CSV cells that a spreadsheet would read as a formula "
-        "get a leading `'`; Parquet keeps the dtypes. The aggregated JSON report is described "
-        "in [report-schema.md](report-schema.md).",
+        "get a leading `'`. Parquet files (one file, or a dataset directory) have one fixed "
+        "Arrow type per column, whatever the capture holds, so the files of many captures "
+        "read as one table in pandas, pyarrow, DuckDB and Dask: categories stay "
+        "dictionary-encoded, times are microseconds, unsigned integers the signed type one "
+        "size up ([scale-out.md](scale-out.md#column-types) has the table). The aggregated "
+        "JSON report is described in [report-schema.md](report-schema.md).",
     ]
     for title, dtypes, intro in FRAMES:
         lines += [

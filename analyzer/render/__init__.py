@@ -103,7 +103,13 @@ def write_frame(df: pd.DataFrame, fmt: str, out: IO[Any]) -> None:
 
         jsonout.write_frame(df, out)
     elif fmt == "parquet":
-        df.to_parquet(out, index=False)
+        # The dataset's fixed Arrow schema (dataset.arrow_schema), capture column kept: files
+        # from different captures then read as one table in pandas, pyarrow, DuckDB and Dask.
+        import pyarrow.parquet as pq
+
+        from analyzer import dataset
+
+        pq.write_table(dataset.to_table(df, partitions=()), out)
     else:
         raise ValueError(f"unknown frame format {fmt!r}; choose one of {FRAME_FORMATS}")
 
