@@ -90,29 +90,23 @@ def version() -> str:
             return "unknown"
 
 
-def _choices(allowed: tuple[OutputFormat, ...]) -> Callable[[Any], Any]:
-    def check(value: OutputFormat | None) -> OutputFormat | None:
-        if value is not None and value not in allowed:
-            names = ", ".join(f.value for f in allowed)
-            raise typer.BadParameter(f"'{value.value}' is not one of {names}.")
-        return value
-
-    return check
-
-
-def _complete(allowed: tuple[OutputFormat, ...]) -> Callable[[str], list[str]]:
-    def complete(incomplete: str) -> list[str]:
-        return [f.value for f in allowed if f.value.startswith(incomplete)]
-
-    return complete
-
-
 def _format_option(allowed: tuple[OutputFormat, ...], default: str) -> Any:
+    """Return the --format option of a command that writes the ``allowed`` formats (its
+    type is ``_formats(allowed)``, so help, errors and completion list only those)."""
     names = "|".join(f.value for f in allowed)
     return typer.Option(
-        "--format", "-f", metavar=f"[{names}]", callback=_choices(allowed),
-        autocompletion=_complete(allowed), case_sensitive=False, show_default=False,
+        "--format", "-f", metavar=f"[{names}]", case_sensitive=False, show_default=False,
         help=f"Output format [default: {default}, or from the --output suffix].")
+
+
+def _formats(name: str, allowed: tuple[OutputFormat, ...]) -> type[StrEnum]:
+    """Return a StrEnum of the ``allowed`` formats: the type of one command's --format."""
+    return StrEnum(name, {f.name: f.value for f in allowed})  # type: ignore[return-value]
+
+
+ReportFormat = _formats("ReportFormat", REPORT_FORMATS)
+ExtractFormat = _formats("ExtractFormat", EXTRACT_FORMATS)
+CodesFormat = _formats("CodesFormat", CODES_FORMATS)
 
 
 def _checker(parser: str) -> Callable[[list[str] | None], list[str] | None]:
@@ -221,7 +215,7 @@ def main_callback(
 @app.command(short_help="Which EDE codes, how many, where, since when, and what to do.")
 def report(
     captures: Captures,
-    output_format: Annotated[OutputFormat | None, _format_option(REPORT_FORMATS, "text")] = None,
+    output_format: Annotated[ReportFormat | None, _format_option(REPORT_FORMATS, "text")] = None,
     output: Output = "-",
     code: CodeOpt = None,
     domain: DomainOpt = None,
@@ -281,7 +275,7 @@ def report(
 def extract(
     captures: Captures,
     output: Output = "-",
-    output_format: Annotated[OutputFormat | None, _format_option(EXTRACT_FORMATS, "csv")] = None,
+    output_format: Annotated[ExtractFormat | None, _format_option(EXTRACT_FORMATS, "csv")] = None,
     all_responses: Annotated[bool, typer.Option(
         "--all-responses", help="One row per DNS response (with its EDE codes) instead of one "
                                 "row per EDE option.")] = False,
@@ -337,7 +331,7 @@ def codes(
     code: Annotated[list[str] | None, typer.Argument(
         metavar="[CODE]...", callback=_check_codes, show_default=False,
         help="Describe only these codes (number or name), with meaning and next step.")] = None,
-    output_format: Annotated[OutputFormat | None, _format_option(CODES_FORMATS, "text")] = None,
+    output_format: Annotated[CodesFormat | None, _format_option(CODES_FORMATS, "text")] = None,
     output: Output = "-",
     debug: DebugOpt = False,
 ) -> None:
@@ -388,16 +382,35 @@ def main() -> None:
     os._exit(code or 0)
 
 
-def _resolve_format(given: OutputFormat | None, output: str, default: OutputFormat,
+def _resolve_format(given: StrEnum | None, output: str, default: OutputFormat,
                     allowed: tuple[OutputFormat, ...]) -> OutputFormat:
-    if given is not None:
-        return given
-    if output != "-":
-        name = output.lower()
-        for suffix, fmt in SUFFIX_FORMATS.items():
-            if name.endswith(suffix) and fmt in allowed:
-                return fmt
-    return default
+    """Return the format to write: --format, else the --output suffix, else ``default``.
+
+    A known suffix that the command cannot write, or that names another format than
+    --format, is a usage error rather than a file whose name lies about its contents.
+    """
+    chosen = OutputFormat(given.value) if given is not None else None
+    implied = suffix_format(output) if output != "-" else None
+    names = ", ".join(f.value for f in allowed)
+    if implied is not None and implied not in allowed:
+        raise typer.BadParameter(
+            f"the suffix of {output} means {implied.value}, which this command does not "
+            f"write (it writes {names}); use a suffix for one of those.",
+            param_hint="'--output'")
+    if chosen is not None and implied is not None and implied is not chosen:
+        raise typer.BadParameter(
+            f"the suffix of {output} means {implied.value} but --format is {chosen.value}; "
+            "change the suffix or drop --format.", param_hint="'--output'")
+    return chosen or implied or default
+
+
+def suffix_format(path: str) -> OutputFormat | None:
+    """Return the format an output file's suffix names (``.html``, ``.csv.``...), or None."""
+    name = path.lower()
+    for suffix, fmt in SUFFIX_FORMATS.items():
+        if name.endswith(suffix):
+            return fmt
+    return None
 
 
 def _filters(code: list[str] | None, domain: list[str] | None, resolver: list[str] | None,

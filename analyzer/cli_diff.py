@@ -18,6 +18,7 @@ from analyzer.cli import (
     OutputFormat,
     PortOpt,
     QuietOpt,
+    ReportFormat,
     ResolverOpt,
     StrictOpt,
     _check_time,
@@ -51,7 +52,7 @@ def diff(
     min_change: Annotated[int, typer.Option(
         "--min-change", metavar="N", min=1,
         help="... when the EDE counts are also at least N apart.")] = 5,
-    output_format: Annotated[OutputFormat | None, _format_option(REPORT_FORMATS, "text")] = None,
+    output_format: Annotated[ReportFormat | None, _format_option(REPORT_FORMATS, "text")] = None,
     output: Annotated[str, typer.Option(
         "--output", "-o", metavar="PATH",
         help="Write here instead of stdout (- is stdout).")] = "-",

@@ -114,7 +114,9 @@ def cli_reference() -> str:
         "reported); 1 when a capture cannot be read (after reporting the readable ones) or",
         "another error stops the run; 2 for a usage error. Reports and rows go to stdout or",
         "`--output`; progress and diagnostics go to stderr. `--format` defaults from the",
-        "`--output` suffix (`.json`, `.csv`, `.md`, `.html`, `.jsonl`, `.parquet`).",
+        "`--output` suffix (`.json`, `.csv`, `.md`, `.html`, `.jsonl`, `.parquet`); a",
+        "suffix the command does not write, or one that contradicts `--format`, is a usage",
+        "error.",
         "The report's JSON and CSV schemas are described in [report-schema.md](report-schema.md).",
     ]
     for command in COMMANDS:
@@ -469,6 +471,56 @@ def test_output_file_format_from_suffix(tmp_path: Path) -> None:
         assert check(target.read_text(encoding="utf-8")), name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["r.json", "r.html", "r.md", "r.csv", "r.txt"])  # no partial files left
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["report", "samples/incident.pcap", "-o", "{tmp}/r.parquet"],
+     "means parquet, which this command does not write (it writes text, json, csv, "
+     "markdown, html)"),
+    (["extract", "samples/incident.pcap", "-o", "{tmp}/r.html"],
+     "means html, which this command does not write (it writes csv, jsonl, parquet)"),
+    (["codes", "-o", "{tmp}/c.html"],
+     "means html, which this command does not write (it writes text, json, markdown)"),
+    (["diff", "samples/before.pcap", "samples/after.pcap", "-o", "{tmp}/d.jsonl"],
+     "means jsonl, which this command does not write"),
+    (["report", "samples/incident.pcap", "-f", "json", "-o", "{tmp}/r.html"],
+     "means html but --format is json"),
+    (["extract", "samples/incident.pcap", "-f", "csv", "-o", "{tmp}/r.parquet"],
+     "means parquet but --format is csv"),
+])
+def test_output_suffix_that_contradicts_is_a_usage_error(args: list[str], message: str,
+                                                          tmp_path: Path) -> None:
+    result = run(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.stderr.split())
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize(("command", "valid", "invalid"), [
+    (["report", "samples/incident.pcap"], "text, json, csv, markdown, html", "jsonl"),
+    (["extract", "samples/incident.pcap"], "csv, jsonl, parquet", "html"),
+    (["codes"], "text, json, markdown", "csv"),
+    (["diff", "samples/before.pcap", "samples/after.pcap"], "text, json, csv, markdown, html",
+     "parquet"),
+])
+def test_format_help_and_errors_list_only_valid_choices(command: list[str], valid: str,
+                                                        invalid: str) -> None:
+    result = run(*command, "--format", invalid)
+    assert result.exit_code == 2
+    quoted = ", ".join(f"'{v}'" for v in valid.split(", "))
+    assert f"'{invalid}' is not one of {quoted}." in " ".join(result.stderr.split())
+    names = valid.replace(", ", "|")
+    assert f"--format [{names}]" in run(command[0], "--help").stdout
+
+
+def test_format_and_suffix_that_agree(tmp_path: Path) -> None:
+    target = tmp_path / "r.PARQUET"
+    result = run("extract", "samples/incident.pcap", "-f", "Parquet", "-o", str(target))
+    assert result.exit_code == 0, result.stderr
+    assert target.read_bytes()[:4] == b"PAR1"
+    other = tmp_path / "rows.out"  # a suffix that names no format: --format decides
+    assert run("extract", "samples/incident.pcap", "-f", "jsonl", "-o", str(other)).exit_code == 0
+    assert json.loads(other.read_text().splitlines()[0])["capture"] == "samples/incident.pcap"
 
 
 def test_csv_formula_cells_are_neutralised_in_report_and_extract() -> None:
