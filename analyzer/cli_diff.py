@@ -5,7 +5,7 @@ Registered on ``analyzer.cli.app``; the options it shares with ``report`` come f
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -88,6 +88,7 @@ def diff(
             moment = filters.parse_time(split_at, "--split-at")
             result = _scan(captures, port, quiet=quiet, strict=strict, jobs=jobs)
             results.append(result)
+            _check_split(moment, result)
             label = ", ".join(captures)
             at = filters.Filters(until=moment).to_dict()["until"]
             sides = [diffs.side(result, label=f"{label} before {at}",
@@ -117,3 +118,20 @@ def diff(
             for r in results[1:]:
                 merged.captures.extend(r.captures)
             _finish(merged, {}, quiet)
+
+
+def _check_split(moment: Any, result: Any) -> None:
+    """Exit 2 when --split-at leaves one side empty: a verdict from an empty side ("gone:
+    7, 6, 3...") would only describe the split, not the captures."""
+    from analyzer import filters, reports
+
+    first, last = result.first_ts_ns, result.last_ts_ns
+    if first is None or last is None:
+        return  # no packets at all: the usual "nothing to compare" path says so
+    at = filters.to_ns(moment)
+    if first < at <= last:
+        return
+    side = "before" if at <= first else "after"
+    _fail(f"--split-at {reports.iso(at)} is {side} the capture, which runs from "
+          f"{reports.iso(first)} to {reports.iso(last)}; choose a time inside it")
+    raise typer.Exit(2)

@@ -708,6 +708,19 @@ def test_diff_usage_errors_exit_2(args: list[str]) -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(("at", "where"), [
+    ("2020-01-01", "before"), ("2024-03-12T09:00:01Z", "before"),
+    ("2024-03-12T09:29:59Z", "after"), ("2030-01-01", "after")])
+def test_diff_split_outside_the_capture_is_an_error(at: str, where: str) -> None:
+    result = run("diff", "samples/incident.pcap", "--split-at", at)
+    assert result.exit_code == 2, result.stdout
+    assert result.stdout == ""
+    assert f"is {where} the capture, which runs from 2024-03-12T09:00:01.165130Z to " \
+        "2024-03-12T09:29:58.714376Z; choose a time inside it" in result.stderr
+    inside = run("diff", "samples/incident.pcap", "--split-at", "2024-03-12T09:29:58Z")
+    assert inside.exit_code == 0
+
+
 def test_diff_with_an_unreadable_side_exits_1() -> None:
     result = run("diff", "samples/before.pcap", "samples/no-such.pcap")
     assert result.exit_code == 1
