@@ -205,6 +205,7 @@ class CaptureReader:
         self.end_position: int | None = None  # with a span: where the next part must begin
         self._frame = 1
         self._pos = 0  # offset of the next unread byte in the decompressed stream
+        self.stream_cut = False  # a compressed file ended before its end-of-stream marker
 
     def raw_position(self) -> int:
         """Return how far into the file (compressed bytes, for a compressed one) we are."""
@@ -227,13 +228,22 @@ class CaptureReader:
         while want > 0:
             try:
                 data = read(want)
+            except EOFError:
+                # gzip, bzip2, xz and lz4 raise this when the file ends before the stream's
+                # end marker: a cut-off file, read like a cut-off pcap (the records before
+                # the cut count, the cut is noted), not a damaged one.
+                self.stream_cut = True
+                break
             except _decompression_errors() as e:
-                # A decompressor that hits corrupt or cut-off input: keep what came before.
+                # A decompressor that hits corrupt input: keep what came before.
                 if parts:
                     break
-                raise CaptureError(self.name, f"decompression failed ({e})", self._pos,
-                                   "the compressed file is damaged; records before this "
-                                   "point were read") from None
+                problem = f"decompression failed ({e})"
+                raise CaptureError(
+                    self.name, problem, self._pos, message=(
+                        f"{self.name}: {problem} at byte {self._pos} of the decompressed "
+                        "data; the compressed file is damaged; records before this point "
+                        "were read")) from None
             if not data:
                 break
             parts.append(data)
@@ -245,6 +255,10 @@ class CaptureReader:
     def chunks(self) -> Iterator[Chunk]:
         """Yield the capture's records, ``chunk_bytes`` at a time."""
         head = self._read(4)
+        if len(head) < 4 and self.stream_cut:
+            raise CaptureError(self.name, f"is cut off before its first {self.info.compression} "
+                               "block ends, so nothing in it can be read",
+                               hint="the file was truncated; copy it again in full")
         if len(head) < 4:
             raise CaptureError(self.name, "is empty or too short to be a capture", 0,
                                "expected a pcap or pcapng file")
@@ -255,8 +269,13 @@ class CaptureReader:
             self.info.file_format = "pcapng"
             yield from self._pcapng_chunks(head)
         else:
-            raise CaptureError(self.name, "is not a pcap or pcapng capture", 0,
-                               "convert it with editcap or tshark -F pcap")
+            self._not_a_capture()
+        if self.stream_cut and self.truncated_at is None:
+            self._truncated(self._pos)  # cut at a record boundary: still a cut-off file
+
+    def _not_a_capture(self) -> None:
+        raise CaptureError(self.name, "is not a pcap or pcapng capture", 0,
+                           "convert it with editcap or tshark -F pcap")
 
     # -- classic pcap -------------------------------------------------------------------------
 

@@ -412,15 +412,27 @@ def test_a_bad_file_between_good_ones_does_not_lose_their_rows() -> None:
 
 
 @pytest.mark.parametrize("cut, kept", [
-    (4, {"dns-query": 2, "dns-response": 2}),   # only the gzip trailer is missing
-    (30, {"dns-query": 2, "dns-response": 1}),  # the last record is cut too
+    # only the gzip trailer is missing: every record is there, the cut is still noted
+    (4, {"dns-query": 2, "dns-response": 2, "capture-truncated": 1}),
+    (30, {"dns-query": 2, "dns-response": 1, "capture-truncated": 1}),  # a record is cut too
 ], ids=["in-trailer", "in-data"])
 def test_cut_off_gzip_keeps_the_records_before_the_cut(cut: int, kept: dict[str, int]) -> None:
+    """A compressed file cut short reads like a cut-off pcap: no error, the cut noted."""
     result = scan([io.BytesIO(gzip.compress(PLAIN)[:-cut])])
     assert result.accounting == kept
     info = result.captures[0]
+    assert info.error is None
+    assert info.truncated_at is not None and info.truncated_at <= len(PLAIN)
+    if cut == 4:
+        assert info.truncated_at == len(PLAIN)
+
+
+def test_damaged_gzip_is_an_error_naming_the_decompressed_offset() -> None:
+    data = bytearray(gzip.compress(PLAIN))
+    data[10] = 0x07  # the first deflate block: final, of the reserved type 3 (RFC 1951 §3.2.3)
+    result = scan([io.BytesIO(bytes(data))])
+    info = result.captures[0]
     assert info.error is not None
-    assert info.error.startswith("<stream>: decompression failed (Compressed file ended before "
-                                 "the end-of-stream marker was reached) at byte ")
-    assert info.error_offset is not None
-    assert info.error_offset > record_offsets(PLAIN)[3]  # past the end of the third record
+    assert info.error == ("<stream>: decompression failed (Error -3 while decompressing "
+                          "data: invalid block type) at byte 0 of the decompressed data; the "
+                          "compressed file is damaged; records before this point were read")

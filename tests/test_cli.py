@@ -426,6 +426,45 @@ def test_truncated_capture_keeps_the_rows_read() -> None:
     assert report["summary"]["ede_options"] == 2
 
 
+@pytest.mark.parametrize("kind", ["gzip", "xz", "zstd", "lz4"])
+def test_truncated_compressed_capture_behaves_like_a_truncated_pcap(kind: str,
+                                                                    tmp_path: Path) -> None:
+    import gzip
+    import lzma
+
+    import lz4.frame
+    import zstandard
+
+    compress = {"gzip": gzip.compress, "xz": lzma.compress, "lz4": lz4.frame.compress,
+                "zstd": lambda b: zstandard.ZstdCompressor().compress(b)}[kind]
+    whole = compress((SAMPLES / "incident.pcap").read_bytes())
+    cut = tmp_path / "cut.pcap.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    result = run("report", str(cut), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == "ede-pcap: skipped 1 packet: capture-truncated 1\n"
+    report = json.loads(result.stdout)
+    capture = report["captures"][0]
+    assert capture["error"] is None and capture["compression"] == kind
+    assert 1000 < report["summary"]["dns_responses"] < 2234
+    text = " ".join(run("report", str(cut)).stdout.split())
+    assert (f"cut off: the {kind} data ends early, at byte {capture['truncated_at']:,} of the "
+            "decompressed capture; the records before it are reported") in text
+
+
+def test_compressed_capture_cut_inside_its_first_block_is_an_error(tmp_path: Path) -> None:
+    import bz2
+
+    whole = bz2.compress((SAMPLES / "incident.pcap").read_bytes())  # one 900 kB block
+    cut = tmp_path / "cut.pcap.bz2"
+    cut.write_bytes(whole[: len(whole) // 2])
+    result = run("report", str(cut))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"ede-pcap: error: {cut}: is cut off before its first bzip2 block ends, so nothing in "
+        "it can be read; the file was truncated; copy it again in full")
+
+
 def test_no_progress_bar_when_stderr_is_not_a_terminal() -> None:
     result = run("report", "samples/incident.pcap")
     assert "reading" not in result.stderr

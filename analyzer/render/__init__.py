@@ -254,6 +254,11 @@ def truncated_note(capture: dict[str, Any]) -> str:
     at = capture.get("truncated_at")
     if at is None:
         return ""
+    if capture.get("compression"):
+        # the offset counts decompressed bytes: say so, or it points nowhere in the file
+        return (f"cut off: the {capture['compression']} data ends early, at byte "
+                f"{fmt_count(at)} of the decompressed capture; the records before it are "
+                "reported")
     return f"ends mid-record at byte {fmt_count(at)}: the records before it are reported"
 
 
