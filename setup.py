@@ -2,12 +2,25 @@
 
 ``optional=True``: where no C compiler is present the install still succeeds, and
 ``analyzer.speedups`` falls back to the Python twins of the kernels.
+
+``build_ext`` always compiles (``force``): setuptools otherwise reuses an extension left in
+a ``build/`` directory when its timestamps look newer than the sources, and a checkout
+with an old ``build/`` would install an old kernel. Compiling takes about a second.
 """
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class AlwaysBuildExt(build_ext):
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        self.force = True
+
 
 setup(ext_modules=[Extension("analyzer._speedups",
                              ["analyzer/_speedups.c", "analyzer/_tcpstreams.c",
                               "analyzer/_zonecuts.c"],
                              depends=["analyzer/_speedups.h"],
-                             extra_compile_args=["-O2"], optional=True)])
+                             extra_compile_args=["-O2"], optional=True)],
+      cmdclass={"build_ext": AlwaysBuildExt})

@@ -70,8 +70,21 @@ app = typer.Typer(
 
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"{PROG} {version()}")
+        typer.echo(version_line())
         raise typer.Exit()
+
+
+def version_line() -> str:
+    """Return what ``--version`` prints: the version, and which kernels run (compiled or
+    their pure-Python twins) and where the compiled ones were loaded from."""
+    from analyzer import speedups
+
+    if speedups.kernels is None:
+        why = ("EDE_PCAP_PURE_PYTHON is set" if os.environ.get("EDE_PCAP_PURE_PYTHON")
+               else "no compiled extension was built at install time")
+        return f"{PROG} {version()} (pure Python kernels: {why})"
+    where = getattr(speedups.kernels, "__file__", "")
+    return f"{PROG} {version()} (compiled kernels: {where})"
 
 
 def version() -> str:

@@ -98,6 +98,22 @@ def build_tasks(sources: Sequence[str | Path], options: dict[str, Any],
     return tasks
 
 
+class DaskMissing(EdePcapError, ImportError):
+    """Dask is not installed."""
+
+
+def require_dask(what: str) -> None:
+    """Raise ``DaskMissing`` naming ``what`` and the install command when Dask (an
+    optional extra, ``ede-pcap[dask]``) cannot be imported."""
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError:
+        raise DaskMissing(f"{what} needs Dask, which is not installed; install it with "
+                          "pip install 'ede-pcap[dask]' (or use --jobs N on one "
+                          "machine)") from None
+
+
 def expand_urls(sources: Sequence[str]) -> list[str]:
     """Return ``sources`` with URL wildcards (``s3://bucket/2025-01-*/*.pcap``) expanded.
 
@@ -248,6 +264,7 @@ def scan(sources: Sequence[str | Path], scheduler: str | distributed.Client, *,
     :param retries: how often a task that raised is tried again, on any worker.
     :param timeout: seconds to wait for the scheduler and for a first worker.
     """
+    require_dask("--scheduler")
     options = {"ports": tuple(ports), "all_responses": all_responses, "strict": strict,
                "match_window_ns": match_window_ns}
     names = expand_urls([str(s) for s in sources])
@@ -380,6 +397,7 @@ def read_ede_dask(sources: str | Path | Sequence[str | Path], *, ports: Sequence
 
     Example: ``analyzer.read_ede_dask(paths).groupby("ede_name").size().compute()``
     """
+    require_dask("read_ede_dask()")
     import dask
     import dask.dataframe as dd
     from dask.dataframe.utils import clear_known_categories

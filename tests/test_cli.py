@@ -98,8 +98,34 @@ def test_short_help_flag_and_completion_options() -> None:
 def test_version() -> None:
     result = run("--version")
     assert result.exit_code == 0
-    assert result.stdout.strip() == f"ede-pcap {cli.version()}"
+    from analyzer import speedups
+
+    assert result.stdout.startswith(f"ede-pcap {cli.version()} (")
     assert cli.version() != "unknown"
+    if speedups.kernels is not None:
+        assert f"(compiled kernels: {speedups.kernels.__file__})" in result.stdout
+
+
+def test_version_names_pure_python_kernels() -> None:
+    env = {**os.environ, "EDE_PCAP_PURE_PYTHON": "1"}
+    out = subprocess.run([sys.executable, "-m", "analyzer", "--version"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    assert out == (f"ede-pcap {cli.version()} (pure Python kernels: EDE_PCAP_PURE_PYTHON is "
+                   "set)\n")
+
+
+def test_scale_out_without_dask_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import analyzer
+
+    for name in ("dask", "distributed"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    result = run("report", "samples/incident.pcap", "--scheduler", "tcp://127.0.0.1:1")
+    assert result.exit_code == 1
+    assert result.stderr == ("ede-pcap: error: --scheduler needs Dask, which is not installed; "
+                             "install it with pip install 'ede-pcap[dask]' (or use --jobs N on "
+                             "one machine)\n")
+    with pytest.raises(ImportError, match=r"read_ede_dask\(\) needs Dask"):
+        analyzer.read_ede_dask(["samples/incident.pcap"])
 
 
 def cli_reference() -> str:
