@@ -57,6 +57,19 @@ SUFFIX_FORMATS = {
     ".ndjson": OutputFormat.JSONL, ".parquet": OutputFormat.PARQUET,
 }
 
+class Command(typer.core.TyperCommand):
+    """A command whose usage line names required arguments plainly: ``CAPTURE...``, not
+    Typer's ``{CAPTURE}``, which reads like a set or a template placeholder."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = []
+        for piece in super().collect_usage_pieces(ctx):
+            if piece.startswith("{") and piece.endswith("}"):
+                piece = piece[1:-1]
+            pieces.append(piece)
+        return pieces
+
+
 app = typer.Typer(
     name=PROG,
     no_args_is_help=True,
@@ -171,7 +184,7 @@ def _after_option(error: Exception) -> str:
 
 
 Captures = Annotated[list[str], typer.Argument(
-    metavar="CAPTURE", show_default=False,
+    metavar="CAPTURE...", show_default=False,
     help="pcap/pcapng files (optionally compressed), directories (searched recursively), "
          "glob patterns, or - for stdin.")]
 Output = Annotated[str, typer.Option(
@@ -225,7 +238,8 @@ def main_callback(
     """
 
 
-@app.command(short_help="Which EDE codes, how many, where, since when, and what to do.")
+@app.command(cls=Command,
+             short_help="Which EDE codes, how many, where, since when, and what to do.")
 def report(
     captures: Captures,
     output_format: Annotated[ReportFormat | None, _format_option(REPORT_FORMATS, "text")] = None,
@@ -284,7 +298,7 @@ def report(
         _finish(result, built["accounting"], quiet)
 
 
-@app.command(short_help="Write the row-level frame (one row per EDE option).")
+@app.command(cls=Command, short_help="Write the row-level frame (one row per EDE option).")
 def extract(
     captures: Captures,
     output: Output = "-",
@@ -339,7 +353,7 @@ def extract(
         _finish(result, reports.accounting(result), quiet)
 
 
-@app.command(short_help="List the EDE code catalogue with meanings and next steps.")
+@app.command(cls=Command, short_help="List the EDE code catalogue with meanings and next steps.")
 def codes(
     code: Annotated[list[str] | None, typer.Argument(
         metavar="[CODE]...", callback=_check_codes, show_default=False,
@@ -380,6 +394,7 @@ def codes(
 def main() -> None:
     """Run the ``ede-pcap`` command (the console-script entry point)."""
     try:
+        _show_completion_for(sys.argv[1:])
         app(prog_name=PROG)
         code: object = 0
     except SystemExit as e:
@@ -393,6 +408,22 @@ def main() -> None:
         with contextlib.suppress(OSError, ValueError):  # a closed pipe has nothing to flush
             stream.flush()
     os._exit(code or 0)
+
+
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def _show_completion_for(args: list[str]) -> None:
+    """``--show-completion zsh``: print that shell's script and exit.
+
+    Typer's --show-completion is a flag when it can detect the shell, so the name after it
+    was ignored and the detected (or bash) script printed."""
+    if len(args) == 2 and args[0] == "--show-completion" and args[1] in COMPLETION_SHELLS:
+        from typer._completion_shared import get_completion_script
+
+        typer.echo(get_completion_script(prog_name=PROG, complete_var="_EDE_PCAP_COMPLETE",
+                                         shell=args[1]))
+        raise SystemExit(0)
 
 
 def _resolve_format(given: StrEnum | None, output: str, default: OutputFormat,
@@ -494,8 +525,8 @@ def _finish(result: ScanResult, accounting: dict[str, int], quiet: bool) -> None
     skipped = reports.skipped(accounting)
     if skipped and not quiet:
         total = sum(skipped.values())
-        parts = ", ".join(f"{k} {v}" for k, v in skipped.items())
-        typer.echo(f"{PROG}: skipped {total} packet{'' if total == 1 else 's'}: {parts}",
+        parts = ", ".join(f"{k} {v:,}" for k, v in skipped.items())
+        typer.echo(f"{PROG}: skipped {total:,} packet{'' if total == 1 else 's'}: {parts}",
                    err=True)
     failed = result.failed
     for capture in failed:
@@ -562,10 +593,18 @@ def _open_output(path: str, *, binary: bool) -> Iterator[tuple[IO[Any], bool]]:
     target = Path(path)
     if target.is_dir():
         raise EdePcapError(f"{path}: is a directory; give a file name for --output")
+    if not target.parent.is_dir():
+        raise EdePcapError(f"{path}: the directory {target.parent} does not exist; create it "
+                           "or give another --output path")
     partial = target.with_name(f".{target.name}.partial")
     # write next to the target and rename, so a failed run leaves no half-written file
-    with (open(partial, "wb") if binary else
-          open(partial, "w", encoding="utf-8", newline="")) as stream:
+    try:
+        opened = (open(partial, "wb") if binary  # noqa: SIM115 - closed by the with below
+                  else open(partial, "w", encoding="utf-8", newline=""))
+    except OSError as e:  # name the file asked for, not the temporary one beside it
+        raise EdePcapError(f"{path}: cannot write there ({e.strerror}); check the directory "
+                           "and its permissions, or give another --output path") from None
+    with opened as stream:
         try:
             yield stream, False
         except BaseException:

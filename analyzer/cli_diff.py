@@ -12,6 +12,7 @@ import typer
 from analyzer.cli import (
     REPORT_FORMATS,
     CodeOpt,
+    Command,
     DebugOpt,
     DomainOpt,
     JobsOpt,
@@ -36,7 +37,7 @@ from analyzer.cli import (
 )
 
 
-@app.command(short_help="What changed between two captures: codes, zones, resolvers.")
+@app.command(cls=Command, short_help="What changed between two captures: codes, zones, resolvers.")
 def diff(
     captures: Annotated[list[str], typer.Argument(
         metavar="BEFORE AFTER", show_default=False,

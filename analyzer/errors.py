@@ -26,7 +26,8 @@ class CaptureError(EdePcapError):
         self.hint = hint
         where = f" at byte {offset}" if offset is not None else ""
         tail = f"; {hint}" if hint else ""
-        super().__init__(message or f"{path}: {problem}{where}{tail}")
+        shown = "standard input" if path == "-" else path  # "-: is not a pcap" reads badly
+        super().__init__(message or f"{shown}: {problem}{where}{tail}")
 
 
 class Malformed(EdePcapError):

@@ -332,10 +332,11 @@ def skipped(counts: dict[str, int]) -> dict[str, int]:
 
 def accounting_line(counts: dict[str, int], packets: int) -> str:
     """Return the packet accounting in one line: ``N packets: dns-response 10, ...``."""
+    total = f"{packets:,} packet{'' if packets == 1 else 's'}"
     if not counts:
-        return f"{packets} packets"
-    parts = ", ".join(f"{k} {v}" for k, v in counts.items())
-    return f"{packets} packets: {parts}"
+        return total
+    parts = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    return f"{total}: {parts}"
 
 
 def summarize(scan: ScanResult, work: pd.DataFrame, filters: Filters | None) -> dict[str, Any]:

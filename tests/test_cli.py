@@ -812,3 +812,81 @@ def test_a_report_imports_only_what_it_needs() -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --- small things a user trips over ---------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_counts_of_one_are_singular(fmt: str) -> None:
+    import re
+
+    for sample in ("samples/all-codes.pcapng", "samples/broken/bad-utf8.pcap",
+                   "samples/transports.pcap"):
+        out = run("report", sample, "-f", fmt).stdout
+        wrong = re.findall(r"(?<![\d,.])1 (EDEs|codes|domains|zones|resolvers|packets|"
+                           r"EDE options)\b", out)
+        assert wrong == [], (sample, wrong)
+    assert "1 EDE," in " ".join(run("report", "samples/all-codes.pcapng", "-f", fmt)
+                                .stdout.split())
+
+
+def test_accounting_line_has_thousands_separators() -> None:
+    summary = report_json("samples/incident.pcap")["summary"]
+    assert summary["accounting_line"] == (
+        "4,468 packets: dns-query 2,234, dns-response 2,234")
+
+
+def test_extract_csv_writes_exact_seconds_and_lower_case_booleans() -> None:
+    out = run("extract", "samples/all-codes.pcapng").stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    latencies = [r["latency"] for r in rows if r["latency"]]
+    assert latencies and all(len(v.split(".")[-1]) <= 9 for v in latencies)
+    responses = run("extract", "samples/incident.pcap", "--all-responses").stdout
+    assert ",1.800825\r\n" in responses or ",1.800825\n" in responses
+    assert "1.8008250000000001" not in responses
+    for column in ("aa", "tc", "rd", "ra", "ad", "cd", "extra_text_utf8_valid"):
+        assert {r[column] for r in rows} <= {"true", "false", ""}, column
+    diff = run("diff", "samples/before.pcap", "samples/after.pcap", "-f", "csv").stdout
+    assert "True" not in diff and ",true" in diff and ",false" in diff  # the same spelling
+
+
+def test_jsonl_does_not_escape_slashes() -> None:
+    out = run("extract", "samples/incident.pcap", "-f", "jsonl").stdout
+    first = out.splitlines()[0]
+    assert first.startswith('{"capture":"samples/incident.pcap",')
+    assert "\\/" not in out
+    assert all(json.loads(line)["capture"] == "samples/incident.pcap"
+               for line in out.splitlines())
+
+
+def test_errors_on_stdin_say_standard_input() -> None:
+    result = run("report", "-", input=b"this is not a capture")
+    assert result.exit_code == 1
+    assert result.stderr == ("ede-pcap: error: standard input: is not a pcap or pcapng "
+                             "capture at byte 0; convert it with editcap or tshark -F pcap\n")
+
+
+def test_output_in_a_missing_directory_names_the_path_given(tmp_path: Path) -> None:
+    target = tmp_path / "no" / "such" / "x.html"
+    result = run("report", "samples/incident.pcap", "-o", str(target))
+    assert result.exit_code == 1
+    assert result.stderr == (f"ede-pcap: error: {target}: the directory {target.parent} does "
+                             "not exist; create it or give another --output path\n")
+    assert ".partial" not in result.stderr
+
+
+def test_usage_names_the_captures_plainly() -> None:
+    result = run("report")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Usage: ede-pcap report [OPTIONS] CAPTURE...\n")
+    assert "{" not in run("diff").stderr.splitlines()[0]
+
+
+@pytest.mark.parametrize(("shell", "marker"), [("zsh", "#compdef ede-pcap"),
+                                               ("bash", "complete -o default -F"),
+                                               ("fish", "complete --command ede-pcap")])
+def test_show_completion_for_a_named_shell(shell: str, marker: str) -> None:
+    out = subprocess.run([sys.executable, "-c", "from analyzer.cli import main; main()",
+                          "--show-completion", shell], capture_output=True, text=True,
+                         check=True).stdout
+    assert marker in out

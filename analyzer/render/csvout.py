@@ -169,9 +169,40 @@ def _pairs(mapping: dict[str, int]) -> str:
 # --- the row frame -------------------------------------------------------------------------
 
 def write_frame(df: pd.DataFrame, out: IO[str]) -> None:
-    """Write the row frame as CSV: ISO-8601 UTC timestamps, latency in seconds, formula
-    cells neutralised."""
-    plain_frame(df, neutralise=True).to_csv(out, index=False, lineterminator=LINE_END)
+    """Write the row frame as CSV: ISO-8601 UTC timestamps, latency in seconds written
+    exactly (``1.800825``, never ``1.8008250000000001``), booleans as ``true``/``false``
+    like the report's CSV, formula cells neutralised."""
+    import pandas as pd
+
+    plain = plain_frame(df, neutralise=True)
+    for name in plain.columns:
+        column = plain[name]
+        if pd.api.types.is_timedelta64_dtype(df[name].dtype):
+            plain[name] = seconds_text(df[name])
+        elif isinstance(column.dtype, pd.BooleanDtype) or pd.api.types.is_bool_dtype(column):
+            plain[name] = column.map({True: "true", False: "false"}).astype("string")
+    plain.to_csv(out, index=False, lineterminator=LINE_END)
+
+
+def seconds_text(column: pd.Series) -> pd.Series:
+    """Return a timedelta column as exact decimal seconds (``2.650454``), missing as <NA>.
+
+    Computed from the integer nanoseconds, so no binary-float digits appear."""
+    import numpy as np
+    import pandas as pd
+
+    if not len(column):
+        return pd.Series([], index=column.index, dtype="string")
+    ns = column.dt.as_unit("ns").to_numpy(dtype="timedelta64[ns]")
+    present = ~np.isnat(ns)
+    value = ns.view(np.int64)
+    magnitude = np.abs(np.where(present, value, 0))
+    whole = (magnitude // 1_000_000_000).astype(str)
+    frac = np.char.rstrip(np.char.zfill((magnitude % 1_000_000_000).astype(str), 9), "0")
+    text = np.where(frac == "", whole, np.char.add(np.char.add(whole, "."), frac))
+    text = np.where(value < 0, np.char.add("-", text), text).astype(object)
+    text[~present] = None
+    return pd.Series(text, index=column.index, dtype="string")
 
 
 def plain_frame(df: pd.DataFrame, *, neutralise: bool) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from analyzer.render import (
     fmt_time,
     instance_note,
     no_responses_note,
+    plural,
     resolvers_for,
     same_day,
     skipped_line,
@@ -219,13 +220,13 @@ def _summary(report: dict[str, Any]) -> str:
                 f"{fmt_count(s['responses_with_ede'])} with EDE"
     if s["ede_share"] is not None:
         responses += f" ({fmt_share(s['ede_share'])})"
-    responses += f", {fmt_count(s['ede_options'])} EDE options"
+    responses += f", {plural(s['ede_options'], 'EDE option')}"
     items.append(("Responses", esc(responses)))
     if s["ede_options"]:
         items.append(("EDE seen", esc(
             f"{fmt_time(s['ede_first_seen'])} to {fmt_time(s['ede_last_seen'])} UTC; "
-            f"{s['codes']} codes, {fmt_count(s['domains'])} domains, "
-            f"{fmt_count(s['zones'])} zones, {fmt_count(s['resolvers'])} resolvers")))
+            f"{plural(s['codes'], 'code')}, {plural(s['domains'], 'domain')}, "
+            f"{plural(s['zones'], 'zone')}, {plural(s['resolvers'], 'resolver')}")))
     if report.get("filters"):
         active = {k: v for k, v in report["filters"].items() if v}
         items.append(("Filters", "; ".join(
@@ -269,7 +270,7 @@ def _hints(report: dict[str, Any], dated: bool) -> str:
         items.append(
             f"<li><p><strong>{esc(code_label(h))}</strong> from {_mono(h['resolver'])} for "
             f"{_mono(h['zone'])}: {esc(h['explanation'])}</p><p class=\"muted\">"
-            f"{fmt_count(h['count'])} EDEs, {esc(fmt_time(h['first_seen'], date=dated))} to "
+            f"{plural(h['count'], 'EDE')}, {esc(fmt_time(h['first_seen'], date=dated))} to "
             f"{esc(fmt_time(h['last_seen'], date=dated))}; EXTRA-TEXT: "
             f"{_mono_list(h['evidence'][:1])}</p></li>")
     return '<h2>Hints</h2>\n<ol class="actions">' + "".join(items) + "</ol>"
@@ -278,7 +279,7 @@ def _hints(report: dict[str, Any], dated: bool) -> str:
 def _actions(report: dict[str, Any], dated: bool) -> str:
     items = []
     for c in report["codes"]:
-        lines = [f"<strong>{esc(code_label(c))}</strong>: {fmt_count(c['count'])} EDEs, "
+        lines = [f"<strong>{esc(code_label(c))}</strong>: {plural(c['count'], 'EDE')}, "
                  f"{esc(fmt_time(c['first_seen'], date=dated))} to "
                  f"{esc(fmt_time(c['last_seen'], date=dated))}"]
         zones = zones_for(report, c["code"])
@@ -376,7 +377,7 @@ def _error_reports(section: dict[str, Any], dated: bool) -> str:
         parts.append("<p>No report queries were sent.</p>")
     if section["channels"]:
         parts.append("<p>Report channels offered: " + ", ".join(
-            f"<code>{esc(c['agent'])}</code> ({fmt_count(c['count'])} EDEs)"
+            f"<code>{esc(c['agent'])}</code> ({plural(c['count'], 'EDE')})"
             for c in section["channels"]) + "</p>")
     if section["reconciliation"]:
         parts.append("<h3>Reports against the EDEs on the wire</h3>")

@@ -26,5 +26,12 @@ def write_frame(df: pd.DataFrame, out: IO[str]) -> None:
 
     if df.empty:
         return
+    import io
+
     plain = csvout.plain_frame(df, neutralise=False)
-    plain.to_json(out, orient="records", lines=True, force_ascii=True, double_precision=15)
+    buffer = io.StringIO()
+    plain.to_json(buffer, orient="records", lines=True, force_ascii=True, double_precision=15)
+    # pandas escapes every "/" as "\/" (legal JSON, but "samples\/x.pcap" is not what a
+    # reader greps for). Each "/" comes right after its own escape, so dropping that one
+    # backslash is exact, also after an escaped backslash ("\\\/" -> "\\/").
+    out.write(buffer.getvalue().replace("\\/", "/"))

@@ -20,6 +20,7 @@ from analyzer.render import (
     fmt_share,
     fmt_time,
     instance_note,
+    plural,
     resolvers_for,
     safe_text,
     same_day,
@@ -73,12 +74,12 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
     lines.append(f"- **DNS responses:** {fmt_count(s['dns_responses'])}, "
                  f"{fmt_count(s['responses_with_ede'])} with EDE"
                  + (f" ({fmt_share(s['ede_share'])})" if s["ede_share"] is not None else "")
-                 + f", {fmt_count(s['ede_options'])} EDE options")
+                 + f", {plural(s['ede_options'], 'EDE option')}")
     if s["ede_options"]:
         lines.append(f"- **EDE seen:** {fmt_time(s['ede_first_seen'])} to "
-                     f"{fmt_time(s['ede_last_seen'])} UTC; {s['codes']} codes, "
-                     f"{fmt_count(s['domains'])} domains, {fmt_count(s['zones'])} zones, "
-                     f"{fmt_count(s['resolvers'])} resolvers")
+                     f"{fmt_time(s['ede_last_seen'])} UTC; {plural(s['codes'], 'code')}, "
+                     f"{plural(s['domains'], 'domain')}, {plural(s['zones'], 'zone')}, "
+                     f"{plural(s['resolvers'], 'resolver')}")
     if report.get("filters"):
         active = {k: v for k, v in report["filters"].items() if v}
         lines.append("- **Filters:** " + "; ".join(
@@ -119,7 +120,7 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
         lines += ["## Hints", ""]
         for h in report["hints"]:
             lines.append(f"- **{code_label(h)}** from {md(h['resolver'])} for {md(h['zone'])}: "
-                         f"{h['explanation']} {h['count']} EDEs, "
+                         f"{h['explanation']} {plural(h['count'], 'EDE')}, "
                          f"{fmt_time(h['first_seen'], date=dated)} to "
                          f"{fmt_time(h['last_seen'], date=dated)}; EXTRA-TEXT: "
                          + ", ".join(md(t) for t in h["evidence"][:1]))
@@ -127,7 +128,7 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
     if report["codes"]:
         lines += ["## What to do", ""]
         for n, c in enumerate(report["codes"], 1):
-            lines.append(f"{n}. **{code_label(c)}**: {fmt_count(c['count'])} EDEs, "
+            lines.append(f"{n}. **{code_label(c)}**: {plural(c['count'], 'EDE')}, "
                          f"{fmt_time(c['first_seen'], date=dated)} to "
                          f"{fmt_time(c['last_seen'], date=dated)}")
             zones = zones_for(report, c["code"])
@@ -237,7 +238,7 @@ def _error_reports(section: dict[str, Any], dated: bool) -> list[str]:
     lines.append("")
     if section["channels"]:
         lines += ["Report channels offered: " + ", ".join(
-            f"{md(c['agent'])} ({fmt_count(c['count'])} EDEs)" for c in section["channels"]),
+            f"{md(c['agent'])} ({plural(c['count'], 'EDE')})" for c in section["channels"]),
             ""]
     if section["reconciliation"]:
         lines += ["### Reports against the EDEs on the wire", "", f"*{REPORT_NOTE}.*", ""]
