@@ -214,6 +214,9 @@ SchedulerOpt = Annotated[str | None, typer.Option(
     "--scheduler", metavar="ADDRESS",
     help="Decode on this running Dask cluster (e.g. tcp://host:8786), one task per capture; "
          "workers read the paths from a shared filesystem, or URLs (s3://...) with fsspec.")]
+WidthOpt = Annotated[int | None, typer.Option(
+    "--width", "-w", min=40, max=1000, metavar="COLUMNS",
+    help="Width of text output [default: the terminal's width, 80 when not a terminal].")]
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress bar and no skipped-packets line on stderr.")]
 DebugOpt = Annotated[bool, typer.Option(
@@ -263,6 +266,7 @@ def report(
                            "that dropped or rewrote EDEs.")] = False,
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
+    columns: WidthOpt = None,
     quiet: QuietOpt = False,
     strict: StrictOpt = False,
     debug: DebugOpt = False,
@@ -293,7 +297,7 @@ def report(
             from analyzer import render
 
             with _open_output(output, binary=False) as (out, terminal):
-                width, color = _terminal(out) if terminal else (80, False)
+                width, color = _terminal(out, columns) if terminal else (columns or 80, False)
                 render.render(built, fmt.value, out, width=width, color=color)
         _finish(result, built["accounting"], quiet)
 
@@ -360,6 +364,7 @@ def codes(
         help="Describe only these codes (number or name), with meaning and next step.")] = None,
     output_format: Annotated[CodesFormat | None, _format_option(CODES_FORMATS, "text")] = None,
     output: Output = "-",
+    columns: WidthOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """List the Extended DNS Error codes: number, name, category, meaning and next step.
@@ -385,7 +390,7 @@ def codes(
             else:
                 from analyzer.render import text
 
-                width, color = _terminal(out) if terminal else (80, False)
+                width, color = _terminal(out, columns) if terminal else (columns or 80, False)
                 text.write_codes(records, out, detail=bool(wanted), width=width, color=color)
 
 
@@ -614,12 +619,13 @@ def _open_output(path: str, *, binary: bool) -> Iterator[tuple[IO[Any], bool]]:
     os.replace(partial, target)
 
 
-def _terminal(out: IO[Any]) -> tuple[int, bool]:
+def _terminal(out: IO[Any], columns: int | None = None) -> tuple[int, bool]:
+    """Return (width, colour) for text on a terminal: --width, else the terminal's width."""
     import shutil
 
-    width = shutil.get_terminal_size((80, 24)).columns
+    width = columns or max(60, shutil.get_terminal_size((80, 24)).columns)
     color = "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
-    return max(60, width), color
+    return width, color
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from analyzer.cli import (
     ReportFormat,
     ResolverOpt,
     StrictOpt,
+    WidthOpt,
     _check_time,
     _errors,
     _fail,
@@ -62,6 +63,7 @@ def diff(
     resolver: ResolverOpt = None,
     port: PortOpt = None,
     jobs: JobsOpt = 1,
+    columns: WidthOpt = None,
     quiet: QuietOpt = False,
     strict: StrictOpt = False,
     debug: DebugOpt = False,
@@ -109,7 +111,7 @@ def diff(
             from analyzer import render
 
             with _open_output(output, binary=False) as (out, terminal):
-                width, color = _terminal(out) if terminal else (80, False)
+                width, color = _terminal(out, columns) if terminal else (columns or 80, False)
                 render.render_diff(built, fmt.value, out, width=width, color=color)
         elif not any(r.failed for r in results):
             _fail("nothing to compare: a side has no readable capture")

@@ -890,3 +890,29 @@ def test_show_completion_for_a_named_shell(shell: str, marker: str) -> None:
                           "--show-completion", shell], capture_output=True, text=True,
                          check=True).stdout
     assert marker in out
+
+
+def test_timeline_says_how_many_codes_it_leaves_out() -> None:
+    out = run("report", "samples/all-codes.pcapng").stdout
+    timeline = out[out.index("Timeline:"):].splitlines()
+    shown = [line for line in timeline[1:] if "max " in line]
+    assert len(shown) == 12
+    assert "+25 more codes: --code N shows one, --format json or csv shows all" in timeline
+    assert not [line for line in run("report", "samples/incident.pcap").stdout.splitlines()
+                if line.startswith("+")]
+
+
+def test_width_option_and_names_unbroken_when_there_is_room(tmp_path: Path) -> None:
+    narrow = run("report", "samples/all-codes.pcapng").stdout
+    wide = run("report", "samples/all-codes.pcapng", "--width", "140").stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert max(len(line) for line in wide.splitlines()) > 100
+    assert "No Reachable Auth…" in narrow
+    assert "22 No Reachable Authority " in wide and "…" not in wide[wide.index("Timeline"):]
+    target = tmp_path / "r.txt"  # --width also holds for a file
+    assert run("report", "samples/all-codes.pcapng", "-w", "140", "-o", str(target)) \
+        .exit_code == 0
+    assert target.read_text() == wide
+    codes = run("codes", "--width", "120").stdout
+    assert max(len(line) for line in codes.splitlines()) > 80
+    assert run("report", "samples/incident.pcap", "--width", "10").exit_code == 2

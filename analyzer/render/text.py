@@ -468,7 +468,10 @@ def _timeline(console: rich.console.Console, report: dict[str, Any], ctx: _Conte
     ts = report["timeseries"]
     if not ts["series"] or ts["buckets"] < 2:
         return
-    columns = max(10, console.width - _LABEL - 14)
+    # a wide terminal gives the names room first (up to a third of it), then the bars
+    names = [len(f"{x['code']:>5} {x['name']}") + 2 for x in ts["series"][:12]]
+    label_width = max(_LABEL, min(max(names, default=0), console.width // 3))
+    columns = max(10, console.width - label_width - 14)
     factor = math.ceil(ts["buckets"] / columns)
     width = factor * ts["interval_seconds"]
     from analyzer import reports
@@ -482,10 +485,14 @@ def _timeline(console: rich.console.Console, report: dict[str, Any], ctx: _Conte
         peak = max(counts)
         mark = "!" if s["code"] in incident_codes else " "
         name = f"{s['code']:>5} {s['name']}"
-        if len(name) > _LABEL - 2:
-            name = name[:_LABEL - 3] + "…"
-        console.print(f"{mark}{_s(name):<{_LABEL - 1}}{sparkline(counts)} max {peak}",
+        if len(name) > label_width - 2:
+            name = name[:label_width - 3] + "…"
+        console.print(f"{mark}{_s(name):<{label_width - 1}}{sparkline(counts)} max {peak}",
                       no_wrap=True, overflow="crop")
+    hidden = len(ts["series"]) - 12
+    if hidden > 0:
+        console.print(f"[dim]+{hidden:,} more code{'' if hidden == 1 else 's'}: --code N "
+                      "shows one, --format json or csv shows all[/]")
     if incident_codes:
         console.print("[dim]! = an incident was detected for the code[/]")
 
