@@ -279,14 +279,18 @@ def test_markdown_code_span(value: str, span: str) -> None:
 def test_html_is_self_contained_and_escaped(report: dict) -> None:
     out = rendered(report, "html")
     assert out.startswith("<!DOCTYPE html>")
+    from analyzer.render import interactive
+
     assert ('<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-            "style-src 'unsafe-inline'\">") in out
-    assert "<script" not in out.lower()
+            f"style-src 'unsafe-inline'; script-src {interactive.script_hash()}\">") in out
+    assert out.lower().count("<script") == 1  # the renderer's own, allowed by its hash
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out
-    assert not re.search(r"\s(src|href|xlink:href|action|srcset|poster)\s*=", out, re.I)
+    assert not re.search(r"\s(src|xlink:href|action|srcset|poster)\s*=", out, re.I)
+    assert set(re.findall(r'\shref="([^"]*)"', out)) <= {
+        f"#{m}" for m in re.findall(r'<h2 id="([^"]+)"', out)}  # links go to its sections
     assert "url(" not in out and "@import" not in out
     assert not ESC_OR_BIDI.search(out)
-    assert out.count("<svg") == 1 + len(report["timeseries"]["series"])
+    assert out.count("<svg") == 3  # the bar chart, and the time chart with its plot
     assert 'class="incident"' in out
 
 

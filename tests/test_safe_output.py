@@ -7,7 +7,7 @@ checked rule by rule:
 - text: no ANSI/OSC escape, other control character or bidirectional override reaches the
   terminal (they show as ``\\x1b``, ``\\u202e``...), and rich markup (``[bold]``,
   ``[link=...]``) and emoji codes print as typed, with or without colour;
-- HTML: every tag and attribute is the renderer's own (no ``<script>``, no ``on*=``, no
+- HTML: every tag and attribute is the renderer's own (no ``<script>`` but its one, no ``on*=``, no
   URL), and capture text comes back intact as text;
 - CSV: no cell a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, TAB, CR);
 - JSON: valid and ASCII for any bytes; invalid UTF-8 is escaped, never dropped;
@@ -153,10 +153,15 @@ def test_text_qnames_keep_their_escapes_visible(hostile: dict) -> None:
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "dl",
                 "dt", "dd", "table", "caption", "thead", "tbody", "tr", "th", "td", "code",
                 "span", "strong", "em", "ol", "li", "div", "svg", "text", "rect", "line",
-                "g", "path"}
+                "g", "path",
+                # the interactive page: contents, legend, time chart, its one script
+                "nav", "a", "ul", "label", "input", "polyline", "script"}
 ALLOWED_ATTRS = {"lang", "charset", "http-equiv", "content", "name", "class", "viewbox",
                  "width", "height", "role", "aria-label", "x", "y", "x1", "y1", "x2", "y2",
-                 "text-anchor", "fill", "d"}
+                 "text-anchor", "fill", "d",
+                 "id", "href", "type", "checked", "hidden", "style", "stroke", "points",
+                 "vector-effect", "preserveaspectratio", "data-code", "data-start",
+                 "data-step", "data-buckets", "data-peak", "data-left", "data-plot-width"}
 
 
 class _Tags(html.parser.HTMLParser):
@@ -180,7 +185,12 @@ def test_html_has_only_its_own_tags_and_attributes(hostile: dict) -> None:
     parser.feed(out)
     assert parser.tags <= ALLOWED_TAGS, parser.tags - ALLOWED_TAGS
     assert parser.attrs <= ALLOWED_ATTRS, parser.attrs - ALLOWED_ATTRS
-    assert "<script" not in out.lower() and "<img" not in out and "<svg onload" not in out
+    from analyzer.render import interactive
+
+    assert not [a for a in parser.attrs if a.startswith("on")]
+    assert re.findall(r"<script>(.*?)</script>", out, re.S) == [interactive.SCRIPT]
+    assert out.lower().count("<script") == 1  # the renderer's own, no other
+    assert "<img" not in out and "<svg onload" not in out
     assert "Content-Security-Policy" in out and "default-src 'none'" in out
 
 

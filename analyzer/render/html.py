@@ -1,10 +1,11 @@
 """The report as one self-contained HTML file with inline SVG charts.
 
-Opening it makes no network request: no script, no external stylesheet, font or image, and
-a Content-Security-Policy meta tag (``default-src 'none'; style-src 'unsafe-inline'``) that
-would block one anyway. Everything taken from a capture goes through ``svg.esc``
+Opening it makes no network request: no external script, stylesheet, font or image, and a
+Content-Security-Policy meta tag (``default-src 'none'``) that would block one anyway. The
+one script is ours (``interactive.SCRIPT``: sortable, filterable tables and a zoomable time
+chart), allowed by its hash alone. Everything taken from a capture goes through ``svg.esc``
 (``safe_text`` then ``html.escape``), so a query name or EXTRA-TEXT holding ``<script>``
-is shown as text.
+is shown as text, and could not run even if it were not.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from analyzer.render import (
     fmt_share,
     fmt_time,
     instance_note,
+    interactive,
     no_responses_note,
     plural,
     resolvers_for,
@@ -36,8 +38,8 @@ from analyzer.render import (
 )
 from analyzer.render.svg import esc
 
-CSP = "default-src 'none'; style-src 'unsafe-inline'"
-MAX_SERIES = 12  # time-series charts drawn; the rest are in the JSON report
+CSP = (f"default-src 'none'; style-src 'unsafe-inline'; "
+       f"script-src {interactive.script_hash()}")
 
 STYLE = """
 :root { color-scheme: light dark; --fg: #1d1d1f; --bg: #fff; --muted: #6e6e73;
@@ -54,7 +56,22 @@ th, td { border-bottom: 1px solid var(--line); padding: .25rem .6rem; text-align
   vertical-align: top; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
-  font-size: .92em; overflow-wrap: anywhere; }
+  font-size: .92em; white-space: nowrap; }
+code.text { white-space: normal; overflow-wrap: break-word; }
+.scroll { overflow-x: auto; max-width: 100%; }
+nav.toc ol { columns: 2; margin: .3rem 0; } h2 a.anchor { color: var(--muted);
+  text-decoration: none; font-weight: normal; margin-left: .3rem; visibility: hidden; }
+h2:hover a.anchor, h2 a.anchor:focus { visibility: visible; }
+.js th { cursor: pointer; } th[aria-sort=ascending]::after { content: " \\25B2"; }
+th[aria-sort=descending]::after { content: " \\25BC"; }
+input.filter { margin: .4rem 0 0; padding: .2rem .4rem; font: inherit; }
+.zoom button { font: inherit; margin-right: .3rem; }
+ul.legend { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: .2rem 1rem; }
+ul.legend li { white-space: nowrap; } ul.legend .swatch { display: inline-block;
+  width: .8em; height: .8em; border-radius: 2px; margin-right: .3em; vertical-align: -1px; }
+svg.timechart polyline { stroke-width: 1.6; } svg.timechart rect.hit { fill: transparent; }
+svg.timechart rect.hit:hover { fill: rgba(128, 128, 128, .18); }
+svg.timechart rect.selection { fill: rgba(78, 121, 167, .25); }
 dl.summary { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
 dl.summary dt { font-weight: 600; } dl.summary dd { margin: 0; }
 ol.actions li { margin-bottom: .8rem; } ol.actions p { margin: .15rem 0; }
@@ -127,8 +144,8 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
             [[_mono(r["resolver"]), fmt_count(r["count"]), fmt_count(r["clients"]),
               ", ".join(f"{c['code']} {c['name']} ({fmt_count(c['count'])})"
                         for c in r["codes"]),
-              software_label(r), _mono_list(r["evidence"][:3] + (
-                  [instance_note(r)] if instance_note(r) else []))]
+              software_label(r), _Raw(", ".join(_text(e) for e in r["evidence"][:3] + (
+                  [instance_note(r)] if instance_note(r) else [])))]
              for r in report["resolvers"]],
             numeric={1, 2}))
     if report.get("error_reports"):
@@ -140,15 +157,38 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
 
 
 def _page(title: str, body: list[str]) -> str:
-    """Return the standalone document around ``body`` (markup already escaped)."""
+    """Return the standalone document around ``body`` (markup already escaped): each
+    section heading gets an anchor, a table of contents goes before the first, and the
+    script comes last."""
+    import re
+
+    content = "\n".join(part for part in body if part)
+    toc: list[str] = []
+
+    def anchor(match: re.Match[str]) -> str:
+        heading = match.group(1)
+        slug = re.sub(r"[^a-z0-9]+", "-", re.sub(r"<[^>]+>", "", heading).lower()).strip("-")
+        slug = slug or "section"
+        while f'id="{slug}"' in content or any(f'href="#{slug}"' in t for t in toc):
+            slug += "-2"
+        toc.append(f'<li><a href="#{slug}">{heading}</a></li>')
+        return (f'<h2 id="{slug}">{heading}<a class="anchor" href="#{slug}" '
+                f'aria-label="Link to this section">#</a></h2>')
+
+    content = re.sub(r"<h2>(.*?)</h2>", anchor, content)
+    if len(toc) > 2:
+        nav = ('<nav class="toc" aria-label="Contents"><strong>Contents</strong><ol>'
+               + "".join(toc) + "</ol></nav>\n")
+        first = content.find("<h2 ")
+        content = content[:first] + nav + content[first:]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             '<meta name="referrer" content="no-referrer">\n'
             f"<title>{esc(title)}</title>\n"
             f"<style>{STYLE}</style>\n</head>\n<body>\n"
-            + "\n".join(part for part in body if part)
-            + "\n</body>\n</html>\n")
+            + content
+            + f"\n<script>{interactive.SCRIPT}</script>\n</body>\n</html>\n")
 
 
 class _Raw(str):
@@ -166,6 +206,11 @@ def _code_spans(text: str) -> str:
 
 def _mono(value: Any) -> _Raw:
     return _Raw(f"<code>{esc(value)}</code>")
+
+
+def _text(value: Any) -> _Raw:
+    """Return free text from a capture (EXTRA-TEXT) in code type that may wrap at spaces."""
+    return _Raw(f'<code class="text">{esc(value)}</code>')
 
 
 def _mono_list(values: list[Any]) -> _Raw:
@@ -188,7 +233,8 @@ def _table(header: list[str], rows: list[list[Any]], *, numeric: set[int],
         lines.append("<tr>" + "".join(f"<td{cls(i)}>{_cell(v)}</td>"
                                       for i, v in enumerate(row)) + "</tr>")
     lines += ["</tbody>", "</table>"]
-    return "\n".join(line for line in lines if line)
+    # names never break inside (code is nowrap): a wide table scrolls instead
+    return '<div class="scroll">' + "\n".join(line for line in lines if line) + "</div>"
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -272,7 +318,7 @@ def _hints(report: dict[str, Any], dated: bool) -> str:
             f"{_mono(h['zone'])}: {esc(h['explanation'])}</p><p class=\"muted\">"
             f"{plural(h['count'], 'EDE')}, {esc(fmt_time(h['first_seen'], date=dated))} to "
             f"{esc(fmt_time(h['last_seen'], date=dated))}; EXTRA-TEXT: "
-            f"{_mono_list(h['evidence'][:1])}</p></li>")
+            f"{', '.join(_text(e) for e in h['evidence'][:1])}</p></li>")
     return '<h2>Hints</h2>\n<ol class="actions">' + "".join(items) + "</ol>"
 
 
@@ -293,7 +339,7 @@ def _actions(report: dict[str, Any], dated: bool) -> str:
         if servers:
             lines.append("Resolvers: " + _mono_list(servers[:3]))
         if c["extra_texts"]:
-            lines.append("EXTRA-TEXT: " + _mono(c["extra_texts"][0]["text"]))
+            lines.append("EXTRA-TEXT: " + _text(c["extra_texts"][0]["text"]))
         lines += [f"Traffic: {esc(a)}" for a in c.get("traffic_advice", [])]
         lines.append(f"<em>{_code_spans(c['next_step'])}</em>")
         items.append("<li>" + "".join(f"<p>{line}</p>" for line in lines) + "</li>")
@@ -301,6 +347,7 @@ def _actions(report: dict[str, Any], dated: bool) -> str:
 
 
 def _timeseries(report: dict[str, Any], dated: bool) -> str:
+    """Return one chart for every code on a shared time axis, with a legend."""
     ts = report["timeseries"]
     if not ts["series"]:
         return ""
@@ -308,28 +355,28 @@ def _timeseries(report: dict[str, Any], dated: bool) -> str:
 
     start_ns = reports.parse_iso_ns(ts["start"])
     step = ts["interval_seconds"] * 1_000_000_000
-    parts = [f"<h2>Time series</h2>\n<p class=\"muted\">EDE options per {esc(ts['interval'])}, "
-             f"{esc(fmt_time(ts['start']))} to {esc(fmt_time(ts['end']))} UTC. Shaded: "
-             "incidents.</p>", '<div class="series">']
-    for n, s in enumerate(ts["series"][:MAX_SERIES]):
-        windows = []
-        for i in report["incidents"]:
-            if i["code"] == s["code"]:
-                first = (reports.parse_iso_ns(i["start"]) - start_ns) // step
-                last = (reports.parse_iso_ns(i["end"]) - start_ns) // step - 1
-                windows.append((int(first), int(last)))
-        parts.append(f"<h3>{esc(code_label(s))} <span class=\"muted\">"
-                     f"({fmt_count(s['total'])})</span></h3>")
-        parts.append(svg.series_chart(
-            s["counts"], title=f"{code_label(s)}: EDE options per {ts['interval']}",
-            fill=svg.color(n), start=fmt_time(ts["start"], date=dated),
-            end=fmt_time(ts["end"], date=dated), bucket_label=f"per {ts['interval']}",
-            highlights=windows))
-    if len(ts["series"]) > MAX_SERIES:
-        parts.append(f"<p class=\"muted\">{len(ts['series']) - MAX_SERIES} more codes in the "
-                     "JSON report.</p>")
-    parts.append("</div>")
-    return "\n".join(parts)
+    series = [{"code": s["code"], "name": s["name"], "counts": s["counts"],
+               "color": svg.color(n)} for n, s in enumerate(ts["series"])]
+    windows = []
+    for i in report["incidents"]:
+        first = (reports.parse_iso_ns(i["start"]) - start_ns) // step
+        last = (reports.parse_iso_ns(i["end"]) - start_ns) // step - 1
+        windows.append((int(first), int(last),
+                        f"incident: {code_label(i)}, {fmt_time(i['start'], date=dated)} to "
+                        f"{fmt_time(i['end'], date=dated)}"))
+    chart = svg.time_chart(series, start_s=start_ns // 1_000_000_000,
+                           step_s=ts["interval_seconds"], highlights=windows,
+                           title=f"EDE options per {ts['interval']}, every code")
+    legend = "".join(
+        f'<li><label><input type="checkbox" checked hidden data-code="{int(s["code"])}">'
+        f'<span class="swatch" style="background:{c["color"]}"></span>'
+        f"{esc(code_label(s))} <span class=\"muted\">({fmt_count(s['total'])})</span>"
+        "</label></li>" for s, c in zip(ts["series"], series, strict=True))
+    return "\n".join([
+        f"<h2>Time series</h2>\n<p class=\"muted\">EDE options per {esc(ts['interval'])}, "
+        f"{esc(fmt_time(ts['start']))} to {esc(fmt_time(ts['end']))} UTC, one line per code "
+        "(hover a point for its time and counts). Shaded: incidents.</p>",
+        '<div class="series">', chart, f'<ul class="legend">{legend}</ul>', "</div>"])
 
 
 def _upstream(section: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
-"""Inline SVG charts for the HTML report: no script, no external reference, every label
-escaped. Each function returns one ``<svg>`` element as a string."""
+"""Inline SVG charts for the HTML report: no script inside, no external reference, every
+label escaped. Each function returns one ``<svg>`` element as a string; the page's script
+(``interactive.py``) zooms ``time_chart``, which reads whole without it."""
 
 from __future__ import annotations
 
@@ -20,8 +21,100 @@ def esc(value: Any) -> str:
 
 
 def color(index: int) -> str:
-    """Return the palette colour for the ``index``-th series."""
-    return PALETTE[index % len(PALETTE)]
+    """Return a colour for the ``index``-th series, distinct for any number of series: the
+    palette first, then hues a golden angle apart, alternating two lightnesses."""
+    if index < len(PALETTE):
+        return PALETTE[index]
+    hue = (index * 137.508) % 360
+    return f"hsl({hue:.0f} 65% {42 if index % 2 else 58}%)"
+
+
+# Tick spacings for a time axis, in seconds: the first that gives at most MAX_TICKS ticks.
+TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
+              43200, 86400, 172800, 604800)
+MAX_TICKS = 8
+
+
+def time_ticks(start_s: float, end_s: float) -> list[tuple[float, str]]:
+    """Return (epoch seconds, label) ticks at a round spacing between start and end (UTC):
+    ``09:12:15`` below a minute, ``09:12`` below a day, ``03-12`` (month-day) above."""
+    import time
+
+    span = max(end_s - start_s, 1e-9)
+    step = next((s for s in TICK_STEPS if span / s <= MAX_TICKS), TICK_STEPS[-1])
+    first = -(-start_s // step) * step
+    fmt = "%H:%M:%S" if step < 60 else "%H:%M" if step < 86400 else "%m-%d"
+    ticks = []
+    t = first
+    while t <= end_s + 1e-9:
+        ticks.append((t, time.strftime(fmt, time.gmtime(t))))
+        t += step
+    return ticks
+
+
+def time_chart(series: Sequence[dict[str, Any]], *, start_s: int, step_s: int,
+               highlights: Sequence[tuple[int, int, str]] = (), title: str,
+               width: int = 960, height: int = 300) -> str:
+    """Return one time chart for all codes: a line per code on a shared time axis.
+
+    The plot is a nested ``<svg>`` whose viewBox is in buckets (x) and EDEs (y), so the
+    page's script zooms by changing its x range (lines keep their width:
+    ``vector-effect``). Without the script it is a still chart whose hover titles give
+    each bucket's time and counts.
+
+    :param series: ``{"code", "name", "counts", "color"}`` per code, ``counts`` per bucket.
+    :param highlights: (first bucket, last bucket, label) of incidents, inclusive.
+    """
+    import time
+
+    left, right, top, bottom = 48, 28, 10, 26  # room for the last tick's label
+    plot_w, plot_h = width - left - right, height - top - bottom
+    n = max((len(s["counts"]) for s in series), default=0) or 1
+    peak = max((max(s["counts"], default=0) for s in series), default=0) or 1
+    parts = [f'<svg class="chart timechart" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" aria-label="{esc(title)}" data-start="{start_s}" '
+             f'data-step="{step_s}" data-buckets="{n}" data-peak="{peak}" data-left="{left}" '
+             f'data-plot-width="{plot_w}"><title>{esc(title)}</title>',
+             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
+             'class="axis"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" class="axis"/>']
+    for value, y in ((peak, top + 9), (0, top + plot_h)):
+        parts.append(f'<text x="{left - 4}" y="{y}" text-anchor="end" class="value">'
+                     f"{fmt_count(value)}</text>")
+    parts.append('<g class="xticks">')
+    for t, label in time_ticks(start_s, start_s + n * step_s):
+        x = left + (t - start_s) / (n * step_s) * plot_w
+        parts.append(f'<line x1="{x:.1f}" y1="{top + plot_h}" x2="{x:.1f}" '
+                     f'y2="{top + plot_h + 4}" class="axis"/><text x="{x:.1f}" '
+                     f'y="{height - 8}" text-anchor="middle" class="value">{esc(label)}</text>')
+    parts.append("</g>")
+    parts.append(f'<svg class="plot" x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" '
+                 f'viewBox="0 0 {n} {peak}" preserveAspectRatio="none">')
+    for first, last, label in highlights:
+        parts.append(f'<rect x="{first}" y="0" width="{last - first + 1}" height="{peak}" '
+                     f'class="incident"><title>{esc(label)}</title></rect>')
+    for s in series:
+        points = " ".join(f"{i + 0.5},{peak - c}" for i, c in enumerate(s["counts"]))
+        parts.append(f'<polyline class="line" data-code="{int(s["code"])}" '
+                     f'stroke="{s["color"]}" points="{points}" fill="none" '
+                     'vector-effect="non-scaling-stroke"/>')
+    # hover targets: one column per bucket that holds EDEs, titled with its time and counts
+    for i in range(n):
+        counts = sorted(((s["counts"][i], s) for s in series
+                         if i < len(s["counts"]) and s["counts"][i]),
+                        key=lambda cs: -cs[0])
+        if not counts:
+            continue
+        begin = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start_s + i * step_s))
+        total = sum(c for c, _ in counts)
+        detail = "; ".join(f"{s['code']} {s['name']}: {fmt_count(c)}" for c, s in counts[:8])
+        more = f"; +{len(counts) - 8} more codes" if len(counts) > 8 else ""
+        parts.append(f'<rect class="hit" x="{i}" y="0" width="1" height="{peak}">'
+                     f"<title>{esc(begin)} UTC (+{step_s}s): {fmt_count(total)} EDE"
+                     f"{'' if total == 1 else 's'}; {esc(detail)}{esc(more)}</title></rect>")
+    parts.append(f'<rect class="selection" x="0" y="0" width="0" height="{peak}"/>')
+    parts.append("</svg></svg>")
+    return "".join(parts)
 
 
 def bar_chart(bars: Sequence[tuple[str, int]], *, title: str, width: int = 640) -> str:
