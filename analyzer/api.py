@@ -187,13 +187,21 @@ def _exists(path: str | Path) -> bool:
 
 
 def _ports(ports: Iterable[int]) -> tuple[int, ...]:
-    listed = (ports,) if isinstance(ports, int) else tuple(ports)
+    import operator
+
+    listed = (ports,) if not hasattr(ports, "__iter__") else tuple(ports)
+    checked = []
     for port in listed:
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        try:
+            number = None if isinstance(port, bool) else operator.index(port)
+        except TypeError:
+            number = None
+        if number is None or not 1 <= number <= 65535:
             raise ValueError(f"ports: {port!r} is not a port number (1-65535)")
-    if not listed:
+        checked.append(number)
+    if not checked:
         raise ValueError("ports: give at least one port, e.g. ports=(53,)")
-    return listed
+    return tuple(checked)
 
 
 def _warn(result: ScanResult) -> None:

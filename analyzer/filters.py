@@ -102,12 +102,19 @@ def parse_code(value: CodeLike) -> int:
     Names match ignoring case, spaces, dashes and underscores, so ``DNSSEC_BOGUS``,
     ``dnssec-bogus`` and ``"DNSSEC Bogus"`` are all 6.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise FilterError(f"--code {value!r}: give an INFO-CODE as a number or a name")
-    if isinstance(value, int):  # also EdeCode, an IntEnum
-        if not 0 <= value <= 0xFFFF:
-            raise FilterError(f"--code {int(value)}: INFO-CODE is 16 bits; use 0-65535")
-        return int(value)
+    if not isinstance(value, str):
+        # any integer: int, EdeCode (an IntEnum), numpy's and pandas' integers
+        import operator
+
+        try:
+            number = operator.index(value)
+        except TypeError:
+            number = None
+        if number is None or isinstance(value, (bool, np_bool())):
+            raise FilterError(f"--code {value!r}: give an INFO-CODE as a number or a name")
+        if not 0 <= number <= 0xFFFF:
+            raise FilterError(f"--code {number}: INFO-CODE is 16 bits; use 0-65535")
+        return number
     text = value.strip()
     if text.isdigit():
         code = int(text)
@@ -122,6 +129,13 @@ def parse_code(value: CodeLike) -> int:
             return int(record["code"])
     raise FilterError(f"--code {value}: not a number or known code name; "
                       "see `ede-pcap codes` for the list")
+
+
+def np_bool() -> type:
+    """Return numpy's bool type (``operator.index`` accepts it, as a code it is a mistake)."""
+    import numpy as np
+
+    return np.bool_
 
 
 def parse_domain(value: str) -> str:

@@ -94,6 +94,10 @@ def test_filters_take_numbers_names_and_times() -> None:
     both = analyzer.read_ede(INCIDENT, codes=[EdeCode.SIGNATURE_EXPIRED, "dnssec-bogus"])
     assert both["ede_code"].value_counts().to_dict() == {7: 137, 6: 110}
     assert len(analyzer.read_ede(INCIDENT, codes=7)) == 137
+    import numpy as np
+
+    # a code taken from a frame is a numpy integer
+    assert len(analyzer.read_ede(INCIDENT, codes=[np.int64(7)], ports=[np.int64(53)])) == 137
     shop = analyzer.read_ede(INCIDENT, domains="shop.example.com")
     assert len(shop) and shop["qname"].astype(str).str.endswith("shop.example.com").all()
     since = pd.Timestamp("2024-03-12 09:12:00", tz="UTC")
@@ -106,10 +110,12 @@ def test_filters_take_numbers_names_and_times() -> None:
 
 
 def test_filters_build_accepts_python_values() -> None:
+    import numpy as np
+
     built = filters.build(codes=[7, "6", EdeCode.STALE_ANSWER], since=1710234000)
     assert built.codes == (7, 6, 3)
     assert built.since == datetime(2024, 3, 12, 9, 0, tzinfo=UTC)
-    for bad in ([70000], [-1], [1.5], [True]):
+    for bad in ([70000], [-1], [1.5], [True], [np.bool_(True)], [None]):
         with pytest.raises(filters.FilterError):
             filters.build(codes=bad)
     with pytest.raises(analyzer.FilterError, match="not a number or known code name"):
