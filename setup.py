@@ -5,11 +5,25 @@
 
 ``build_ext`` always compiles (``force``): setuptools otherwise reuses an extension left in
 a ``build/`` directory when its timestamps look newer than the sources, and a checkout
-with an old ``build/`` would install an old kernel. Compiling takes about a second.
+with an old ``build/`` would install an old kernel. Compiling takes about a second. For the
+same reason ``build_py`` starts from an empty ``build/lib/analyzer``.
 """
+
+import shutil
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+
+class FreshBuildPy(build_py):
+    """Copy the package into an empty ``build/lib``: files an older build left there (C
+    sources from before they left the wheel, modules since removed) would ship otherwise."""
+
+    def run(self) -> None:
+        shutil.rmtree(Path(self.build_lib) / "analyzer", ignore_errors=True)
+        super().run()
 
 
 class AlwaysBuildExt(build_ext):
@@ -23,4 +37,4 @@ setup(ext_modules=[Extension("analyzer._speedups",
                               "analyzer/_zonecuts.c"],
                              depends=["analyzer/_speedups.h"],
                              extra_compile_args=["-O2"], optional=True)],
-      cmdclass={"build_ext": AlwaysBuildExt})
+      cmdclass={"build_ext": AlwaysBuildExt, "build_py": FreshBuildPy})
