@@ -11,7 +11,7 @@ import pytest
 from test_reports import SEC, T0, ede_row, make_scan, outage_rows
 
 from analyzer import frame, render, reports
-from analyzer.render import csvout, markdown, svg, text
+from analyzer.render import csvout, markdown, sparkline, svg
 
 # Capture data an attacker controls: query names and EXTRA-TEXT that try to act on a
 # terminal (ANSI, bidi override), on rich (markup, emoji codes), on a spreadsheet
@@ -125,12 +125,26 @@ def test_text_no_ede() -> None:
 
 
 def test_sparkline() -> None:
-    assert text.sparkline([0, 1, 4, 8]) == "·▁▄█"
-    assert text.sparkline([0, 0]) == "··"
-    assert text.sparkline([]) == ""
+    assert sparkline([0, 1, 4, 8]) == "·▁▄█"
+    assert sparkline([0, 0]) == "··"
+    assert sparkline([]) == ""
 
 
 # --- json ----------------------------------------------------------------------------------
+
+def test_markdown_timeline_uses_the_incidents_buckets(report: dict) -> None:
+    out = io.StringIO()
+    markdown.write_report(report, out)
+    body = out.getvalue().split("## Timeline", 1)[1].split("```text\n", 1)[1].split("```")[0]
+    rows = body.splitlines()
+    ts = report["timeseries"]
+    assert len(rows) == len(ts["series"])
+    for row, series in zip(rows, ts["series"], strict=True):
+        spark = row.split("  max ")[0][-ts["buckets"]:]
+        assert spark == sparkline(series["counts"])
+        assert row.endswith(f"total {series['total']:,}")
+    assert f"per {ts['interval']} bucket (the incidents' buckets)" in out.getvalue()
+
 
 def test_json_round_trips_and_is_ascii(report: dict) -> None:
     out = rendered(report, "json")

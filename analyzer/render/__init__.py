@@ -9,6 +9,7 @@ escapes instead of acting on the reader's screen.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
@@ -209,6 +210,18 @@ def skipped_line(report: dict[str, Any]) -> str:
     if not skip:
         return ""
     return f"skipped {plural(sum(skip.values()), 'packet')}: {fmt_counts(skip)}"
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(counts: list[int]) -> str:
+    """Return one character per count: ``·`` for zero, ``▁``..``█`` scaled to the maximum."""
+    peak = max(counts, default=0)
+    if peak <= 0:
+        return "·" * len(counts)
+    return "".join("·" if n <= 0 else SPARK[min(len(SPARK) - 1, math.ceil(n / peak * 8) - 1)]
+                   for n in counts)
 
 
 def tunnels_line(report: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from analyzer.render import (
     same_day,
     skipped_line,
     software_label,
+    sparkline,
     truncated_note,
     tunnels_line,
     unopened_line,
@@ -183,12 +184,31 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
         lines += _error_reports(report["error_reports"], dated)
     if report.get("upstream") is not None:
         lines += _upstream(report["upstream"])
+    lines += _timeline(report["timeseries"], {i["code"] for i in report["incidents"]}, dated)
     failed = [c for c in report["captures"] if c["error"]]
     if failed:
         lines += ["## Captures that could not be read", ""]
         lines += [f"- {md(c['path'])}: {md(c['error'])}" for c in failed]
         lines.append("")
     out.write("\n".join(lines).rstrip("\n") + "\n")
+
+
+def _timeline(ts: dict[str, Any], incident_codes: set[int], dated: bool) -> list[str]:
+    """Every code's EDEs per bucket, one character a bucket: the incidents' buckets, whole
+    (a document has no terminal width to squeeze them into)."""
+    if not ts["series"] or ts["buckets"] < 2:
+        return []
+    names = [f"{s['code']:>5} {s['name']}" for s in ts["series"]]
+    width = max(len(n) for n in names) + 2
+    rows = [f"{'!' if s['code'] in incident_codes else ' '}{safe_text(n):<{width}}"
+            f"{sparkline(s['counts'])}  max {fmt_count(max(s['counts']))}, "
+            f"total {fmt_count(s['total'])}" for n, s in zip(names, ts["series"], strict=True)]
+    return ["## Timeline", "",
+            f"EDE options per {ts['interval']} bucket (the incidents' buckets), "
+            f"{fmt_time(ts['start'], date=dated)} to {fmt_time(ts['end'], date=dated)} UTC: "
+            "one character a bucket, `·` for none, `▁` to `█` scaled to each code's peak"
+            + ("; `!` marks a code with an incident." if incident_codes else "."),
+            "", "```text", *rows, "```", ""]
 
 
 def _upstream(section: dict[str, Any]) -> list[str]:

@@ -37,6 +37,7 @@ from analyzer.render import (
     same_day,
     skipped_line,
     software_label,
+    sparkline,
     truncated_note,
     tunnels_line,
     unopened_line,
@@ -45,7 +46,6 @@ from analyzer.render import (
     zones_for,
 )
 
-SPARK = "▁▂▃▄▅▆▇█"
 _LABEL = 26  # width of the code label in the timeline
 
 
@@ -519,15 +519,6 @@ def _regroup(counts: list[int], factor: int) -> list[int]:
     if factor <= 1:
         return list(counts)
     return [sum(counts[i:i + factor]) for i in range(0, len(counts), factor)]
-
-
-def sparkline(counts: list[int]) -> str:
-    """Return one character per count: ``·`` for zero, ``▁``..``█`` scaled to the maximum."""
-    peak = max(counts, default=0)
-    if peak <= 0:
-        return "·" * len(counts)
-    return "".join("·" if n <= 0 else SPARK[min(len(SPARK) - 1, math.ceil(n / peak * 8) - 1)]
-                   for n in counts)
 
 
 # --- diff ------------------------------------------------------------------------------------
