@@ -847,21 +847,6 @@ static int plain_name_byte(uint8_t b) {
            b == '_' || b == '*' || b == '-';
 }
 
-/* Past the RR owner name at ``off``, or -1 where message._skip_name would raise. */
-static Py_ssize_t skip_name(const uint8_t *m, Py_ssize_t n, Py_ssize_t off) {
-    for (;;) {
-        if (off >= n)
-            return -1;
-        uint8_t len = m[off];
-        if (len == 0)
-            return off + 1;
-        if (len >= 0xC0)
-            return off + 1 < n ? off + 2 : -1;
-        if (len > 63)
-            return -1;
-        off += len + 1;
-    }
-}
 
 /* What parse_clean reads from a clean response. */
 typedef struct {

@@ -17,21 +17,6 @@
 #define ZC_AHEAD 16 /* messages prefetched ahead */
 enum { T_NS = 2, T_SOA = 6, T_DS = 43, T_RRSIG = 46, T_DNSKEY = 48 };
 
-static Py_ssize_t zc_skip_name(const uint8_t *m, Py_ssize_t n, Py_ssize_t off) {
-    for (;;) {
-        if (off >= n)
-            return -1;
-        uint8_t len = m[off];
-        if (len == 0)
-            return off + 1;
-        if (len >= 0xC0)
-            return off + 1 < n ? off + 2 : -1;
-        if (len > 63)
-            return -1;
-        off += len + 1;
-    }
-}
-
 /* The slot holding ``h`` in the table, or -1. */
 static Py_ssize_t zc_find(const uint64_t *keys, Py_ssize_t slots, uint64_t h) {
     Py_ssize_t mask = slots - 1, slot = (Py_ssize_t)(h & (uint64_t)mask);
@@ -123,7 +108,7 @@ static int zc_one(const uint8_t *m, Py_ssize_t n, const uint64_t *keys, int64_t 
         return 0;
     int answer_sig = 0, any_sig = 0, auth_soa = 0, auth_ns = 0;
     for (unsigned k = 0; k < an + ns; k++) {
-        off = zc_skip_name(m, n, off);
+        off = skip_name(m, n, off);
         if (off < 0 || off + 10 > n)
             break;
         unsigned rtype = (m[off] << 8) | m[off + 1];
