@@ -297,11 +297,12 @@ class Scanner:
 
     def _opened(self, chunk: Chunk, cls: fastpath.Classified, counts: np.ndarray) -> None:
         """Book the tunnels the kernel opened, and what the packets it could not open are."""
-        bits, per = np.unique(cls.tunnels, return_counts=True)
-        for value, n in zip(bits.tolist(), per.tolist(), strict=True):
-            for bit, kind in enumerate(tunnels.KINDS):
-                if value >> bit & 1:
-                    self.tunnels[kind] += n
+        if cls.tunnels.any():  # a plain capture skips the sort
+            bits, per = np.unique(cls.tunnels, return_counts=True)
+            for value, n in zip(bits.tolist(), per.tolist(), strict=True):
+                for bit, kind in enumerate(tunnels.KINDS):
+                    if value >> bit & 1:
+                        self.tunnels[kind] += n
         for code in (fastpath.NON_IP, fastpath.NOT_UDP_TCP, fastpath.UNSUPPORTED_TUNNEL,
                      fastpath.UNSUPPORTED_LINKTYPE):
             if not counts[code]:
