@@ -34,7 +34,7 @@ class AlwaysBuildExt(build_ext):
 
 setup(ext_modules=[Extension("analyzer._speedups",
                              ["analyzer/_speedups.c", "analyzer/_tcpstreams.c",
-                              "analyzer/_zonecuts.c"],
+                              "analyzer/_zonecuts.c", "analyzer/_dnstap.c"],
                              depends=["analyzer/_speedups.h"],
                              extra_compile_args=["-O2"], optional=True)],
       cmdclass={"build_ext": AlwaysBuildExt, "build_py": FreshBuildPy})

@@ -1168,6 +1168,7 @@ static PyMethodDef methods[] = {
     {"decode_responses", decode_responses, METH_VARARGS, "Decode a chunk's clean responses."},
     {"gather", gather, METH_VARARGS, "Copy byte ranges out of a buffer, one after another."},
     {"zone_scan", zone_scan, METH_VARARGS, "Count and flag zone-cut evidence (see zonecuts)."},
+    {"dnstap_frames", dnstap_frames, METH_VARARGS, "Decode dnstap data frames (see dnstap)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -29,4 +29,7 @@ int tcpstreams_ready(void); /* interns its category strings and readies the type
 /* _zonecuts.c: the zone-cut evidence scan (analyzer.zonecuts.zone_scan_py's twin). */
 PyObject *zone_scan(PyObject *self, PyObject *args);
 
+/* _dnstap.c: dnstap data frames -> DNS messages (analyzer.dnstap.walk_py's twin). */
+PyObject *dnstap_frames(PyObject *self, PyObject *args);
+
 #endif

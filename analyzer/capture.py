@@ -27,7 +27,7 @@ from typing import BinaryIO
 import dpkt
 import numpy as np
 
-from analyzer import records
+from analyzer import dnstap, framestreams, records
 from analyzer.errors import CaptureError
 from analyzer.records import MAX_BLOCK, MAX_RECORD
 from analyzer.result import CaptureInfo
@@ -252,7 +252,7 @@ class CaptureReader:
         self._pos += len(out)
         return out
 
-    def chunks(self) -> Iterator[Chunk]:
+    def chunks(self) -> Iterator[Chunk | framestreams.LogChunk]:
         """Yield the capture's records, ``chunk_bytes`` at a time."""
         head = self._read(4)
         if len(head) < 4 and self.stream_cut:
@@ -269,13 +269,21 @@ class CaptureReader:
             self.info.file_format = "pcapng"
             yield from self._pcapng_chunks(head)
         else:
-            self._not_a_capture()
+            # dnstap (Frame Streams), recognised by content: a START control frame, or for a
+            # file written without one, a first data frame that decodes as dnstap
+            head += self._read(1 << 16)
+            if not (framestreams.starts_frame_stream(head) or
+                    dnstap.looks_like_data_frame(head)):
+                self._not_a_capture()
+            if self.span is not None:
+                raise CaptureError(self.name, "cannot be split", hint="read it whole")
+            yield from framestreams.log_chunks(self, head)
         if self.stream_cut and self.truncated_at is None:
             self._truncated(self._pos)  # cut at a record boundary: still a cut-off file
 
     def _not_a_capture(self) -> None:
-        raise CaptureError(self.name, "is not a pcap or pcapng capture", 0,
-                           "convert it with editcap or tshark -F pcap")
+        raise CaptureError(self.name, "is not a pcap, pcapng or dnstap file", 0,
+                           "convert a capture with editcap or tshark -F pcap")
 
     # -- classic pcap -------------------------------------------------------------------------
 

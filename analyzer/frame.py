@@ -20,7 +20,8 @@ from analyzer import codes, dnsnames
 # Fields every DNS response row carries, in the order the decoder writes them.
 MESSAGE_FIELDS: tuple[str, ...] = (
     "capture", "frame_number", "ts", "src_ip", "src_port", "dst_ip", "dst_port",
-    "transport", "encap", "ip_version", "dns_id", "qname", "qtype", "qclass", "rcode",
+    "transport", "encap", "dnstap_type", "dnstap_identity", "dnstap_version", "ip_version",
+    "dns_id", "qname", "qtype", "qclass", "rcode",
     "aa", "tc", "rd", "ra", "ad", "cd", "edns_udp_size", "do", "ede_count", "query_ts",
 )
 # An EDE row is a message row followed by these.
@@ -47,6 +48,9 @@ _COMMON_DTYPES: dict[str, Any] = {
     "dst_port": "UInt16",
     "transport": _CATEGORY,
     "encap": _CATEGORY,
+    "dnstap_type": _CATEGORY,      # CLIENT_RESPONSE...; null for a packet
+    "dnstap_identity": _CATEGORY,  # the logging server's identity; null for a packet
+    "dnstap_version": _CATEGORY,   # and its version string
     "ip_version": "UInt8",
     "dns_id": "UInt16",
     "qname": _CATEGORY,
@@ -167,8 +171,9 @@ def build_ede(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
 # (-1 where a value is missing: no valid field is negative) and lists for text. Rows from the
 # per-packet path are turned into the same form, so one builder serves both.
 
-TEXT_FIELDS = frozenset({"capture", "src_ip", "dst_ip", "transport", "encap", "qname",
-                         "extra_text", "report_channel"})
+TEXT_FIELDS = frozenset({"capture", "src_ip", "dst_ip", "transport", "encap", "dnstap_type",
+                         "dnstap_identity", "dnstap_version", "qname", "extra_text",
+                         "report_channel"})
 _BOOL_FIELDS = frozenset({"aa", "tc", "rd", "ra", "ad", "cd", "do", "extra_text_utf8_valid"})
 
 

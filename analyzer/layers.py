@@ -30,8 +30,10 @@ class Endpoint(NamedTuple):
     sport: int
     dport: int
     ip_version: int
-    transport: str  # "udp" or "tcp"
+    transport: str  # "udp" or "tcp"; from a log also "dot", "doh", "doq"...
     encap: str = ""  # the encapsulation path, outermost first: "vxlan:100/vlan:10"
+    # a logged message's (dnstap type, identity, version); None for a packet
+    log: tuple[str, str | None, str | None] | None = None
 
 
 DnsHandler = Callable[[bytes, Endpoint], str]

@@ -26,6 +26,7 @@ from analyzer import (
     errorreport,
     fastpath,
     frame,
+    logstage,
     matching,
     memory,
     speedups,
@@ -34,6 +35,7 @@ from analyzer import (
     zonecuts,
 )
 from analyzer.capture import CaptureReader, Chunk
+from analyzer.framestreams import LogChunk
 from analyzer.errors import CaptureError, Malformed, Tally
 from analyzer.layers import EncapProbe, Endpoint, PacketDecoder, addresses
 from analyzer.message import (
@@ -94,6 +96,7 @@ class Scanner:
         # so that a report does not depend on how files were shared out
         self.zones = zonecuts.ZoneEvidence()
         self._zone_state: dict[str, Any] | None = None
+        self.log_stats = logstage.LogStats()  # what dnstap files add (logstage.py)
         self._fresh_state()
         self.end_position: int | None = None
 
@@ -105,6 +108,7 @@ class Scanner:
         buffers the held queries point into (12 MiB at 1,400 packets/s).
         """
         self._table = matching.QueryTable(self._window)
+        self._logs: Any = None  # logstage.LogStage of the current file, once it has logs
         self._decoder = PacketDecoder(self.ports, self._on_dns, self.problems, self.tunnels,
                                       self.unopened)
 
@@ -156,7 +160,12 @@ class Scanner:
 
     # -- one chunk -----------------------------------------------------------------------------
 
-    def _chunk(self, chunk: Chunk) -> None:
+    def _chunk(self, chunk: Chunk | LogChunk) -> None:
+        if isinstance(chunk, LogChunk):  # the messages of a dnstap log: no packet layers
+            if self._logs is None:
+                self._logs = logstage.LogStage(self, self.log_stats)
+            self._logs.chunk(chunk)
+            return
         if chunk.warm:
             w = chunk.warm
             self._warm_up(Chunk(chunk.buf, chunk.data_off[:w], chunk.caplen[:w],
@@ -177,10 +186,16 @@ class Scanner:
         for code, name in fastpath.CATEGORY_NAMES.items():
             if counts[code]:
                 self.accounting[name] += int(counts[code])
-        buf, ts, first = chunk.buf, chunk.ts_ns, chunk.first_frame
         if cls is not None:
             self._settled(chunk, cls, counts)
             self._opened(chunk, cls, counts)
+        self._per_packet(chunk, cls, cat)
+        self._columns(chunk, cls, cat)
+
+    def _per_packet(self, chunk: Chunk, cls: fastpath.Classified | None,
+                    cat: np.ndarray) -> None:
+        """Decode the SLOW packets and TCP segments one by one, with reassembly."""
+        buf, ts, first = chunk.buf, chunk.ts_ns, chunk.first_frame
         data_off, caplen, origlen, linktype = chunk.data_off, chunk.caplen, chunk.origlen, \
             chunk.linktype
         decoder = self._decoder
@@ -216,22 +231,32 @@ class Scanner:
                     raise Malformed(category.removeprefix("malformed-"),
                                     f"{self._capture} frame {first + i}")
                 accounting[category] += 1
+
+    def _columns(self, chunk: Chunk, cls: fastpath.Classified | None, cat: np.ndarray,
+                 source: SourceColumns | None = None) -> None:
+        """Candidate responses (kernel first, the rest one by one), rows, zone evidence."""
+        buf, ts, first = chunk.buf, chunk.ts_ns, chunk.first_frame
+        accounting = self.accounting
         clean = None
         if cls is not None:
+            source = source or PacketColumns(self, chunk, cls)
             sel = np.flatnonzero(cat == fastpath.CANDIDATE)
             if len(sel) and speedups.kernels is not None and not self.all_responses:
                 sel, clean = self._decode_clean(chunk, cls, sel)
             fields = [sel, ts[sel], cls.l3[sel], cls.ip_version[sel], cls.sport[sel],
                       cls.dport[sel], cls.payload[sel], cls.payload_len[sel]]
-            columns = [f.tolist() for f in fields] + [self._encap_texts(chunk, cls, sel)]
-            for i, t, l3, ver, sport, dport, p, plen, encap in zip(*columns, strict=True):
+            extra = source.columns(sel)
+            columns = [f.tolist() for f in fields] + [extra["transport"], extra["encap"],
+                                                      _log_fields(extra, len(sel))]
+            for i, t, l3, ver, sport, dport, p, plen, transport, encap, log in zip(
+                    *columns, strict=True):
                 src, dst = addresses(buf, l3, ver)
-                ep = Endpoint(t, first + i, src, dst, sport, dport, ver, "udp", encap)
+                ep = Endpoint(t, first + i, src, dst, sport, dport, ver, transport, encap, log)
                 accounting[self._response(buf[p:p + plen], ep, candidate=True)] += 1
         self._table.seal()
         self._flush_pending()
         if clean is not None:
-            self._clean_rows(chunk, cls, *clean)  # type: ignore[arg-type]
+            self._clean_rows(chunk, cls, source, *clean)  # type: ignore[arg-type]
         if cls is not None and not self._warming and not self.all_responses:
             # after this chunk's EDEs, so that their names are watched already
             plain = np.flatnonzero(cat == fastpath.RESPONSE)
@@ -391,7 +416,8 @@ class Scanner:
             self.ede_options += len(codes)
         return sel[~taken], (packets, msgs, qnames, codes, texts)
 
-    def _clean_rows(self, chunk: Chunk, cls: fastpath.Classified, packets: np.ndarray,
+    def _clean_rows(self, chunk: Chunk, cls: fastpath.Classified, source: SourceColumns,
+                    packets: np.ndarray,
                     msgs: np.ndarray, qnames: list[str], codes: list[int],
                     texts: list[str]) -> None:
         """Add the EDE rows of clean responses as one column-form piece (no row tuples)."""
@@ -412,7 +438,7 @@ class Scanner:
         rows = len(owner)
         flags = m[:, 2][owner]
         names = np.array(qnames, dtype=object)[with_ede]  # one object per distinct name
-        encaps = self._encap_texts(chunk, cls, pk)
+        extra = source.columns(pk)
         failed = np.isin(np.asarray(codes, np.int64), zonecuts.dnssec_codes())
         if failed.any():
             self.zones.failed(set(names[owner[failed]].tolist()))
@@ -424,8 +450,7 @@ class Scanner:
             "src_port": sport[owner],
             "dst_ip": self._ip_texts(a, l3, ver, source=False)[owner].tolist(),
             "dst_port": dport[owner],
-            "transport": ["udp"] * rows,
-            "encap": [encaps[k] for k in owner.tolist()],
+            **{name: [values[k] for k in owner.tolist()] for name, values in extra.items()},
             "ip_version": ver[owner],
             "dns_id": m[:, 1][owner],
             "qname": names[owner].tolist(),
@@ -556,7 +581,7 @@ class Scanner:
             src = ip_text.get(ep.src) or ip_text.setdefault(ep.src, _ip(ep.src))
             dst = ip_text.get(ep.dst) or ip_text.setdefault(ep.dst, _ip(ep.dst))
             head = (capture, ep.frame, ep.ts, src, ep.sport, dst, ep.dport, ep.transport,
-                    ep.encap, ep.ip_version, r.dns_id,
+                    ep.encap, *(ep.log or _NO_LOG), ep.ip_version, r.dns_id,
                     r.qname and (strings.get(r.qname) or strings.setdefault(r.qname, r.qname)),
                     r.qtype, r.qclass, r.rcode,
                     *flag_bits[r.flags & 0x07B0], r.edns_udp_size, r.do, len(r.edes), query_ts)
@@ -590,7 +615,8 @@ class Scanner:
                        self.ede_options, dict(self.seconds), self.all_responses,
                        None, self.end_position, self.report_rows, frames,
                        dict(self.tunnels), dict(self.unopened),
-                       zonecuts.merge([self._zone_state, self.zones.state()]))
+                       zonecuts.merge([self._zone_state, self.zones.state()]),
+                       self.log_stats.as_dict() if self.log_stats.messages else None)
 
     def result(self) -> ScanResult:
         """Return what the scan found, with the frame built (once: see ``partial``)."""
@@ -618,6 +644,7 @@ class Partial:
     tunnels: dict[str, int] = field(default_factory=dict)   # packets opened per tunnel kind
     unopened: dict[str, int] = field(default_factory=dict)  # what unopened packets look like
     zones: dict[str, Any] | None = None  # zonecuts.ZoneEvidence.state()
+    dnstap: dict[str, Any] | None = None  # logstage.LogStats.as_dict() of dnstap files
 
 
 def combine(partials: Sequence[Partial]) -> ScanResult:
@@ -667,6 +694,7 @@ def combine(partials: Sequence[Partial]) -> ScanResult:
         error_reports=frame.build_error_reports(report_rows),
         tunnels=opened.as_dict(), unopened=unopened.as_dict(),
         zone_evidence=zonecuts.merge(p.zones for p in partials),
+        dnstap=logstage.merge_stats([p.dnstap for p in partials]),
     )
 
 
@@ -752,6 +780,36 @@ _FLAG_BITS = {bits: tuple(bool(bits & f) for f in (FLAG_AA, FLAG_TC, FLAG_RD, FL
 
 
 _SEQ_AND_FLAGS = np.array([4, 5, 6, 7, 13])  # offsets in the TCP header (RFC 9293 §3.1)
+_NO_LOG = (None, None, None)  # dnstap_type, dnstap_identity, dnstap_version of a packet
+
+
+class SourceColumns:
+    """The columns a message's source decides (transport, encapsulation, dnstap fields),
+    for the messages at given positions of a chunk; the rest comes from the DNS message."""
+
+    def columns(self, at: np.ndarray) -> dict[str, list[Any]]:
+        raise NotImplementedError
+
+
+class PacketColumns(SourceColumns):
+    """Messages from UDP packets the classifier settled: transport "udp", the tunnel path."""
+
+    def __init__(self, scanner: Scanner, chunk: Chunk, cls: fastpath.Classified):
+        self.scanner, self.chunk, self.cls = scanner, chunk, cls
+
+    def columns(self, at: np.ndarray) -> dict[str, list[Any]]:
+        n = len(at)
+        nothing = [None] * n
+        return {"transport": ["udp"] * n,
+                "encap": self.scanner._encap_texts(self.chunk, self.cls, at),
+                "dnstap_type": nothing, "dnstap_identity": nothing, "dnstap_version": nothing}
+
+
+def _log_fields(extra: dict[str, list[Any]], n: int) -> list[tuple[Any, ...] | None]:
+    types = extra["dnstap_type"]
+    if not n or types[0] is None and all(t is None for t in types):
+        return [None] * n
+    return list(zip(types, extra["dnstap_identity"], extra["dnstap_version"], strict=True))
 
 
 def _ip(addr: bytes) -> str:

@@ -16,7 +16,7 @@ class CaptureInfo:
     """What was read from one capture file, including why reading stopped early."""
 
     path: str
-    file_format: str = ""            # "pcap" or "pcapng" ("" when the file could not be opened)
+    file_format: str = ""            # "pcap", "pcapng" or "dnstap" ("" when it could not be opened)
     compression: str | None = None   # "gzip", "bzip2", "xz", "zstd" or None
     linktypes: list[str] = field(default_factory=list)
     packets: int = 0
@@ -57,6 +57,9 @@ class ScanResult:
     # watched suffix and zone cuts by name, for the reports' zone attribution
     zone_evidence: dict[str, Any] | None = None
     filters: Filters | None = None         # what analyzer.scan() kept; the report applies it
+    # dnstap files: messages per type, duplicates folded, transports, servers, upstream
+    # counts (logstage.LogStats.as_dict()); None when only packet captures were read
+    dnstap: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         n = len(self.captures)
