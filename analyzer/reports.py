@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from analyzer import zonecuts
+from analyzer import dnstap, zonecuts
 from analyzer.errors import EdePcapError
 
 if TYPE_CHECKING:
@@ -90,6 +90,12 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
     from analyzer import filters as filtering
 
     df = filtering.apply(scan.ede, filters)
+    upstream_rows = None
+    if scan.dnstap is not None:  # responses the server received upstream: not the headline
+        received = df["dnstap_type"].isin(dnstap.UPSTREAM_TYPES).to_numpy()
+        if received.any():
+            upstream_rows, df = df[received], df[~received]
+    logged = logged_software(df) if scan.dnstap is not None else {}
     work = work_frame(df, zones=scan.zone_evidence)
     active = bool(filters is not None and filters.active)
     window = _window_ns(scan, work, filters)
@@ -112,7 +118,7 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
         "codes": code_counts(work, dns_responses=summary["dns_responses"], top=top),
         "domains": affected_domains(work, top=top),
         "zones": affected_zones(work, top=top),
-        "resolvers": resolvers(work, top=top),
+        "resolvers": resolvers(work, top=top, logged=logged),
         "timeseries": series,
         "incidents": incidents(series, work, top=min(top, 5)),
         "hints": hints(work, capture_start_ns=scan.first_ts_ns),
@@ -120,7 +126,32 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
         **({"error_reports": reported} if reported is not None else {}),
         **({"upstream": upstream(legs[0], legs[1], work, top=top)} if legs is not None
            else {}),
+        # only for dnstap logs: what they say beyond packets, and the upstream EDEs
+        **({"dnstap": scan.dnstap, "upstream_codes": upstream_codes(upstream_rows)}
+           if scan.dnstap is not None else {}),
     }
+
+
+def logged_software(df: pd.DataFrame) -> dict[str, tuple[str, str | None]]:
+    """Return, per server address, the dnstap version it logged most (and its identity)."""
+    if df.empty or "dnstap_version" not in df:
+        return {}
+    rows = df.loc[df["dnstap_version"].notna(), ["src_ip", "dnstap_version", "dnstap_identity"]]
+    if rows.empty:
+        return {}
+    counts = rows.astype(object).fillna("").value_counts()
+    out: dict[str, tuple[str, str | None]] = {}
+    for (ip, version, identity), _ in counts.items():  # most frequent first
+        out.setdefault(str(ip), (str(version), str(identity) or None))
+    return out
+
+
+def upstream_codes(rows: pd.DataFrame | None) -> dict[str, int]:
+    """EDE options per code in responses the server received upstream (dnstap)."""
+    if rows is None or rows.empty:
+        return {}
+    counts = rows["ede_code"].astype("int64").value_counts()
+    return {str(int(c)): int(n) for c, n in sorted(counts.items())}
 
 
 # --- the work frame ------------------------------------------------------------------------
@@ -545,9 +576,14 @@ def affected_zones(work: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]]
     return out
 
 
-def resolvers(work: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]]:
+def resolvers(work: pd.DataFrame, *, top: int = 10,
+              logged: dict[str, tuple[str, str | None]] | None = None) -> list[dict[str, Any]]:
     """Return the top ``top`` servers that sent EDEs, with their codes and the software
-    their EXTRA-TEXTs point to (``textfacts.fingerprint``) and the evidence for it."""
+    their EXTRA-TEXTs point to (``textfacts.fingerprint``) and the evidence for it.
+
+    ``logged`` maps an address to the (version, identity) its dnstap log names
+    (``logged_software``): the server's own word, which outranks any inference.
+    """
     if work.empty:
         return []
     from analyzer import codes as catalogue
@@ -574,6 +610,11 @@ def resolvers(work: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]]:
         software, evidence = textfacts.fingerprint([t for t, _ in said])
         codes = by_code.get(r.src_ip, [])
         basis, confidence, candidates, why = _software_basis(software, evidence, said, codes)
+        if logged and str(r.src_ip) in logged:
+            version, identity = logged[str(r.src_ip)]
+            software, basis, confidence, candidates = version, "dnstap", "high", [version]
+            evidence = [f"dnstap version {version!r}" + (f", identity {identity!r}"
+                                                          if identity else "")]
         out.append({
             "resolver": str(r.src_ip),
             "count": int(r.count), "responses": int(r.responses),

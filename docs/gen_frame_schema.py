@@ -17,17 +17,30 @@ OUT = Path(__file__).resolve().parent / "frame-schema.md"
 # missing. Keys must be exactly the columns of EDE_DTYPES, RESPONSE_DTYPES and
 # textfacts.FACT_DTYPES.
 DESCRIPTIONS: dict[str, str] = {
-    "capture": "The capture file the row came from, as given on the command line "
+    "capture": "The capture or dnstap file the row came from, as given on the command line "
     "(`-` for standard input).",
     "frame_number": "Frame number of the response in its capture, counted from 1 as "
     "Wireshark does; for a response split over IP fragments or TCP segments, the frame that "
-    "completed it.",
-    "ts": "When the response was captured (capture timestamp, UTC).",
+    "completed it. In a dnstap file, the position of the data frame (control frames not "
+    "counted), from 1.",
+    "ts": "When the response was captured (capture timestamp, UTC); from dnstap, the "
+    "message's response time (its query time for a query, or when that is all it has).",
     "src_ip": "Source address of the response: the server (resolver) that answered.",
     "src_port": "Source port of the response.",
     "dst_ip": "Destination address of the response: the client.",
     "dst_port": "Destination port of the response.",
-    "transport": "`udp` or `tcp`.",
+    "transport": "`udp` or `tcp`; from dnstap, the logged socket protocol: also `dot`, "
+                 "`doh`, `doq`, `dnscrypt-udp`, `dnscrypt-tcp`, or `unknown` when the message "
+                 "did not say.",
+    "dnstap_type": "The dnstap message type the row came from (`CLIENT_RESPONSE`, "
+                   "`RESOLVER_RESPONSE`, `AUTH_RESPONSE`...); empty for a packet. Responses "
+                   "the server received upstream (`RESOLVER_RESPONSE`, "
+                   "`FORWARDER_RESPONSE`) are kept out of the report's headline. "
+                   "See [dnstap](dnstap.md).",
+    "dnstap_identity": "The logging server's dnstap identity (often its host name); empty "
+                       "for a packet or when the server did not send one.",
+    "dnstap_version": "The logging server's dnstap version string (e.g. `unbound 1.17.1`, "
+                      "`BIND 9.18.28`); empty for a packet or when not sent.",
     "encap": "The encapsulation the packet arrived in, outermost first, `/` between layers: "
              "`vxlan:100/vlan:10` (VXLAN VNI 100, then VLAN 10 on the inner Ethernet). "
              "Elements: `vlan:ID`, `vxlan:VNI`, `geneve:VNI`, `vxlan-gpe:VNI`, `gtp-u`, "

@@ -37,7 +37,7 @@ def test_not_a_capture_raises_capture_error(tmp_path: Path) -> None:
     assert isinstance(info.value, EdePcapError)
     assert info.value.path == str(text)
     assert info.value.offset == 0
-    assert "is not a pcap or pcapng capture" in str(info.value)
+    assert "is not a pcap, pcapng or dnstap file" in str(info.value)
     # a good file beside it does not hide the bad one
     with pytest.raises(CaptureError):
         analyzer.read_ede([INCIDENT, text])

@@ -337,8 +337,8 @@ def test_unreadable_files_are_recorded_and_the_others_still_read(tmp_path: Path)
     assert [c.error for c in result.captures] == [
         f"{empty}: is empty or too short to be a capture at byte 0; "
         "expected a pcap or pcapng file",
-        f"{text}: is not a pcap or pcapng capture at byte 0; "
-        "convert it with editcap or tshark -F pcap",
+        f"{text}: is not a pcap, pcapng or dnstap file at byte 0; "
+        "convert a capture with editcap or tshark -F pcap",
         None,
         f"{missing}: no such file; check the path",
         f"{tmp_path}: is a directory; pass the files in it",

@@ -862,8 +862,9 @@ def test_jsonl_does_not_escape_slashes() -> None:
 def test_errors_on_stdin_say_standard_input() -> None:
     result = run("report", "-", input=b"this is not a capture")
     assert result.exit_code == 1
-    assert result.stderr == ("ede-pcap: error: standard input: is not a pcap or pcapng "
-                             "capture at byte 0; convert it with editcap or tshark -F pcap\n")
+    assert result.stderr == ("ede-pcap: error: standard input: is not a pcap, pcapng or "
+                             "dnstap file at byte 0; convert a capture with editcap or "
+                             "tshark -F pcap\n")
 
 
 def test_output_in_a_missing_directory_names_the_path_given(tmp_path: Path) -> None:

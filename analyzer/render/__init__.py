@@ -230,6 +230,31 @@ def tunnels_line(report: dict[str, Any]) -> str:
     return f"opened {fmt_counts(opened)}" if opened else ""
 
 
+def dnstap_line(report: dict[str, Any]) -> str:
+    """Return what dnstap logs said beyond packets: who logged, duplicates, upstream EDEs
+    (empty when no dnstap file was read)."""
+    log = report.get("dnstap")
+    if not log:
+        return ""
+    servers = ", ".join(
+        " ".join(p for p in (s["version"] or "no version",
+                             f"({s['identity']})" if s["identity"] else "") if p)
+        for s in log["servers"][:3]) or "no server named"
+    parts = [f"{log['messages']:,} messages from {servers}"]
+    if log["duplicates_folded"]:
+        parts.append(f"{log['duplicates_folded']:,} exact duplicates folded")
+    if log["upstream_responses"]:
+        codes = report.get("upstream_codes") or {}
+        listed = ", ".join(f"code {c} {n:,}" for c, n in codes.items())
+        parts.append(f"upstream: {log['upstream_responses']:,} responses received, "
+                     f"{log['upstream_ede_options']:,} EDE options"
+                     + (f" ({listed})" if listed else ""))
+    absent = log["transport"].get("unknown", 0)
+    if absent:
+        parts.append(f"{absent:,} responses without a logged transport")
+    return "; ".join(parts)
+
+
 def unopened_line(report: dict[str, Any], limit: int = 3) -> str:
     """Return what the packets that could not be opened are, in words, most first:
     ``12,000 packets are GRE protocol 0x1234 and 3 are IP protocol 50`` (empty when none,

@@ -30,6 +30,7 @@ from analyzer.render import (
     software_label,
     svg,
     truncated_note,
+    dnstap_line,
     tunnels_line,
     unopened_line,
     zone_evidence,
@@ -260,6 +261,8 @@ def _summary(report: dict[str, Any]) -> str:
         items.append(("Skipped", esc(skipped.removeprefix("skipped "))))
     if tunnels_line(report):
         items.append(("Tunnels", esc(tunnels_line(report))))
+    if dnstap_line(report):
+        items.append(("dnstap", esc(dnstap_line(report))))
     if unopened_line(report):
         items.append(("Not opened", esc(unopened_line(report))))
     responses = f"{fmt_count(s['dns_responses'])} DNS responses, " \

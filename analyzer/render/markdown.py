@@ -28,6 +28,7 @@ from analyzer.render import (
     software_label,
     sparkline,
     truncated_note,
+    dnstap_line,
     tunnels_line,
     unopened_line,
     zone_evidence,
@@ -70,6 +71,8 @@ def write_report(report: dict[str, Any], out: IO[str]) -> None:
         lines.append(f"- **Skipped:** {skipped.removeprefix('skipped ')}")
     if tunnels_line(report):
         lines.append(f"- **Tunnels:** {tunnels_line(report)}")
+    if dnstap_line(report):
+        lines.append(f"- **dnstap:** {md(dnstap_line(report))}")
     if unopened_line(report):
         lines.append(f"- **Not opened:** {md(unopened_line(report))}")
     lines.append(f"- **DNS responses:** {fmt_count(s['dns_responses'])}, "

@@ -39,6 +39,7 @@ from analyzer.render import (
     software_label,
     sparkline,
     truncated_note,
+    dnstap_line,
     tunnels_line,
     unopened_line,
     zone_evidence,
@@ -160,6 +161,8 @@ def _summary(console: rich.console.Console, report: dict[str, Any], ctx: _Contex
     grid.add_row("Packets", _s(_accounting(report)))
     if tunnels_line(report):
         grid.add_row("Tunnels", _s(tunnels_line(report)))
+    if dnstap_line(report):
+        grid.add_row("dnstap", _s(dnstap_line(report)))
     if unopened_line(report):
         grid.add_row("Not opened", _s(unopened_line(report)))
     responses = plural(s["dns_responses"], "DNS response")
