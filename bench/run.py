@@ -5,10 +5,12 @@ Usage:
     python3 bench/run.py                       # 1M-packet pcap, pcapng, EDE-heavy, VXLAN, GRE
     python3 bench/run.py CAPTURE [CAPTURE...]  # captures you have (truth checked if present)
     python3 bench/run.py --packets 100000 --sizes 100000,1000000,5000000 --no-tshark
+    python3 bench/run.py --dnstap 1000000      # a 1M-message dnstap log, against 1M msgs/s
 
 For each capture it prints packets/s, MB/s, peak RSS, the ratio to tshark measured in the
 same run, and whether the counts equal the generator's truth file (OUT.truth.json).
-Captures are generated with ../shared/bench/make_capture.py when it exists.
+Captures are generated with ../shared/bench/make_capture.py when it exists, dnstap logs
+with bench/make_dnstap.py.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GENERATOR = HERE.parents[1] / "shared" / "bench" / "make_capture.py"
+DNSTAP_GENERATOR = HERE / "make_dnstap.py"
+DNSTAP_TARGET = 1_000_000  # dnstap messages per second, whole process
 TSHARK = ["tshark", "-r", "{f}", "-n", "-Y", "dns.opt.ext_error.info_code", "-T", "fields",
           "-e", "frame.number", "-e", "dns.opt.ext_error.info_code"]
 
@@ -84,6 +88,55 @@ def check_truth(capture: Path, report: dict) -> str:
     return "MISMATCH: " + ", ".join(bad)
 
 
+def generate_dnstap(out: Path, messages: int, seed: int) -> Path:
+    if not out.exists():
+        subprocess.run([sys.executable, str(DNSTAP_GENERATOR), str(out), "--messages",
+                        str(messages), "--seed", str(seed), "--version", "unbound 1.17.1",
+                        "-q"], check=True)
+    return out
+
+
+def check_dnstap_report(report: dict, truth: dict) -> str:
+    """Compare a dnstap report with make_dnstap.py's truth: client-facing EDE counts after
+    folding duplicate frames, and the upstream (RESOLVER_RESPONSE) codes kept apart."""
+    dnstap = report.get("dnstap", {})
+    got = {"messages": dnstap.get("messages"),
+           "duplicates_folded": dnstap.get("duplicates_folded"),
+           "by_type": dnstap.get("by_type"), "transport": dnstap.get("transport"),
+           "codes": {str(c["code"]): c["edes"] for c in report.get("codes", [])},
+           "responses_with_ede": report.get("responses_with_ede"),
+           "ede_options": report.get("ede_options"),
+           "upstream_codes": report.get("upstream_codes")}
+    want = {"messages": truth["messages"], "duplicates_folded": truth["duplicates"],
+            "by_type": truth["by_type"], "transport": truth["transport"],
+            "codes": truth["client_codes"],
+            "responses_with_ede": truth["client_responses_with_ede"],
+            "ede_options": truth["client_ede_options"], "upstream_codes": truth["upstream_codes"]}
+    bad = [k for k in got if got[k] != want[k]]
+    return "MISMATCH: " + ", ".join(bad) if bad else "exact"
+
+
+def bench_dnstap(path: Path, args: argparse.Namespace) -> dict:
+    """Time ``ede-pcap report`` on a dnstap log and check its counts against the truth."""
+    truth = json.loads(Path(str(path) + ".truth.json").read_text(encoding="utf-8"))
+    ede = [*ede_pcap_command(), "report", str(path), "--format", "json",
+           "--output", "/dev/null", "--quiet"]
+    if args.jobs > 1:
+        ede += ["--jobs", str(args.jobs)]
+    with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+        proc = subprocess.run(ede[:-3] + ["--output", tmp.name, "--quiet"], env=CHILD_ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"failed: {' '.join(ede)}\n{proc.stderr}")
+        report = json.loads(Path(tmp.name).read_text())
+    seconds, rss = run(ede, args.repeat)
+    size = path.stat().st_size
+    return {"capture": path.name, "messages": truth["messages"], "MB": size / 1e6,
+            "seconds": seconds, "messages_per_s": truth["messages"] / seconds,
+            "MB_per_s": size / 1e6 / seconds, "peak_rss_MiB": rss,
+            "truth": check_dnstap_report(report, truth)}
+
+
 def bench(capture: Path, args: argparse.Namespace) -> dict:
     ede = [*ede_pcap_command(), "report", str(capture), "--format", "json",
            "--output", "/dev/null", "--quiet"]
@@ -117,12 +170,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of ede-pcap; best is kept")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--no-tshark", action="store_true")
+    parser.add_argument("--dnstap", type=int, metavar="N",
+                        help="instead of the default captures, time a dnstap log of N messages "
+                             f"(bench/make_dnstap.py) against {DNSTAP_TARGET:,} messages/s")
     parser.add_argument("--encap", default="vxlan,gre", type=_names,
                         help="also generate these tunnelled captures (make_capture.py --encap); "
                              "'' for none")
     args = parser.parse_args()
     captures = list(args.captures)
-    if not captures:
+    dnstaps = []
+    if args.dnstap:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        dnstaps.append(generate_dnstap(args.workdir / f"bench-{args.dnstap}.dnstap",
+                                       args.dnstap, 1))
+    if not captures and not dnstaps:
         if not GENERATOR.exists():
             sys.exit(f"no capture given and no generator at {GENERATOR}")
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +205,17 @@ def main() -> None:
           f"{' '.join(ede_pcap_command())} ({kernels})")
     header = ("| capture | packets | MB | ede-pcap s | packets/s | MB/s | peak RSS MiB | "
               "tshark s | tshark RSS MiB | x tshark | truth |")
+    if dnstaps:
+        print("| dnstap log | messages | MB | ede-pcap s | messages/s | x target | MB/s | "
+              "peak RSS MiB | truth |")
+        print("|---" * 9 + "|")
+    for path in dnstaps:
+        r = bench_dnstap(path, args)
+        print(f"| {r['capture']} | {r['messages']:,} | {r['MB']:.0f} | {r['seconds']:.2f} | "
+              f"{r['messages_per_s']:,.0f} | {r['messages_per_s'] / DNSTAP_TARGET:.2f} | "
+              f"{r['MB_per_s']:.0f} | {r['peak_rss_MiB']:.0f} | {r['truth']} |", flush=True)
+    if not captures:
+        return
     print(header)
     print("|---" * 11 + "|")
     for capture in captures:
