@@ -11,6 +11,8 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -307,6 +309,24 @@ def test_gzip_holds_the_same_stream(tmp_path: Path) -> None:
     truth = generate(packed, "--seed", "5")
     assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
     assert truth["args"]["gzip"] is True
+
+
+def test_bind_dnstap_read_agrees(tmp_path: Path) -> None:
+    """BIND's own decoder reads every frame, and finds the same types and EDE options."""
+    dnstap_read = shutil.which("dnstap-read")
+    if dnstap_read is None:
+        pytest.skip("dnstap-read (BIND 9) is not installed")
+    out = tmp_path / "b.dnstap"
+    truth = generate(out, "--seed", "4", "--ede-share", "0.3", "--duplicates", "0")
+    lines = subprocess.run([dnstap_read, str(out)], check=True, capture_output=True,
+                           text=True).stdout.splitlines()
+    short = {"CQ": "CLIENT_QUERY", "CR": "CLIENT_RESPONSE", "RQ": "RESOLVER_QUERY",
+             "RR": "RESOLVER_RESPONSE"}
+    assert dict(Counter(short[line.split()[2]] for line in lines)) == truth["by_type"]
+    yaml = subprocess.run([dnstap_read, "-y", str(out)], check=True, capture_output=True,
+                          text=True).stdout
+    edes = re.findall(r"^\s*; EDE: (\d+)", yaml, re.M)     # codes > 24: "; EDE: 25: ..."
+    assert Counter(edes) == Counter(truth["client_codes"]) + Counter(truth["upstream_codes"])
 
 
 def load_run() -> Any:
