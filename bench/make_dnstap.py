@@ -36,9 +36,11 @@ Traffic (fractions are expectations, driven by --seed):
   (3 NOERROR, 6/7/9/10/12/22/23 SERVFAIL, 15/17 NOERROR or NXDOMAIN, 18 REFUSED, ...);
   Unbound and BIND profiles sometimes attach two or three options, Knot and PowerDNS one.
   EXTRA-TEXT follows the wording of the resolver named by --version (Unbound, BIND 9, Knot
-  Resolver, PowerDNS Recursor; see shared/reference/ede-registry-and-texts.md).
+  Resolver, PowerDNS Recursor), assembled from the fragments and templates their sources use
+  (shared/reference/ede-registry-and-texts.md), not captured from live resolvers.
 * ``--duplicates`` of client responses are logged twice: the second DATA frame is an exact
-  byte copy written right after the first, as Unbound does for some stale answers.
+  byte copy written right after the first (reported for Unbound's stale answers; not checked
+  against Unbound's source here).  A reader must fold them into one.
 
 Every DNS message is valid wire format with an EDNS0 OPT record (all EDE-carrying ones).
 The same arguments always produce byte-identical output (with this numpy's PCG64 streams).
