@@ -103,7 +103,7 @@ def check_dnstap_report(report: dict, truth: dict) -> str:
     got = {"messages": dnstap.get("messages"),
            "duplicates_folded": dnstap.get("duplicates_folded"),
            "by_type": dnstap.get("by_type"), "transport": dnstap.get("transport"),
-           "codes": {str(c["code"]): c["edes"] for c in report.get("codes", [])},
+           "codes": {str(c.get("code")): c.get("edes") for c in report.get("codes", [])},
            "responses_with_ede": report.get("responses_with_ede"),
            "ede_options": report.get("ede_options"),
            "upstream_codes": report.get("upstream_codes")}
