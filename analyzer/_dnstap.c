@@ -15,7 +15,7 @@
 
 enum { C_CAT, C_TYPE, C_PROTOCOL, C_L3, C_VERSION, C_SPORT, C_DPORT, C_TS, C_QUERY_TS,
        C_PAYLOAD, C_PAYLOAD_LEN, C_SERVER, C_HASH, C_FLAGS, C_COLUMNS };
-enum { SLOW = 0, QUERY = 1, RESPONSE = 2, CANDIDATE = 3 };
+enum { QUERY = 1, RESPONSE = 2, CANDIDATE = 3 };  /* fastpath's verdicts */
 enum { VARINT_BAD = 20, LENGTH_BAD, WIRE_TYPE_BAD, NOT_A_MESSAGE, UNKNOWN_TYPE, NO_DNS,
        NO_TIME, SHORT_DNS };
 enum { FLAG_NO_ADDRESS = 1, FLAG_NO_PROTOCOL = 2, FLAG_BAD_NSEC = 4, FLAG_OTHER_TIME = 8 };
@@ -335,8 +335,6 @@ static int frame_row(const uint8_t *b, int64_t start, int64_t end, PyObject *ser
     const uint8_t *msg = b + dns.start;
     if (size < 12)
         row[C_CAT] = SHORT_DNS;
-    else if (protocol != 0 && protocol != 1)
-        row[C_CAT] = SLOW;
     else if (!(msg[2] & 0x80))
         row[C_CAT] = QUERY;
     else if ((msg[10] || msg[11]) && may_hold_ede_msg(msg, size))

@@ -258,11 +258,11 @@ def _frame_row(b: bytes, start: int, end: int, servers: list[tuple[bytes | None,
 
 
 def _category(dns: bytes, protocol: int) -> int:
-    """What the pipeline does with the message, as the packet classifier decides it."""
+    """What the pipeline does with the message, as the packet classifier decides it.
+
+    Every transport is one: a log holds whole messages, TCP's and DoT's included."""
     if len(dns) < 12:
         return SHORT_DNS
-    if protocol not in (UDP, NO_PROTOCOL):
-        return SLOW  # streams and encrypted transports: the per-message path
     if not dns[2] & 0x80:
         return QUERY
     if (dns[10] or dns[11]) and _may_hold_ede(dns):

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
 
 from analyzer import speedups
@@ -29,6 +31,16 @@ def fold_ip(addr: bytes) -> int:
     if len(addr) == 4:
         return int.from_bytes(addr, "big")
     return (int.from_bytes(addr[:8], "big") * _M3 + int.from_bytes(addr[8:16], "big")) & _MASK
+
+
+def own_stream(ep: Any) -> bool:
+    """Whether a message's key marks it as TCP (``layers.Endpoint``).
+
+    Captured TCP and UDP are separate flows, reassembled apart. A logged message (dnstap)
+    names its exchange by endpoints and ID whatever its transport, and is matched column-wise
+    like UDP (the kernels key every message without the TCP mark).
+    """
+    return ep.transport == "tcp" and ep.log is None
 
 
 def query_key(client: bytes, server: bytes, cport: int, sport: int, dns_id: int,

@@ -521,7 +521,7 @@ class Scanner:
         if not msg[2] & 0x80:
             self.dns_queries += 1
             key = matching.query_key(ep.src, ep.dst, ep.sport, ep.dport,
-                                     (msg[0] << 8) | msg[1], ep.transport == "tcp")
+                                     (msg[0] << 8) | msg[1], matching.own_stream(ep))
             self._table.add(key, ep.ts, msg)
             if msg[12:16].lower() == errorreport.MARK:
                 self._error_report(msg, ep)
@@ -562,7 +562,7 @@ class Scanner:
         keys = np.array([
             matching.mix_key(fold.get(ep.dst) or fold.setdefault(ep.dst, matching.fold_ip(ep.dst)),
                              fold.get(ep.src) or fold.setdefault(ep.src, matching.fold_ip(ep.src)),
-                             ep.dport, ep.sport, r.dns_id, ep.transport == "tcp")
+                             ep.dport, ep.sport, r.dns_id, matching.own_stream(ep))
             for ep, r in pending], np.uint64)
         ts = np.array([ep.ts for ep, _ in pending], np.int64)
         asked = self._table.match(keys, ts, [r.question for _, r in pending])
