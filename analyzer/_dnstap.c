@@ -34,6 +34,10 @@ typedef struct {
 
 /* A varint at *i; 0, or the category of what is wrong. */
 static inline int varint(const uint8_t *b, int64_t *i, int64_t end, uint64_t *out) {
+    if (*i < end && b[*i] < 0x80) {  /* one byte: keys, types, ports below 128 */
+        *out = b[(*i)++];
+        return 0;
+    }
     uint64_t v = 0;
     for (int shift = 0; shift < 70; shift += 7) {
         if (*i >= end)
@@ -228,19 +232,24 @@ static inline uint64_t mix_bytes(uint64_t h, const uint8_t *p, int64_t n) {
     return h ^ (h >> 32);
 }
 
+/* ``00 29`` after the header and ``00 0f`` 10+ bytes after it (message.may_hold_ede):
+ * memchr finds the candidates' second bytes, many at a time. */
+static inline int64_t find_pair(const uint8_t *m, int64_t from, int64_t n, uint8_t second) {
+    for (int64_t p = from + 1; p < n;) {
+        const uint8_t *hit = memchr(m + p, second, (size_t)(n - p));
+        if (hit == NULL)
+            return -1;
+        p = hit - m;
+        if (m[p - 1] == 0)
+            return p - 1;
+        p++;
+    }
+    return -1;
+}
+
 static inline int may_hold_ede_msg(const uint8_t *m, int64_t n) {
-    int64_t p = 12;
-    for (; p + 1 < n; p++) {
-        if (m[p + 1] == 0x29 && m[p] == 0)
-            break;
-    }
-    if (p + 1 >= n)
-        return 0;
-    for (int64_t q = p + 10; q + 1 < n; q++) {
-        if (m[q + 1] == 0x0F && m[q] == 0)
-            return 1;
-    }
-    return 0;
+    int64_t opt = find_pair(m, 12, n, 0x29);
+    return opt >= 0 && find_pair(m, opt + 10, n, 0x0F) >= 0;
 }
 
 /* Fill ``row`` for the frame b[start:end]; append its block and message at *out_len. */
