@@ -1,9 +1,9 @@
-"""dnstap messages into the scanner's message stage, as packets' messages go.
+"""dnstap messages into the message stage (dnsstage.py), as packets' messages go.
 
 A ``LogChunk`` (framestreams.py, dnstap.py) already holds what the packet layers dig out of
 a packet: a DNS message with its endpoints, time and transport, and the classifier's verdict
 (query, plain response, candidate for an EDE, or SLOW for the per-message path). This
-stage adds what only logs need and hands the rest to the scanner unchanged:
+stage adds what only logs need and hands the rest to the message stage unchanged:
 
 - exact duplicates (same message bytes, endpoints, type and transport within
   ``DUPLICATE_WINDOW_NS``; Unbound logs some stale answers twice) are folded and counted;
@@ -22,12 +22,13 @@ import numpy as np
 
 from analyzer import dnstap, fastpath
 from analyzer.capture import Chunk
+from analyzer.counts import MessageCounts
 from analyzer.errors import Malformed
 from analyzer.framestreams import LogChunk
 from analyzer.layers import Endpoint, addresses
 
 if TYPE_CHECKING:
-    from analyzer.pipeline import Scanner
+    from analyzer.dnsstage import DnsStage
 
 DUPLICATE_WINDOW_NS = 100_000_000  # well under any client's retransmission timer
 _IGNORED = 127  # a category no stage acts on: the other pass's messages
@@ -42,7 +43,7 @@ class LogStats:
         self.duplicates_folded = 0
         self.transport: Counter[str] = Counter()  # served responses, duplicates folded
         self.servers: Counter[tuple[str | None, str | None]] = Counter()
-        self.upstream = [0, 0, 0]  # responses, with EDE, EDE options
+        self.upstream = MessageCounts()  # responses this server received upstream
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,9 +54,9 @@ class LogStats:
             "servers": [{"identity": i, "version": v, "messages": n}
                         for (i, v), n in sorted(self.servers.items(),
                                                 key=lambda kv: (-kv[1], str(kv[0])))],
-            "upstream_responses": self.upstream[0],
-            "upstream_responses_with_ede": self.upstream[1],
-            "upstream_ede_options": self.upstream[2],
+            "upstream_responses": self.upstream.dns_responses,
+            "upstream_responses_with_ede": self.upstream.responses_with_ede,
+            "upstream_ede_options": self.upstream.ede_options,
         }
 
 
@@ -72,9 +73,9 @@ def merge_stats(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
         total.transport.update(p["transport"])
         for s in p["servers"]:
             total.servers[(s["identity"], s["version"])] += s["messages"]
-        for k, name in enumerate(("upstream_responses", "upstream_responses_with_ede",
-                                  "upstream_ede_options")):
-            total.upstream[k] += p[name]
+        total.upstream.dns_responses += p["upstream_responses"]
+        total.upstream.responses_with_ede += p["upstream_responses_with_ede"]
+        total.upstream.ede_options += p["upstream_ede_options"]
     return total.as_dict()
 
 
@@ -104,17 +105,18 @@ def transport_text(protocol: int) -> str:
 
 
 class LogStage:
-    """Feeds one file's dnstap chunks to ``scanner``; make a new one per file."""
+    """Feeds one file's dnstap chunks to the message stage; make a new one per file."""
 
-    def __init__(self, scanner: Scanner, stats: LogStats):
-        self.scanner = scanner
+    def __init__(self, dns: DnsStage, stats: LogStats, *, force_slow: bool = False):
+        self.dns = dns
         self.stats = stats
+        self.force_slow = force_slow  # every message through the per-message path
         self._recent = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # hashes, times
 
     def chunk(self, log: LogChunk) -> None:
         rows = log.rows
         n = len(rows)
-        stats, scanner = self.stats, self.scanner
+        stats, dns = self.stats, self.dns
         stats.messages += n
         cat = rows[:, dnstap.C_CAT].copy()
         kinds = rows[:, dnstap.C_TYPE]
@@ -125,17 +127,17 @@ class LogStage:
         for code, name in dnstap.CATEGORY_NAMES.items():
             count = int(np.count_nonzero(cat == code))
             if count:
-                scanner.accounting[name] += count
-                if scanner.strict and name.startswith("malformed-"):
+                dns.accounting[name] += count
+                if dns.strict and name.startswith("malformed-"):
                     first = int(np.flatnonzero(cat == code)[0])
                     raise Malformed(name.removeprefix("malformed-"),
-                                    f"{scanner._capture} frame {log.first_frame + first}")
+                                    f"{dns.capture} frame {log.first_frame + first}")
         message = cat <= fastpath.CANDIDATE
         flags = rows[:, dnstap.C_FLAGS][message]
         for bit, name in dnstap.FLAG_PROBLEMS.items():
             count = int(np.count_nonzero(flags & bit))
             if count:
-                scanner.problems[name] += count
+                dns.problems[name] += count
         live = rows[message]
         for server, count in zip(*np.unique(live[:, dnstap.C_SERVER], return_counts=True),
                                  strict=True):
@@ -146,40 +148,33 @@ class LogStage:
         for protocol, count in zip(*np.unique(rows[served, dnstap.C_PROTOCOL],
                                               return_counts=True), strict=True):
             stats.transport[transport_text(int(protocol))] += int(count)
-        if scanner.force_slow:
+        if self.force_slow:
             cat = np.where(message, fastpath.SLOW, cat)
-        elif scanner.all_responses:  # every response decoded, as the classifier does then
+        elif dns.all_responses:  # every response decoded, as the classifier does then
             cat = np.where(cat == fastpath.RESPONSE, fastpath.CANDIDATE, cat)
         chunk = Chunk(log.buf, np.zeros(n, np.int64), np.zeros(n, np.int64),
                       np.zeros(n, np.int64), rows[:, dnstap.C_TS].copy(), np.zeros(n, np.int64),
                       log.first_frame, 0, log.arr)
         source = LogColumns(log)
         self._pass(log, chunk, np.where(upstream | ~message, _IGNORED, cat), source)
-        if upstream.any():
-            kept = (scanner.dns_responses, scanner.responses_with_ede, scanner.ede_options,
-                    scanner.seconds)
-            scanner.dns_responses, scanner.responses_with_ede, scanner.ede_options = \
-                stats.upstream
-            scanner.seconds = Counter()
+        if upstream.any():  # the same stage, counting into the upstream counts
+            kept, dns.counts = dns.counts, stats.upstream
             try:
                 self._pass(log, chunk, np.where(upstream, cat, _IGNORED), source)
             finally:
-                stats.upstream = [scanner.dns_responses, scanner.responses_with_ede,
-                                  scanner.ede_options]
-                (scanner.dns_responses, scanner.responses_with_ede, scanner.ede_options,
-                 scanner.seconds) = kept
+                dns.counts = kept
 
     def _pass(self, log: LogChunk, chunk: Chunk, cat: np.ndarray, source: LogColumns) -> None:
-        """The scanner's message stage over the messages ``cat`` does not ignore."""
-        scanner, rows = self.scanner, log.rows
+        """The message stage over the messages ``cat`` does not ignore."""
+        dns, rows = self.dns, log.rows
         cat8 = cat.astype(np.int8)
         cls = _classified(log, cat8)
         counts = np.bincount(cat8[cat8 <= fastpath.CANDIDATE],
                              minlength=len(fastpath.CATEGORY_NAMES) + 3)
         for code in (fastpath.QUERY, fastpath.RESPONSE):
             if counts[code]:
-                scanner.accounting[fastpath.CATEGORY_NAMES[code]] += int(counts[code])
-        scanner._settled(chunk, cls, counts)
+                dns.accounting[fastpath.CATEGORY_NAMES[code]] += int(counts[code])
+        dns.settled(chunk, cls, counts)
         slow = np.flatnonzero(cat8 == fastpath.SLOW)
         if len(slow):
             extra = source.columns(slow)
@@ -194,12 +189,13 @@ class LogStage:
                 src, dst = addresses(buf, l3, ver)
                 ep = Endpoint(t, first + i, src, dst, sport, dport, ver, transport, "",
                               log_fields)
-                category = scanner._on_dns(buf[p:p + plen], ep)
-                if scanner.strict and category.startswith(("malformed-", "snaplen-")):
+                category = dns.on_dns(buf[p:p + plen], ep)
+                if dns.strict and category.startswith(("malformed-", "snaplen-")):
                     raise Malformed(category.removeprefix("malformed-"),
-                                    f"{scanner._capture} frame {first + i}")
-                scanner.accounting[category] += 1
-        scanner._columns(chunk, cls, cat8, source)
+                                    f"{dns.capture} frame {first + i}")
+                dns.accounting[category] += 1
+        dns.candidates(chunk, cls, cat8, source)
+        dns.end_chunk()
 
     def _fold(self, rows: np.ndarray, cat: np.ndarray) -> None:
         """Mark exact duplicates of a message seen within the window before (``DUPLICATE``)."""

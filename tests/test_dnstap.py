@@ -7,17 +7,17 @@ import io
 import struct
 from pathlib import Path
 
+import dnstap_writer as dw
 import numpy as np
 import pytest
+from captures import query, response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import analyzer
-import dnstap_writer as dw
 from analyzer import dnstap, fastpath, speedups
 from analyzer.errors import CaptureError
 from analyzer.framestreams import MAX_DATA_FRAME
-from captures import query, response
 
 needs_kernels = pytest.mark.skipif(speedups.kernels is None, reason="C kernels not built")
 

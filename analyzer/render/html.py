@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from analyzer.render import (
     code_label,
+    dnstap_line,
     domains_for,
     fmt_count,
     fmt_counts,
@@ -30,7 +31,6 @@ from analyzer.render import (
     software_label,
     svg,
     truncated_note,
-    dnstap_line,
     tunnels_line,
     unopened_line,
     zone_evidence,

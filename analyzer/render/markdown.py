@@ -13,6 +13,7 @@ from typing import IO, Any
 from analyzer.render import (
     EVIDENCE_LEGEND,
     code_label,
+    dnstap_line,
     domains_for,
     fmt_count,
     fmt_counts,
@@ -28,7 +29,6 @@ from analyzer.render import (
     software_label,
     sparkline,
     truncated_note,
-    dnstap_line,
     tunnels_line,
     unopened_line,
     zone_evidence,

@@ -23,6 +23,7 @@ import rich.text
 from analyzer.render import (
     EVIDENCE_LEGEND,
     code_label,
+    dnstap_line,
     domains_for,
     fmt_count,
     fmt_counts,
@@ -39,7 +40,6 @@ from analyzer.render import (
     software_label,
     sparkline,
     truncated_note,
-    dnstap_line,
     tunnels_line,
     unopened_line,
     zone_evidence,

@@ -1,0 +1,61 @@
+"""What a scan counts as DNS messages pass: queries, responses, EDEs, responses over time."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+MAX_RESPONSE_BUCKETS = 10_000  # past this, response counts go to coarser time buckets
+_NS = 1_000_000_000
+
+
+class MessageCounts:
+    """DNS queries, responses, responses with EDE and their options, and responses per
+    time bucket (``seconds``: bucket start in epoch seconds -> responses).
+
+    One bucket per second would hold 2.6M entries for a month, so the buckets coarsen
+    (``coarsen``) once there are more than ``MAX_RESPONSE_BUCKETS``: memory does not grow
+    with the span, and the report's intervals are far coarser than the buckets by then.
+    """
+
+    __slots__ = ("dns_queries", "dns_responses", "responses_with_ede", "ede_options",
+                 "seconds", "step")
+
+    def __init__(self) -> None:
+        self.dns_queries = self.dns_responses = self.responses_with_ede = self.ede_options = 0
+        self.seconds: Counter[int] = Counter()
+        self.step = 1  # bucket width in seconds
+
+    def response_at(self, ts_ns: int) -> None:
+        self.dns_responses += 1
+        self.seconds[ts_ns // (_NS * self.step) * self.step] += 1
+
+    def responses_at(self, ts_ns: np.ndarray) -> None:
+        if not len(ts_ns):
+            return
+        self.dns_responses += len(ts_ns)
+        step = self.step
+        secs, per = np.unique(ts_ns // (_NS * step) * step, return_counts=True)
+        self.seconds.update(dict(zip(secs.tolist(), per.tolist(), strict=True)))
+
+    def coarsen(self) -> None:
+        """Merge the buckets into wider ones until few enough are left (minutes, hours,
+        days)."""
+        if len(self.seconds) <= MAX_RESPONSE_BUCKETS:
+            return
+        while len(self.seconds) > MAX_RESPONSE_BUCKETS // 4:
+            self.step = step = self.step * 60 if self.step < 3600 else self.step * 24
+            merged: Counter[int] = Counter()
+            for start, n in self.seconds.items():
+                merged[start // step * step] += n
+            self.seconds = merged
+
+    def snapshot(self) -> tuple[int, int, int, int, dict[int, int], int]:
+        return (self.dns_queries, self.dns_responses, self.responses_with_ede,
+                self.ede_options, dict(self.seconds), self.step)
+
+    def restore(self, saved: tuple[int, int, int, int, dict[int, int], int]) -> None:
+        (self.dns_queries, self.dns_responses, self.responses_with_ede, self.ede_options,
+         seconds, self.step) = saved
+        self.seconds = Counter(seconds)
