@@ -17,8 +17,8 @@ DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 
 
-def load_generator():
-    spec = importlib.util.spec_from_file_location("gen_frame_schema", DOCS / "gen_frame_schema.py")
+def load_generator(name: str = "gen_frame_schema"):
+    spec = importlib.util.spec_from_file_location(name, DOCS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -36,6 +36,14 @@ def test_frame_schema_doc_is_current() -> None:
     expected = load_generator().to_markdown()
     assert (DOCS / "frame-schema.md").read_text(encoding="utf-8") == expected, (
         "docs/frame-schema.md is stale: run python docs/gen_frame_schema.py"
+    )
+
+
+def test_walkthrough_shows_what_its_commands_print(tshark: str) -> None:
+    # every command is run again (tshark's too, hence the fixture: CI must have it)
+    text = (DOCS / "walkthrough.md").read_text(encoding="utf-8")
+    assert load_generator("gen_walkthrough").to_markdown(text) == text, (
+        "docs/walkthrough.md is stale: run python docs/gen_walkthrough.py, then check the prose"
     )
 
 
