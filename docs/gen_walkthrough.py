@@ -83,7 +83,7 @@ OUTPUTS: dict[str, tuple[str, Pick]] = {
     "zoomed": (ZOOMED, joined(head("What to do"), section("Timeline"))),
     "extract": ("ede-pcap extract samples/incident.pcap --code 7 --since "
                 "2024-03-12T09:12:00Z --until 2024-03-12T09:20:30Z | cut -d, "
-                "-f2,3,4,6,12,15,26 | head -6", whole),
+                "-f2,3,4,6,15,18,29 | head -6", whole),
     "tshark": ("tshark -r samples/incident.pcap -Y 'frame.number == 1648' -T fields -e "
                "frame.number -e dns.qry.name -e dns.flags.rcode -e "
                "dns.opt.ext_error.info_code -e dns.opt.ext_error.extra_text", whole),
