@@ -130,6 +130,60 @@ def test_sparkline() -> None:
     assert sparkline([]) == ""
 
 
+def text_timeline(report: dict, width: int = 80) -> list[str]:
+    """Return the text report's timeline section, heading first."""
+    out = rendered(report, "text", width=width)
+    return out[out.index("Timeline:"):].splitlines()
+
+
+def spark_of(line: str) -> str:
+    return line[:line.rindex(" max ")].rsplit(" ", 1)[-1]
+
+
+def test_text_timeline_keeps_the_incidents_buckets_in_a_window() -> None:
+    # 600 s at the chosen 5 s buckets: 120 buckets, a 60 s incident of code 7 at +300 s
+    built = reports.build_report(make_scan(outage_rows()))
+    ts = built["timeseries"]
+    assert (ts["interval"], ts["buckets"]) == ("5s", 120)
+    assert [(i["code"], i["start"], i["end"]) for i in built["incidents"]] == [
+        (7, "2024-05-01T12:05:00Z", "2024-05-01T12:06:00Z")]
+    lines = text_timeline(built)
+    assert all(len(line) <= 80 for line in lines)
+    # the incidents' own 5s buckets, 40 of them centred on the 12 incident buckets (60..71)
+    assert lines[0] == "Timeline: EDEs per 5s from 12:03:50 to 12:07:10 UTC"
+    assert "The incidents' 5s buckets: 40 of 120, around the incidents" in " ".join(lines)
+    assert "--width 160 shows every bucket" in " ".join(lines)
+    rows = {int(line[1:6]): line for line in lines if " max " in line}
+    counts7 = next(s["counts"] for s in ts["series"] if s["code"] == 7)
+    assert spark_of(rows[7]) == sparkline(counts7[46:86]) == "·" * 14 + "█" * 12 + "·" * 14
+    assert rows[7].startswith("!") and rows[7].endswith(" max 10")
+    assert rows[3].endswith(" max 5")  # one EDE a second, 5 a bucket: not regrouped
+    carets = next(line for line in lines if line.strip() and set(line.strip()) == {"^"})
+    assert carets.index("^") == rows[7].index("█") and carets.count("^") == 12
+
+
+def test_text_timeline_shows_every_bucket_when_the_width_allows() -> None:
+    built = reports.build_report(make_scan(outage_rows()))
+    lines = text_timeline(built, width=160)
+    assert lines[0] == "Timeline: EDEs per 5s from 12:00:00 to 12:10:00 UTC"
+    assert lines[1] == "The incidents' 5s buckets, every one."
+    for s in built["timeseries"]["series"]:
+        row = next(line for line in lines if line[1:6] == f"{s['code']:>5}")
+        assert spark_of(row) == sparkline(s["counts"])
+
+
+def test_text_timeline_without_incidents_says_how_it_regroups() -> None:
+    rows = [ede_row(n, ts=T0 + n * SEC, code=3) for n in range(600)]
+    built = reports.build_report(make_scan(rows))
+    assert built["incidents"] == [] and built["timeseries"]["buckets"] == 120
+    lines = text_timeline(built)
+    assert lines[0] == "Timeline: EDEs per 15s from 12:00:00 to 12:10:00 UTC"
+    said = " ".join(lines)
+    assert "One column is 3 report buckets of 5s, to fit 80 columns" in said
+    row = next(line for line in lines if " max " in line)
+    assert spark_of(row) == "█" * 40 and row.endswith(" max 15")
+
+
 # --- json ----------------------------------------------------------------------------------
 
 def test_markdown_timeline_uses_the_incidents_buckets(report: dict) -> None:

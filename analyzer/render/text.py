@@ -48,6 +48,7 @@ from analyzer.render import (
 )
 
 _LABEL = 26  # width of the code label in the timeline
+_NS = 1_000_000_000
 
 
 def write_report(report: dict[str, Any], out: IO[str], *, width: int | None = None,
@@ -468,23 +469,51 @@ def _upstream(console: rich.console.Console, report: dict[str, Any], ctx: _Conte
 
 
 def _timeline(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
+    """Every code's EDEs per report bucket: the incidents' own buckets, never regrouped when
+    there are incidents. Too many buckets for the terminal shows a window around them."""
     ts = report["timeseries"]
     if not ts["series"] or ts["buckets"] < 2:
         return
+    from analyzer import reports
+
     # a wide terminal gives the names room first (up to a third of it), then the bars
     names = [len(f"{x['code']:>5} {x['name']}") + 2 for x in ts["series"][:12]]
     label_width = max(_LABEL, min(max(names, default=0), console.width // 3))
     columns = max(10, console.width - label_width - 14)
-    factor = math.ceil(ts["buckets"] / columns)
-    width = factor * ts["interval_seconds"]
-    from analyzer import reports
-
-    label = reports.interval_label(width)
-    _heading(console, f"Timeline: EDEs per {label} from {fmt_time(ts['start'], date=ctx.dated)}"
-                      f" to {fmt_time(ts['end'], date=ctx.dated)} UTC")
+    buckets, step = ts["buckets"], ts["interval_seconds"]
+    start_ns = reports.parse_iso_ns(ts["start"])
+    spans = _incident_buckets(report, start_ns, step, buckets)
+    # the --width that shows every bucket: the label can only grow to its longest name
+    whole = buckets + 14 + max(_LABEL, max(names, default=0))
+    more = (f"--width {whole} shows every bucket, as do --format markdown and html"
+            if whole <= 1000 else "--format markdown or html shows every bucket")
+    lo, hi, factor = 0, buckets, 1
+    if buckets > columns and spans:
+        lo, hi = _window(spans, buckets, columns)
+    elif buckets > columns:
+        factor = math.ceil(buckets / columns)
+    first_ns = start_ns + lo * step * _NS
+    last_ns = start_ns + hi * step * _NS
+    label = reports.interval_label(factor * step)
+    _heading(console, f"Timeline: EDEs per {label} from "
+                      f"{fmt_time(reports.iso(first_ns), date=ctx.dated)} to "
+                      f"{fmt_time(reports.iso(last_ns), date=ctx.dated)} UTC")
+    if factor > 1:
+        console.print(f"[dim]One column is {factor} report buckets of {ts['interval']}, to fit "
+                      f"{console.width} columns (no incident to align with); {more}.[/]")
+    elif (lo, hi) != (0, buckets):
+        outside = sum(1 for first, last in spans if first < lo or last >= hi)
+        console.print(
+            f"[dim]The incidents' {ts['interval']} buckets: {hi - lo} of {buckets:,}, around "
+            f"the incidents"
+            + (f" ({plural(outside, 'incident')} reaching outside)" if outside else "")
+            + f"; the capture runs {fmt_time(ts['start'], date=ctx.dated)} to "
+            f"{fmt_time(ts['end'], date=ctx.dated)}. {more}.[/]")
+    elif spans:
+        console.print(f"[dim]The incidents' {ts['interval']} buckets, every one.[/]")
     incident_codes = {i["code"] for i in report["incidents"]}
     for s in ts["series"][:12]:
-        counts = _regroup(s["counts"], factor)
+        counts = _regroup(s["counts"][lo:hi], factor)
         peak = max(counts)
         mark = "!" if s["code"] in incident_codes else " "
         name = f"{s['code']:>5} {s['name']}"
@@ -492,12 +521,44 @@ def _timeline(console: rich.console.Console, report: dict[str, Any], ctx: _Conte
             name = name[:label_width - 3] + "…"
         console.print(f"{mark}{_s(name):<{label_width - 1}}{sparkline(counts)} max {peak}",
                       no_wrap=True, overflow="crop")
+    if spans and factor == 1:
+        under = "".join("^" if any(a <= b <= z for a, z in spans) else " "
+                        for b in range(lo, hi)).rstrip()
+        if under:
+            console.print(f"[dim]{'':<{label_width}}{under}[/]", no_wrap=True, overflow="crop")
     hidden = len(ts["series"]) - 12
     if hidden > 0:
         console.print(f"[dim]+{hidden:,} more code{'' if hidden == 1 else 's'}: --code N "
                       "shows one, --format json or csv shows all[/]")
     if incident_codes:
-        console.print("[dim]! = an incident was detected for the code[/]")
+        console.print("[dim]! = an incident was detected for the code"
+                      + ("; ^ = its buckets" if factor == 1 else "") + "[/]")
+
+
+def _incident_buckets(report: dict[str, Any], start_ns: int, step: int, buckets: int
+                      ) -> list[tuple[int, int]]:
+    """Return (first, last) report-bucket indexes of each incident, inclusive."""
+    from analyzer import reports
+
+    spans = []
+    for i in report["incidents"]:
+        first = (reports.parse_iso_ns(i["start"]) - start_ns) // (step * _NS)
+        last = (reports.parse_iso_ns(i["end"]) - start_ns) // (step * _NS) - 1
+        spans.append((max(0, int(first)), min(buckets - 1, int(last))))
+    return spans
+
+
+def _window(spans: list[tuple[int, int]], buckets: int, columns: int) -> tuple[int, int]:
+    """Return the ``columns`` buckets [lo, hi) to show: centred on the incidents when they
+    fit, else from just before the first one."""
+    first = min(a for a, _ in spans)
+    last = max(z for _, z in spans)
+    if last - first + 1 <= columns:
+        lo = first - (columns - (last - first + 1)) // 2
+    else:
+        lo = first - columns // 10
+    lo = max(0, min(lo, buckets - columns))
+    return lo, lo + columns
 
 
 def _captures(console: rich.console.Console, report: dict[str, Any], ctx: _Context) -> None:
