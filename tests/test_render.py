@@ -234,6 +234,43 @@ def test_report_csv_neutralises_formulas(report: dict) -> None:
     assert "'=HYPERLINK(\"http://x\",\"y\")" in cells
 
 
+def test_report_csv_carries_advice_clients_software_and_pairs() -> None:
+    from test_reports import _bare, _refusals
+
+    from tests.captures import QR, RA, RD, pcap, records, scan_bytes
+
+    names = [f"h{i}.shop.example.com" for i in range(12)]
+    dual = [f for pair in zip(_bare("198.51.100.9", names), _bare("2001:db8::53", names),
+                              strict=True) for f in pair]
+    clients = ["192.0.2.77"] * 40 + ["192.0.2.5", "192.0.2.6"]
+    built = reports.build_report(scan_bytes(
+        _refusals(18, QR | RD | RA, clients), _refusals(20, QR | RA, ["192.0.2.1"] * 4),
+        pcap(records(dual))))
+    rows = list(csv.DictReader(io.StringIO(rendered(built, "csv"), newline="")))
+    by = {}
+    for r in rows:
+        by.setdefault(r["section"], []).append(r)
+    advice = {int(r["code"]): r["detail"] for r in by["traffic_advice"]}
+    assert advice[20].startswith("All were answers to queries sent with RD=0")
+    assert advice[18].startswith("40 of the 42 at 198.51.100.53 went to one client")
+    assert [(r["code"], r["resolver"], r["value"], r["key"], r["count"])
+            for r in by["top_clients"]] == [
+        ("18", "198.51.100.53", "42", "192.0.2.77", "40"),
+        ("18", "198.51.100.53", "42", "192.0.2.5", "1"),
+        ("18", "198.51.100.53", "42", "192.0.2.6", "1")]
+    software = {r["resolver"]: (r["software_basis"], r["software_confidence"],
+                                r["software_candidates"]) for r in by["resolvers"]}
+    assert software["198.51.100.9"] == ("behaviour", "low", "powerdns; unbound")
+    assert software["198.51.100.53"] == ("unknown", "", "")
+    assert [(r["resolver"], r["key"], r["count"], r["value"]) for r in by["same_instance"]] \
+        == [("198.51.100.9", "2001:db8::53", "12", "12"),
+            ("2001:db8::53", "198.51.100.9", "12", "12")]
+    assert {r["value"] for r in by["zones"]} <= {"text", "signer", "soa", "referral",
+                                                  "boundary", "qname"}
+    # the JSON keys the CSV carries, each where docs/report-schema.md says
+    assert len(by["traffic_advice"]) == sum(len(c["traffic_advice"]) for c in built["codes"])
+
+
 @pytest.mark.parametrize(("value", "safe"), [
     ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@x", "'@x"), ("\tx", "'\tx"),
     ("\rx", "'\rx"), ("x=1", "x=1"), ("", ""), (-1, -1), (3.5, 3.5), (None, None),

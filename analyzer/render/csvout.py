@@ -27,6 +27,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "section", "key", "value", "code", "name", "qname", "zone", "resolver", "count",
     "responses", "share", "domains", "first_seen", "last_seen", "start", "end",
     "peak_per_minute", "baseline_per_minute", "detail",
+    "software_basis", "software_confidence", "software_candidates",
 )
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -77,6 +78,15 @@ def report_rows(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
         for t in c["extra_texts"]:
             yield {"section": "extra_texts", "code": c["code"], "name": c["name"],
                    "value": t["text"], "count": t["count"]}
+    for c in report["codes"]:
+        for sentence in c.get("traffic_advice", []):
+            yield {"section": "traffic_advice", "code": c["code"], "name": c["name"],
+                   "detail": sentence}
+        for r in c.get("top_clients", []):
+            for client in r["clients"]:
+                yield {"section": "top_clients", "code": c["code"], "name": c["name"],
+                       "resolver": r["resolver"], "value": r["count"],
+                       "key": client["client"], "count": client["count"]}
     for d in report["domains"]:
         yield {"section": "domains", "code": d["code"], "qname": d["qname"], "zone": d["zone"],
                "count": d["count"], "responses": d["responses"],
@@ -92,7 +102,14 @@ def report_rows(report: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield {"section": "resolvers", "resolver": r["resolver"], "count": r["count"],
                "responses": r["responses"], "domains": r["domains"],
                "value": r["software"], "key": codes, "first_seen": r["first_seen"],
-               "last_seen": r["last_seen"], "detail": _join(r["evidence"])}
+               "last_seen": r["last_seen"], "detail": _join(r["evidence"]),
+               "software_basis": r.get("software_basis"),
+               "software_confidence": r.get("software_confidence"),
+               "software_candidates": _join(r.get("software_candidates", []))}
+    for r in report["resolvers"]:
+        for pair in r.get("same_instance", []):
+            yield {"section": "same_instance", "resolver": r["resolver"],
+                   "key": pair["resolver"], "count": pair["shared"], "value": pair["of"]}
     section = report.get("error_reports") or {}
     for r in section.get("reports", []):
         yield {"section": "error_reports", "resolver": r["reporter"], "qname": r["qname"],
