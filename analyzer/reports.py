@@ -13,6 +13,7 @@ are floats in 0..1 (rounded to 6 places). The schema is documented in docs/repor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -163,8 +164,10 @@ def work_frame(df: pd.DataFrame, zones: dict[str, Any] | None = None) -> pd.Data
     timestamp could not be represented), ``qname`` (lower-case,
     categorical), ``zone``, ``zone_source`` (``extra-text`` or ``qname``) and
     ``zone_evidence`` (``zonecuts.EVIDENCE``: what the zone was attributed from), ``key_tag``
-    (Int64), ``src_ip``, ``dst_ip``, ``rcode``, ``extra_text`` and ``response`` (one
-    uint64 per DNS response, shared by the EDE options it carried).
+    (Int64), ``rd``, ``edns_udp_size`` (int32, -1 without OPT), ``ede_count`` (int32: EDE
+    options in the row's response), ``src_ip``, ``dst_ip``,
+    ``rcode``, ``extra_text`` and ``response`` (one uint64 per DNS response, shared by the
+    EDE options it carried).
 
     Every derived value is computed once per distinct input (name, text, address) and
     spread to the rows through integer codes, and few row-length arrays are alive at once:
@@ -180,6 +183,8 @@ def work_frame(df: pd.DataFrame, zones: dict[str, Any] | None = None) -> pd.Data
             "qname": pd.Categorical([]), "zone": pd.Categorical([]),
             "zone_source": pd.Categorical([]), "zone_evidence": pd.Categorical([]),
             "key_tag": pd.array([], dtype="Int64"), "rd": np.array([], dtype=bool),
+            "edns_udp_size": np.array([], dtype=np.int32),
+            "ede_count": np.array([], dtype=np.int32),
             "src_ip": pd.Categorical([]), "dst_ip": pd.Categorical([]),
             "rcode": pd.Categorical([]), "extra_text": pd.Categorical([]),
             "response": np.array([], dtype=np.uint64),
@@ -203,6 +208,11 @@ def work_frame(df: pd.DataFrame, zones: dict[str, Any] | None = None) -> pd.Data
         "key_tag": key_tag,
         # RD is copied from the query (RFC 1035 §4.1.1): whether the client asked to recurse
         "rd": df["rd"].to_numpy(dtype=bool, na_value=False) if "rd" in df else np.zeros(n, bool),
+        # the OPT record's UDP payload size the resolver advertised (RFC 6891 §6.1.2), -1 none
+        "edns_udp_size": df["edns_udp_size"].to_numpy(dtype=np.int32, na_value=-1)
+        if "edns_udp_size" in df else np.full(n, -1, np.int32),
+        "ede_count": df["ede_count"].to_numpy(dtype=np.int32, na_value=1)
+        if "ede_count" in df else np.ones(n, np.int32),
         "src_ip": src_ip,
         "dst_ip": _as_category(df["dst_ip"]),
         "rcode": _as_category(df["rcode"]),
@@ -600,8 +610,11 @@ def resolvers(work: pd.DataFrame, *, top: int = 10,
     }).reset_index()
     table = table.sort_values(["count", "src_ip"], ascending=[False, True],
                               key=_sort_key).head(top)
-    chosen = work.loc[work["src_ip"].isin(table["src_ip"]), ["src_ip", "code", "extra_text"]]
+    chosen = work.loc[work["src_ip"].isin(table["src_ip"]),
+                      ["src_ip", "code", "extra_text", "response", "edns_udp_size",
+                       "ede_count"]]
     by_code = _nested_counts(chosen, "src_ip", "code")
+    behaviour = _behaviour(chosen)
     # the most frequent texts carry the wording; parsing thousands of rare ones adds nothing
     texts = _nested_counts(chosen, "src_ip", "extra_text", limit=FINGERPRINT_TEXTS)
     out = []
@@ -609,7 +622,8 @@ def resolvers(work: pd.DataFrame, *, top: int = 10,
         said = texts.get(r.src_ip, [])
         software, evidence = textfacts.fingerprint([t for t, _ in said])
         codes = by_code.get(r.src_ip, [])
-        basis, confidence, candidates, why = _software_basis(software, evidence, said, codes)
+        basis, confidence, candidates, why = _software_basis(
+            software, evidence, said, codes, behaviour.get(r.src_ip, Behaviour()))
         if logged and str(r.src_ip) in logged:
             version, identity = logged[str(r.src_ip)]
             software, basis, confidence, candidates = version, "dnstap", "high", [version]
@@ -638,32 +652,144 @@ SAME_INSTANCE_MIN = 5        # shared events needed at least ...
 SAME_INSTANCE_SHARE = 0.5    # ... and this share of the smaller resolver's events
 
 
+@dataclasses.dataclass(slots=True)
+class Behaviour:
+    """What a resolver's EDE options show besides their text: the EDNS UDP payload sizes
+    their responses advertised (size -> EDE options), how many options came in a response
+    with more than one, and how many responses carried one code twice."""
+
+    sizes: dict[int, int] = dataclasses.field(default_factory=dict)
+    multi: int = 0
+    repeated: int = 0
+
+
+def _behaviour(rows: pd.DataFrame) -> dict[Any, Behaviour]:
+    """Return each resolver's ``Behaviour`` from its EDE rows (one row per option).
+
+    Counted per option, not per response, so that no row-length grouping by response is
+    needed; only the rare responses with several options are grouped."""
+    out: dict[Any, Behaviour] = {}
+    if rows.empty:
+        return out
+    for (src, size), n in rows.groupby(["src_ip", "edns_udp_size"], sort=True,
+                                       observed=True).size().items():
+        if n and size >= 0:
+            out.setdefault(_plain(src), Behaviour()).sizes[int(size)] = int(n)
+    several = rows.loc[rows["ede_count"].to_numpy() > 1, ["src_ip", "response", "code"]]
+    for src, n in several.groupby("src_ip", observed=True).size().items():
+        if n:
+            out.setdefault(_plain(src), Behaviour()).multi = int(n)
+    twice = several.loc[several.duplicated(["response", "code"])].drop_duplicates("response")
+    for src, n in twice.groupby("src_ip", observed=True).size().items():
+        if n:
+            out.setdefault(_plain(src), Behaviour()).repeated = int(n)
+    return out
+
+
+# The four resolvers told apart by behaviour, and what each does (the project's EDE reference
+# notes, sections 1 and 4, and the sources they cite):
+KNOWN_SOFTWARE = ("unbound", "bind", "knot-resolver", "powerdns")
+# PowerDNS Recursor writes 512 into the OPT record of every answer (pdns_recursor.cc,
+# ``pw.addOpt(512, ...)``); Unbound (edns-buffer-size), BIND (edns-udp-size) and Knot Resolver
+# (net.bufsize) advertise their configured buffer: 1232 by default since the DNS Flag Day 2020
+# releases, 4096 before. So 512 points to PowerDNS, any other size rules it out, and 1232 or
+# 4096 does not tell the other three apart.
+PDNS_UDP_SIZE = 512
+# The INFO-CODEs in each one's own code table: a code outside it cannot come from it.
+# PowerDNS is not listed: its RPZ and Lua hooks can set any INFO-CODE.
+CODE_TABLES: dict[str, frozenset[int]] = {
+    "unbound": frozenset(range(31)),
+    "bind": frozenset(range(25)) | {33},
+    "knot-resolver": frozenset(range(31)) | {33},
+}
+_LABELS = {"unbound": "Unbound", "bind": "BIND", "knot-resolver": "Knot Resolver",
+           "powerdns": "PowerDNS Recursor"}
+
+
 def _software_basis(software: str | None, evidence: list[str],
-                    said: list[tuple[Any, int]], codes: list[tuple[Any, int]]
+                    said: list[tuple[Any, int]], codes: list[tuple[Any, int]],
+                    behaviour: Behaviour | None = None
                     ) -> tuple[str, str | None, list[str], list[str]]:
     """Return how a resolver's software is known (``text``, ``behaviour`` or ``unknown``),
     how sure that is, the candidates, and the evidence when the texts named none.
 
-    Without wording to go on, only one behaviour is telling: DNSSEC EDEs with no EXTRA-TEXT
-    at all. PowerDNS Recursor sends them bare, and so does Unbound below val-log-level 2,
-    while BIND names the name and type and Knot Resolver a source tag (the project's EDE
-    reference notes, section 4). That narrows it to two, with low confidence.
+    Without wording to go on, two behaviours point to software: DNSSEC EDEs with no
+    EXTRA-TEXT at all (PowerDNS Recursor sends them bare, and so does Unbound below
+    val-log-level 2, while BIND and Knot Resolver word theirs) and an EDNS UDP size of 512
+    (PowerDNS Recursor's fixed value). Others only rule software out: any other size rules
+    out PowerDNS, several EDE options in one response Knot Resolver and PowerDNS (they send
+    one), one code twice BIND (it sends each code once), a code outside a software's own
+    table that software. Candidates are named only when a pointing behaviour is seen; the
+    confidence is ``medium`` when both pointing behaviours agree on one, else ``low``.
     """
     if software is not None:
         confidence = "high" if len(evidence) >= 2 or sum(
             n for t, n in said if t in evidence) >= 10 else "medium"
         return "text", confidence, [software], []
+    behaviour = behaviour or Behaviour()
     worded = sum(n for t, n in said if isinstance(t, str) and t)
     bare_dnssec = sum(n for c, n in codes if int(c) in zonecuts.DNSSEC_CODES)
+    ruled_out: set[str] = set()
+    facts: list[str] = []
+    pointers = 0
     if not worded and bare_dnssec:
-        return "behaviour", "low", ["powerdns", "unbound"], [
-            f"{bare_dnssec} DNSSEC EDEs and no EXTRA-TEXT at all: PowerDNS Recursor sends "
-            "them without text, and so does Unbound below val-log-level 2; BIND and Knot "
-            "Resolver would word them"]
-    reason = ("its EXTRA-TEXTs match no known wording" if worded else
-              "its EDEs carry no EXTRA-TEXT, and none are DNSSEC codes, which every "
-              "resolver may send bare")
-    return "unknown", None, [], [f"unknown: {reason}"]
+        pointers += 1
+        ruled_out |= {"bind", "knot-resolver"}
+        facts.append(f"{_count(bare_dnssec, 'DNSSEC EDE')} and no EXTRA-TEXT at all: PowerDNS "
+                     "Recursor sends them without text, and so does Unbound below "
+                     "val-log-level 2; BIND and Knot Resolver would word them")
+    sizes = behaviour.sizes
+    answered = sum(sizes.values())
+    said_sizes = (str(next(iter(sizes))) if len(sizes) == 1 else ", ".join(
+        f"{k} ({_count(v, 'EDE')})" for k, v in sorted(sizes.items())))
+    whose = (f"the responses of all its {_count(answered, 'EDE')} advertise" if answered > 1
+             else "the response of its one EDE advertises")
+    if sizes and set(sizes) == {PDNS_UDP_SIZE}:
+        pointers += 1
+        ruled_out |= {"unbound", "bind", "knot-resolver"}
+        facts.append(f"{whose} an EDNS UDP size of 512, the value PowerDNS "
+                     "Recursor always writes; Unbound, BIND and Knot Resolver advertise their "
+                     "buffer size, 1232 by default")
+    elif sizes and PDNS_UDP_SIZE not in sizes:
+        ruled_out.add("powerdns")
+        facts.append(f"{whose} an EDNS UDP size of {said_sizes}, never the 512 "
+                     "PowerDNS Recursor always writes; the size does not tell Unbound, BIND "
+                     "and Knot Resolver apart (1232 by default)")
+    elif sizes:
+        facts.append(f"{whose} several EDNS UDP sizes ({said_sizes}): perhaps "
+                     "several servers behind one address; the size is not used")
+    if behaviour.multi:
+        ruled_out |= {"knot-resolver", "powerdns"}
+        facts.append(f"{_count(behaviour.multi, 'EDE')} came in responses with more than "
+                     "one EDE option: Knot Resolver and PowerDNS Recursor send one")
+    if behaviour.repeated:
+        ruled_out.add("bind")
+        facts.append(f"{_count(behaviour.repeated, 'response')} "
+                     f"carr{'ies' if behaviour.repeated == 1 else 'y'} one code twice: BIND "
+                     "sends each code once")
+    for name, table in CODE_TABLES.items():
+        outside = sorted(int(c) for c, _ in codes if int(c) not in table)
+        if outside and name not in ruled_out:
+            ruled_out.add(name)
+            facts.append(f"code {', '.join(map(str, outside[:3]))} is not in "
+                         f"{_LABELS[name]}'s code table")
+    candidates = sorted(s for s in KNOWN_SOFTWARE if s not in ruled_out)
+    if pointers and candidates:
+        confidence = "medium" if pointers >= 2 and len(candidates) == 1 else "low"
+        return "behaviour", confidence, candidates, ["; ".join(facts)]
+    if pointers:
+        reason = ("its behaviour fits none of Unbound, BIND, Knot Resolver and PowerDNS "
+                  "Recursor")
+    elif worded:
+        reason = "its EXTRA-TEXTs match no known wording"
+    else:
+        reason = ("its EDEs carry no EXTRA-TEXT, and none are DNSSEC codes, which every "
+                  "resolver may send bare")
+    return "unknown", None, [], ["; ".join([f"unknown: {reason}", *facts])]
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _same_instances(work: pd.DataFrame, entries: list[dict[str, Any]]) -> None:

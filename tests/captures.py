@@ -95,12 +95,15 @@ Ede = tuple[int, bytes | str]
 
 def response(qname: str = "example.com", qtype: int = A, *, dns_id: int = 0x1234,
              rcode: int = NOERROR, edes: Sequence[Ede] | None = ((9, "no DNSKEY"),),
-             an: Sequence[bytes] = (), flags: int = QR | RD | RA, do: bool = False) -> bytes:
+             an: Sequence[bytes] = (), flags: int = QR | RD | RA, do: bool = False,
+             udp_size: int = 1232) -> bytes:
     """Return a response to ``qname``/``qtype``; one EDE option per ``(code, text)``.
 
-    ``edes=None`` leaves the OPT record out, ``edes=()`` keeps an OPT without options.
+    ``edes=None`` leaves the OPT record out, ``edes=()`` keeps an OPT without options;
+    ``udp_size`` is the EDNS UDP payload size the OPT advertises.
     """
-    ar = [] if edes is None else [opt_rr(*(ede_option(c, t) for c, t in edes), do=do)]
+    ar = [] if edes is None else [opt_rr(*(ede_option(c, t) for c, t in edes), do=do,
+                                         udp_size=udp_size)]
     return message(dns_id, flags | (rcode & 0xF), qd=[question(qname, qtype)], an=an, ar=ar)
 
 

@@ -240,8 +240,9 @@ def test_report_csv_carries_advice_clients_software_and_pairs() -> None:
     from tests.captures import QR, RA, RD, pcap, records, scan_bytes
 
     names = [f"h{i}.shop.example.com" for i in range(12)]
-    dual = [f for pair in zip(_bare("198.51.100.9", names), _bare("2001:db8::53", names),
-                              strict=True) for f in pair]
+    dual = [f for pair in zip(_bare("198.51.100.9", names, udp_size=512),
+                              _bare("2001:db8::53", names, udp_size=512), strict=True)
+            for f in pair]
     clients = ["192.0.2.77"] * 40 + ["192.0.2.5", "192.0.2.6"]
     built = reports.build_report(scan_bytes(
         _refusals(18, QR | RD | RA, clients), _refusals(20, QR | RA, ["192.0.2.1"] * 4),
@@ -260,7 +261,7 @@ def test_report_csv_carries_advice_clients_software_and_pairs() -> None:
         ("18", "198.51.100.53", "42", "192.0.2.6", "1")]
     software = {r["resolver"]: (r["software_basis"], r["software_confidence"],
                                 r["software_candidates"]) for r in by["resolvers"]}
-    assert software["198.51.100.9"] == ("behaviour", "low", "powerdns; unbound")
+    assert software["198.51.100.9"] == ("behaviour", "medium", "powerdns")
     assert software["198.51.100.53"] == ("unknown", "", "")
     assert [(r["resolver"], r["key"], r["count"], r["value"]) for r in by["same_instance"]] \
         == [("198.51.100.9", "2001:db8::53", "12", "12"),

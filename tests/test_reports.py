@@ -250,8 +250,12 @@ def test_resolvers_with_codes_and_fingerprint() -> None:
     assert first["software_basis"] == "text" and first["software_confidence"] == "medium"
     # no text and no DNSSEC code: honestly unknown, and why
     assert found[1]["software"] is None and found[1]["software_basis"] == "unknown"
-    assert found[1]["evidence"] == ["unknown: its EDEs carry no EXTRA-TEXT, and none are "
-                                    "DNSSEC codes, which every resolver may send bare"]
+    assert found[1]["software_candidates"] == [] and found[1]["software_confidence"] is None
+    assert found[1]["evidence"] == [
+        "unknown: its EDEs carry no EXTRA-TEXT, and none are DNSSEC codes, which every "
+        "resolver may send bare; the response of its one EDE advertises an EDNS UDP size of "
+        "1232, never the 512 PowerDNS Recursor always writes; the size does not tell "
+        "Unbound, BIND and Knot Resolver apart (1232 by default)"]
 
 
 # --- time series and incidents -------------------------------------------------------------
@@ -563,7 +567,10 @@ def test_code_18_names_the_refused_clients_per_resolver() -> None:
 
 # --- resolver identity (issue 14) --------------------------------------------------------------
 
-def _bare(resolver: str, names: list[str], *, start: int = 0, code: int = 9) -> list[bytes]:
+def _bare(resolver: str, names: list[str], *, start: int = 0, code: int = 9,
+          udp_size: int = 1232, edes: tuple = ()) -> list[bytes]:
+    """Return SERVFAIL responses from ``resolver``, each with one bare EDE ``code`` (or the
+    ``edes`` given), advertising ``udp_size``."""
     from scapy.layers.inet import IP, UDP
     from scapy.layers.inet6 import IPv6
     from scapy.packet import Raw
@@ -573,24 +580,35 @@ def _bare(resolver: str, names: list[str], *, start: int = 0, code: int = 9) -> 
     ip = IPv6(src=resolver, dst="2001:db8:1::10") if ":" in resolver else IP(
         src=resolver, dst="192.0.2.10")
     return [frame(ip / UDP(sport=53, dport=40000) / Raw(response(
-        name, dns_id=start + i, rcode=2, edes=((code, ""),)))) for i, name in enumerate(names)]
+        name, dns_id=start + i, rcode=2, edes=edes or ((code, ""),), udp_size=udp_size)))
+        for i, name in enumerate(names)]
+
+
+def _software(*frames: list[bytes]) -> dict[str, dict]:
+    from tests.captures import pcap, records, scan_bytes
+
+    report = reports.build_report(scan_bytes(pcap(records([f for fs in frames for f in fs]))))
+    return {r["resolver"]: r for r in report["resolvers"]}
 
 
 def test_resolvers_without_text_are_fingerprinted_from_behaviour_and_paired() -> None:
-    from tests.captures import pcap, records, scan_bytes
-
     names = [f"h{i}.shop.example.com" for i in range(12)]
-    frames = [f for pair in zip(_bare("198.51.100.53", names), _bare("2001:db8::53", names),
-                                strict=True) for f in pair]
-    frames += _bare("2001:db8::99", [f"x{i}.other.example" for i in range(12)])
-    frames += _bare("203.0.113.9", names[:6], code=18)  # no DNSSEC code, no text
-    report = reports.build_report(scan_bytes(pcap(records(frames))))
-    by = {r["resolver"]: r for r in report["resolvers"]}
+    # PowerDNS Recursor: bare DNSSEC codes, and 512 in every answer's OPT
+    pair = [f for p in zip(_bare("198.51.100.53", names, udp_size=512),
+                           _bare("2001:db8::53", names, udp_size=512), strict=True) for f in p]
+    by = _software(pair, _bare("2001:db8::99", [f"x{i}.other.example" for i in range(12)],
+                               udp_size=512),
+                   _bare("203.0.113.9", names[:6], code=18))  # no DNSSEC code, no text
     v4, v6, other = by["198.51.100.53"], by["2001:db8::53"], by["2001:db8::99"]
     assert v4["software"] is None and v4["software_basis"] == "behaviour"
-    assert v4["software_confidence"] == "low"
-    assert v4["software_candidates"] == ["powerdns", "unbound"]
-    assert "no EXTRA-TEXT" in v4["evidence"][0]
+    assert v4["software_candidates"] == ["powerdns"]
+    assert v4["software_confidence"] == "medium"  # two behaviours agree on one
+    assert v4["evidence"] == [
+        "12 DNSSEC EDEs and no EXTRA-TEXT at all: PowerDNS Recursor sends them without text, "
+        "and so does Unbound below val-log-level 2; BIND and Knot Resolver would word them; "
+        "the responses of all its 12 EDEs advertise an EDNS UDP size of 512, the value "
+        "PowerDNS Recursor always writes; Unbound, BIND and Knot Resolver advertise their "
+        "buffer size, 1232 by default"]
     assert v4["same_instance"] == [{"resolver": "2001:db8::53", "shared": 12, "of": 12}]
     assert v6["same_instance"] == [{"resolver": "198.51.100.53", "shared": 12, "of": 12}]
     assert other["same_instance"] == []  # other names: not the same instance
@@ -598,3 +616,45 @@ def test_resolvers_without_text_are_fingerprinted_from_behaviour_and_paired() ->
     assert unknown["software_basis"] == "unknown" and unknown["software_confidence"] is None
     assert unknown["evidence"][0].startswith("unknown: its EDEs carry no EXTRA-TEXT")
     assert unknown["same_instance"] == []  # both IPv4: not a dual-stack pair
+
+
+def test_bare_dnssec_at_1232_is_unbound_not_powerdns() -> None:
+    by = _software(_bare("198.51.100.7", [f"n{i}.example.com" for i in range(5)], code=6))
+    entry = by["198.51.100.7"]
+    assert (entry["software_basis"], entry["software_confidence"],
+            entry["software_candidates"]) == ("behaviour", "low", ["unbound"])
+    assert "never the 512 PowerDNS Recursor always writes" in entry["evidence"][0]
+
+
+@pytest.mark.parametrize(("frames", "candidates", "confidence"), [
+    # 512 alone points to PowerDNS Recursor; a non-DNSSEC bare code says nothing more
+    (lambda: _bare("192.0.2.8", ["a.example"] * 3, code=3, udp_size=512), ["powerdns"], "low"),
+    # bare DNSSEC at 4096 (an older Unbound's default): not PowerDNS
+    (lambda: _bare("192.0.2.8", ["a.example"] * 3, udp_size=4096), ["unbound"], "low"),
+    # bare code 33 (Negative Trust Anchor) is not in Unbound's table, and 1232 is not
+    # PowerDNS (1.1.1.1 sends 33 bare): it fits none of the four, so unknown
+    (lambda: _bare("192.0.2.8", ["a.example"] * 3, code=33), [], None),
+    # two options in one answer: not PowerDNS, whatever the size says
+    (lambda: _bare("192.0.2.8", ["a.example"] * 3, udp_size=512, edes=((9, ""), (22, ""))),
+     [], None),
+    # mixed sizes at one address: the size is not used
+    (lambda: _bare("192.0.2.8", ["a.example"] * 2, udp_size=512)
+     + _bare("192.0.2.8", ["b.example"] * 2, start=9), ["powerdns", "unbound"], "low"),
+])
+def test_software_from_behaviour(frames, candidates: list[str], confidence: str | None
+                                 ) -> None:
+    entry = _software(frames())["192.0.2.8"]
+    assert entry["software_candidates"] == candidates
+    assert entry["software_confidence"] == confidence
+    assert entry["software_basis"] == ("behaviour" if candidates else "unknown")
+    assert entry["software"] is None and entry["evidence"]
+
+
+def test_behaviour_evidence_names_what_rules_software_out() -> None:
+    frames = _bare("192.0.2.8", ["a.example"] * 2, edes=((6, ""), (6, ""), (33, "")))
+    (evidence,) = _software(frames)["192.0.2.8"]["evidence"]
+    assert evidence.startswith("unknown: its behaviour fits none of Unbound, BIND, Knot "
+                               "Resolver and PowerDNS Recursor")
+    assert "6 EDEs came in responses with more than one EDE option" in evidence
+    assert "2 responses carry one code twice: BIND sends each code once" in evidence
+    assert "code 33 is not in Unbound's code table" in evidence
