@@ -17,7 +17,9 @@ healthy ``example.com``, and a label or public-suffix rule cannot tell. The capt
 The streaming pass keeps two bounded tables (``ZoneEvidence``): zone cuts by name (each with
 the kinds of evidence seen), and a count of validating responses per *watched* suffix. A
 suffix is watched once a DNSSEC failure (EDE) below it has been seen, from the query name up
-to its registrable zone, so memory depends on the failing names, not on the traffic. The
+to its registrable zone, so memory depends on the failing names, not on the traffic. That
+counting starts at the first failure is deliberate: a zone validates until it breaks, so
+earlier answers would make the broken zone look healthy (docs/report-schema.md, "Limits"). The
 compiled kernel ``zone_scan`` (``_zonecuts.c``) walks every plain UDP response's question
 once, counts the validating ones under watched suffixes in place, and flags the few that may
 carry cut evidence; ``zone_scan_py`` is its twin. Flagged messages are decoded here, each

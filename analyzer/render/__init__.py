@@ -342,8 +342,9 @@ EVIDENCE_NOTES = {
 }
 EVIDENCE_LEGEND = ("From: text = the EXTRA-TEXT names the zone; signer, soa, referral = RRSIG "
                    "signers, SOA owners, referrals/DS/DNSKEY in the capture place the zone "
-                   "cut; boundary = the failing names lie under it and the validating ones "
-                   "do not; qname = the query name's registrable zone (no evidence)")
+                   "cut; boundary = the failing names lie under it and the names validating "
+                   "since the first failure do not; qname = the query name's registrable "
+                   "zone (no evidence)")
 
 
 def software_label(resolver: dict[str, Any]) -> str:
