@@ -185,8 +185,8 @@ def _after_option(error: Exception) -> str:
 
 Captures = Annotated[list[str], typer.Argument(
     metavar="CAPTURE...", show_default=False,
-    help="pcap/pcapng files (optionally compressed), directories (searched recursively), "
-         "glob patterns, or - for stdin.")]
+    help="pcap/pcapng captures or dnstap logs (optionally compressed), directories "
+         "(searched recursively), glob patterns, or - for stdin.")]
 Output = Annotated[str, typer.Option(
     "--output", "-o", metavar="PATH", help="Write here instead of stdout (- is stdout).")]
 CodeOpt = Annotated[list[str] | None, typer.Option(

@@ -10,8 +10,10 @@ import os
 import re
 from pathlib import Path
 
-# Files taken from a directory: captures, optionally compressed.
-CAPTURE_NAME = re.compile(r"\.(pcap|pcapng|cap|dmp)(\.(gz|bz2|xz|zst|lz4))?$", re.IGNORECASE)
+# Files taken from a directory: captures and dnstap logs, optionally compressed. (A file
+# named on the command line is read whatever its name: the format is told by content.)
+CAPTURE_NAME = re.compile(r"\.(pcap|pcapng|cap|dmp|dnstap|fstrm)(\.(gz|bz2|xz|zst|lz4))?$",
+                          re.IGNORECASE)
 
 
 def expand(captures: list[str]) -> tuple[list[str], list[str]]:
@@ -33,8 +35,9 @@ def expand(captures: list[str]) -> tuple[list[str], list[str]]:
             if found:
                 paths.extend(found)
             else:
-                errors.append(f"{arg}: no capture files (*.pcap, *.pcapng, *.cap, optionally "
-                              "compressed) in this directory; pass the files themselves")
+                errors.append(f"{arg}: no capture files (*.pcap, *.pcapng, *.cap, *.dnstap, "
+                              "optionally compressed) in this directory; pass the files "
+                              "themselves")
         elif glob.has_magic(arg):
             found = sorted(p for p in glob.glob(arg, recursive=True) if os.path.isfile(p))
             if found:

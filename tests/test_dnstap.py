@@ -281,3 +281,16 @@ def test_hostile_files_never_raise_anything_but_capture_error(tmp_path: Path,
     except CaptureError:
         return
     assert result.packets == sum(result.accounting.values())
+
+
+def test_a_directory_of_logs_is_searched_for_them(tmp_path: Path) -> None:
+    from analyzer import sources
+
+    (tmp_path / "logs").mkdir()
+    write(tmp_path / "logs", dw.frames(traffic()), "resolver1.dnstap")
+    write(tmp_path / "logs", gzip.compress(dw.frames(traffic())), "resolver2.fstrm.gz")
+    write(tmp_path / "logs", b"notes", "README")
+    paths, errors = sources.expand([str(tmp_path / "logs")])
+    assert [Path(p).name for p in paths] == ["resolver1.dnstap", "resolver2.fstrm.gz"]
+    assert errors == []
+    assert len(analyzer.scan(paths).ede) == 6

@@ -146,6 +146,13 @@ def seeds() -> tuple[Seed, ...]:
         if len(layout.records) > 3 * SEED_RECORDS:  # and a window from the middle
             found.append(Seed(path.name + "@mid", trim(raw, skip=len(layout.records) // 2)))
     found += generated_seeds()
+    # dnstap logs written by real resolvers (tests/real/dnstap), their first frames
+    for path in sorted((ROOT / "tests" / "real" / "dnstap").glob("*.dnstap")):
+        raw = path.read_bytes()
+        layout = capture_layout(raw)
+        keep = layout.records[:SEED_RECORDS]
+        if keep:
+            found.append(Seed(path.name, raw[:keep[-1][1]]))
     # a compressed seed of each kind, so that mutations also hit the decompressors
     base = found[0].data
     found += [Seed(f"compressed.{kind}", compress(base, kind)) for kind in COMPRESSIONS]
@@ -208,9 +215,62 @@ def capture_layout(data: bytes) -> Layout:
             _walk_pcap(data, out)
         elif data[:4] == b"\x0a\x0d\x0d\x0a":
             _walk_pcapng(data, out)
+        elif data[:4] == b"\0\0\0\0":
+            _walk_dnstap(data, out)
     except (struct.error, IndexError):
         pass
     return out
+
+
+def _walk_dnstap(data: bytes, out: Layout) -> None:
+    """Frame Streams: control frames (escape 0, length), data frames (length, protobuf); the
+    lengths are the fields, and so are the one-byte lengths of the protobuf's own fields."""
+    out.fmt = "dnstap"
+    off = 0
+    while off + 4 <= len(data):
+        (length,) = struct.unpack_from(">I", data, off)
+        if length == 0:  # a control frame
+            (size,) = struct.unpack_from(">I", data, off + 4)
+            out.fields.append(Field(off + 4, 4, ">", "control-length"))
+            out.blocks.append((off, off + 8 + size))
+            off += 8 + size
+            if not out.header_end:
+                out.header_end = off
+            continue
+        end = off + 4 + length
+        if end > len(data):
+            break
+        out.records.append((off, end))
+        out.blocks.append((off, end))
+        out.fields.append(Field(off, 4, ">", "frame-length"))
+        _walk_protobuf(data, off + 4, end, out.fields, depth=0)
+        off = end
+
+
+def _walk_protobuf(data: bytes, p: int, end: int, fields: list[Field], depth: int) -> None:
+    while p < end:
+        key = data[p]
+        if key & 0x80:
+            return  # a multi-byte key: not in dnstap's schema, leave it to the flips
+        wire, p = key & 7, p + 1
+        if wire == 0:
+            while p < end and data[p] & 0x80:
+                p += 1
+            p += 1
+        elif wire == 2:
+            if p >= end or data[p] & 0x80:
+                return
+            fields.append(Field(p, 1, ">", "protobuf-length"))
+            size, p = data[p], p + 1
+            if key >> 3 == 14 and depth == 0:  # the Message inside the Dnstap
+                _walk_protobuf(data, p, min(p + size, end), fields, depth + 1)
+            p += size
+        elif wire == 5:
+            p += 4
+        elif wire == 1:
+            p += 8
+        else:
+            return
 
 
 def _walk_pcap(data: bytes, out: Layout) -> None:
@@ -591,6 +651,12 @@ def test_the_walk_finds_the_fields_to_lie_in() -> None:
     ng = (ROOT / "samples" / "all-codes.pcapng").read_bytes()
     kinds = {f.kind for f in capture_layout(ng).fields}
     assert {"block-length", "option-9", "caplen", "ede-info-code"} <= kinds
+    log = (ROOT / "tests" / "real" / "dnstap" / "unbound.dnstap").read_bytes()
+    layout = capture_layout(log)
+    assert layout.fmt == "dnstap" and len(layout.records) == 184
+    assert {"control-length", "frame-length", "protobuf-length"} <= {f.kind for f in
+                                                                      layout.fields}
+    assert any(s.name == "unbound.dnstap" for s in seeds())
 
 
 @pytest.mark.parametrize("name", ["flip", "byte", "lie", "truncate", "insert", "delete",
