@@ -86,13 +86,13 @@ class LogColumns:
         self.log = log
 
     def columns(self, at: np.ndarray) -> dict[str, list[Any]]:
-        rows = self.log.rows[at]
+        cols = self.log.columns
         servers = self.log.servers
-        pairs = [servers[k] for k in rows[:, dnstap.C_SERVER].tolist()]
+        pairs = [servers[k] for k in cols[dnstap.C_SERVER][at].tolist()]
         return {
-            "transport": [transport_text(p) for p in rows[:, dnstap.C_PROTOCOL].tolist()],
+            "transport": [transport_text(p) for p in cols[dnstap.C_PROTOCOL][at].tolist()],
             "encap": [""] * len(at),
-            "dnstap_type": [dnstap.MESSAGE_TYPES[t] for t in rows[:, dnstap.C_TYPE].tolist()],
+            "dnstap_type": [dnstap.MESSAGE_TYPES[t] for t in cols[dnstap.C_TYPE][at].tolist()],
             "dnstap_identity": [p[0] for p in pairs],
             "dnstap_version": [p[1] for p in pairs],
         }
@@ -114,16 +114,16 @@ class LogStage:
         self._recent = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # hashes, times
 
     def chunk(self, log: LogChunk) -> None:
-        rows = log.rows
-        n = len(rows)
+        cols = log.columns
+        n = len(log)
         stats, dns = self.stats, self.dns
         stats.messages += n
-        cat = rows[:, dnstap.C_CAT].copy()
-        kinds = rows[:, dnstap.C_TYPE]
+        cat = cols[dnstap.C_CAT].copy()
+        kinds = cols[dnstap.C_TYPE]
         typed = (kinds >= 1) & (kinds <= 14) & (cat != dnstap.NOT_A_MESSAGE)
         for kind, count in zip(*np.unique(kinds[typed], return_counts=True), strict=True):
             stats.by_type[dnstap.MESSAGE_TYPES[int(kind)]] += int(count)
-        self._fold(rows, cat)
+        self._fold(cols, cat)
         for code, name in dnstap.CATEGORY_NAMES.items():
             count = int(np.count_nonzero(cat == code))
             if count:
@@ -133,19 +133,18 @@ class LogStage:
                     raise Malformed(name.removeprefix("malformed-"),
                                     f"{dns.capture} frame {log.first_frame + first}")
         message = cat <= fastpath.CANDIDATE
-        flags = rows[:, dnstap.C_FLAGS][message]
+        flags = cols[dnstap.C_FLAGS][message]
         for bit, name in dnstap.FLAG_PROBLEMS.items():
             count = int(np.count_nonzero(flags & bit))
             if count:
                 dns.problems[name] += count
-        live = rows[message]
-        for server, count in zip(*np.unique(live[:, dnstap.C_SERVER], return_counts=True),
-                                 strict=True):
+        for server, count in zip(*np.unique(cols[dnstap.C_SERVER][message],
+                                            return_counts=True), strict=True):
             stats.servers[log.servers[int(server)]] += int(count)
         response = message & (kinds % 2 == 0)
         upstream = response & np.isin(kinds, list(dnstap.UPSTREAM_TYPE_NUMBERS))
         served = response & ~upstream
-        for protocol, count in zip(*np.unique(rows[served, dnstap.C_PROTOCOL],
+        for protocol, count in zip(*np.unique(cols[dnstap.C_PROTOCOL][served],
                                               return_counts=True), strict=True):
             stats.transport[transport_text(int(protocol))] += int(count)
         if self.force_slow:
@@ -153,7 +152,7 @@ class LogStage:
         elif dns.all_responses:  # every response decoded, as the classifier does then
             cat = np.where(cat == fastpath.RESPONSE, fastpath.CANDIDATE, cat)
         chunk = Chunk(log.buf, np.zeros(n, np.int64), np.zeros(n, np.int64),
-                      np.zeros(n, np.int64), rows[:, dnstap.C_TS].copy(), np.zeros(n, np.int64),
+                      np.zeros(n, np.int64), cols[dnstap.C_TS], np.zeros(n, np.int64),
                       log.first_frame, 0, log.arr)
         source = LogColumns(log)
         self._pass(log, chunk, np.where(upstream | ~message, _IGNORED, cat), source)
@@ -166,7 +165,7 @@ class LogStage:
 
     def _pass(self, log: LogChunk, chunk: Chunk, cat: np.ndarray, source: LogColumns) -> None:
         """The message stage over the messages ``cat`` does not ignore."""
-        dns, rows = self.dns, log.rows
+        dns, cols = self.dns, log.columns
         cat8 = cat.astype(np.int8)
         cls = _classified(log, cat8)
         counts = np.bincount(cat8[cat8 <= fastpath.CANDIDATE],
@@ -179,7 +178,7 @@ class LogStage:
         if len(slow):
             extra = source.columns(slow)
             buf, first = log.buf, log.first_frame
-            fields = [rows[slow][:, c].tolist() for c in (
+            fields = [cols[c][slow].tolist() for c in (
                 dnstap.C_TS, dnstap.C_L3, dnstap.C_VERSION, dnstap.C_SPORT, dnstap.C_DPORT,
                 dnstap.C_PAYLOAD, dnstap.C_PAYLOAD_LEN)]
             logs = zip(extra["dnstap_type"], extra["dnstap_identity"], extra["dnstap_version"],
@@ -197,31 +196,35 @@ class LogStage:
         dns.candidates(chunk, cls, cat8, source)
         dns.end_chunk()
 
-    def _fold(self, rows: np.ndarray, cat: np.ndarray) -> None:
+    def _fold(self, cols: np.ndarray, cat: np.ndarray) -> None:
         """Mark exact duplicates of a message seen within the window before (``DUPLICATE``)."""
         at = np.flatnonzero(cat <= fastpath.CANDIDATE)
         if not len(at):
             return
-        hashes = np.concatenate([self._recent[0], rows[at, dnstap.C_HASH]])
-        times = np.concatenate([self._recent[1], rows[at, dnstap.C_TS]])
+        hashes = np.concatenate([self._recent[0], cols[dnstap.C_HASH][at]])
+        times = np.concatenate([self._recent[1], cols[dnstap.C_TS][at]])
         carried = len(self._recent[0])
-        order = np.lexsort((np.arange(len(hashes)), times, hashes))
-        h, t = hashes[order], times[order]
-        repeat = (h[1:] == h[:-1]) & (t[1:] - t[:-1] <= DUPLICATE_WINDOW_NS)
-        folded = order[1:][repeat]
+        recent = times >= times.max() - DUPLICATE_WINDOW_NS
+        self._recent = (hashes[recent], times[recent])
+        order = np.argsort(hashes, kind="stable")  # equal hashes in the order logged
+        h = hashes[order]
+        same = np.flatnonzero(h[1:] == h[:-1])
+        if not len(same):  # the common case: no message logged twice
+            return
+        later, earlier = order[same + 1], order[same]
+        repeat = np.abs(times[later] - times[earlier]) <= DUPLICATE_WINDOW_NS
+        folded = later[repeat]
         folded = folded[folded >= carried] - carried
         if len(folded):
             cat[at[folded]] = dnstap.DUPLICATE
             self.stats.duplicates_folded += len(folded)
-        recent = times >= times.max() - DUPLICATE_WINDOW_NS
-        self._recent = (hashes[recent], times[recent])
 
 
 def _classified(log: LogChunk, cat: np.ndarray) -> fastpath.Classified:
     """The classifier's output for a log chunk: the kernels downstream read the same."""
-    rows, arr = log.rows, log.arr
-    n = len(rows)
-    payload, plen = rows[:, dnstap.C_PAYLOAD], rows[:, dnstap.C_PAYLOAD_LEN]
+    cols, arr = log.columns, log.arr
+    n = len(log)
+    payload, plen = cols[dnstap.C_PAYLOAD], cols[dnstap.C_PAYLOAD_LEN]
     queries = np.flatnonzero((cat == fastpath.QUERY) & (plen >= 16))
     p = payload[queries]
     # RFC 9567 §6.1.1: an error report's QNAME starts with the label "_er"
@@ -229,7 +232,7 @@ def _classified(log: LogChunk, cat: np.ndarray) -> fastpath.Classified:
         ((arr[p + 15] | 0x20) == 0x72)
     zeros = np.zeros(n, np.int64)
     return fastpath.Classified(
-        cat, rows[:, dnstap.C_L3].copy(), zeros, rows[:, dnstap.C_VERSION].copy(),
-        rows[:, dnstap.C_SPORT].copy(), rows[:, dnstap.C_DPORT].copy(), payload.copy(),
-        plen.copy(), queries[marked], np.zeros(n, np.uint64), zeros, zeros)
+        cat, cols[dnstap.C_L3], zeros, cols[dnstap.C_VERSION], cols[dnstap.C_SPORT],
+        cols[dnstap.C_DPORT], payload, plen, queries[marked], np.zeros(n, np.uint64), zeros,
+        zeros)
 
