@@ -33,7 +33,7 @@ typedef struct {
 } Message;
 
 /* A varint at *i; 0, or the category of what is wrong. */
-static inline int varint(const uint8_t *b, int64_t *i, int64_t end, uint64_t *out) {
+static inline __attribute__((always_inline)) int varint(const uint8_t *b, int64_t *i, int64_t end, uint64_t *out) {
     if (*i < end && b[*i] < 0x80) {  /* one byte: keys, types, ports below 128 */
         *out = b[(*i)++];
         return 0;
@@ -54,7 +54,7 @@ static inline int varint(const uint8_t *b, int64_t *i, int64_t end, uint64_t *ou
 }
 
 /* The next field at *i: its number, wire type, and value (varint / fixed) or span. */
-static inline int next_field(const uint8_t *b, int64_t *i, int64_t end, uint64_t *field,
+static inline __attribute__((always_inline)) int next_field(const uint8_t *b, int64_t *i, int64_t end, uint64_t *field,
                              int *wire, uint64_t *value, Span *span) {
     uint64_t key;
     int bad = varint(b, i, end, &key);
