@@ -513,6 +513,11 @@ def _legs(result: ScanResult, filters: Filters, port: list[int] | None) -> Any:
 
     rows = filtering.apply(result.ede, filters)
     paths = [c.path for c in result.captures if c.file_format]
+    if not any(c.file_format in ("pcap", "pcapng") for c in result.captures):
+        print("ede-pcap: note: --upstream reads packet captures a second time; a dnstap log "
+              "carries its own upstream view (the report's dnstap line and upstream_codes)",
+              file=sys.stderr)
+        return None
     ports = tuple(port or (53,))
     return (legs.upstream_for_edes(paths, rows, ports=ports),
             legs.forwarded(paths, rows, ports=ports))

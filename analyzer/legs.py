@@ -26,6 +26,7 @@ import pandas as pd
 from analyzer import dnsnames, fastpath, matching
 from analyzer.capture import CaptureReader
 from analyzer.errors import CaptureError, Malformed
+from analyzer.framestreams import LogChunk
 from analyzer.layers import addresses
 from analyzer.message import parse_response
 
@@ -85,6 +86,11 @@ def collect(sources: Sequence[Any], ede: pd.DataFrame, *, ports: Iterable[int] =
         pending: dict[tuple[str, str, int, int, str], _Exchange] = {}
         try:
             for chunk in reader.chunks():
+                if isinstance(chunk, LogChunk):
+                    # a dnstap log says which messages were upstream itself (dnstap_type,
+                    # the report's upstream_codes), and logs 0.0.0.0 as the resolver's own
+                    # address there: the packets' way of finding the legs does not apply
+                    break
                 _chunk(chunk, reader.name, folded, port_array, names, pending, upstream,
                        answers, int(window_s * 1e9))
         except CaptureError:

@@ -112,3 +112,17 @@ def test_unbound_logs_stale_answers_twice_and_they_are_folded() -> None:
     result = analyzer.scan(HERE / "unbound.dnstap")
     assert result.dnstap is not None and result.dnstap["duplicates_folded"] == 2
     assert result.accounting["dnstap-duplicate"] == 2
+
+
+def test_upstream_on_a_log_says_where_its_upstream_view_is() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "analyzer", "report", "--upstream", "-q",
+                           "--format", "json", str(HERE / "unbound.dnstap")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "a dnstap log carries its own upstream view" in done.stderr
+    report = json.loads(done.stdout)
+    assert "upstream" not in report
+    assert report["dnstap"]["upstream_responses"] == 66
