@@ -294,3 +294,26 @@ def test_a_directory_of_logs_is_searched_for_them(tmp_path: Path) -> None:
     assert [Path(p).name for p in paths] == ["resolver1.dnstap", "resolver2.fstrm.gz"]
     assert errors == []
     assert len(analyzer.scan(paths).ede) == 6
+
+
+@pytest.mark.parametrize(("control", "reason"), [
+    (struct.pack(">III", 0, 600, 2) + bytes(596), "control-frame-length"),
+    (struct.pack(">IIIII", 0, 12, 2, 1, 999) + b"abcd", "control-field-length"),
+    (struct.pack(">II", 0, 2) + b"\0\2", "control-frame-length"),
+])
+def test_a_damaged_control_frame_is_a_clear_error_after_the_frames_before(
+        tmp_path: Path, control: bytes, reason: str) -> None:
+    good = dw.frames(traffic()[:4], stop=False)
+    result = analyzer.scan(write(tmp_path, good + control + dw.frames(traffic())),
+                           errors="collect")
+    (info,) = result.captures
+    assert info.error is not None
+    assert f"damaged Frame Streams control frame ({reason})" in info.error
+    assert info.error_offset == len(good)
+    assert result.ede["frame_number"].tolist() == [3, 4, 4]
+
+
+def test_socket_control_frames_are_skipped(tmp_path: Path) -> None:
+    """READY/ACCEPT/FINISH, as a socket writer's handshake recorded whole, carry on."""
+    data = (dw.control(4) + dw.control(1) + dw.frames(traffic()) + dw.control(5, None))
+    assert analyzer.scan(write(tmp_path, data)).ede["frame_number"].tolist() == [3, 4, 4]
