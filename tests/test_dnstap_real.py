@@ -126,3 +126,13 @@ def test_upstream_on_a_log_says_where_its_upstream_view_is() -> None:
     report = json.loads(done.stdout)
     assert "upstream" not in report
     assert report["dnstap"]["upstream_responses"] == 66
+
+
+def test_client_responses_are_matched_to_their_logged_queries(software: str) -> None:
+    responses = analyzer.read_responses(HERE / f"{software}.dnstap")
+    client = responses[responses["dnstap_type"] == "CLIENT_RESPONSE"]
+    latency = client["latency"].dropna()
+    # BIND logs no CLIENT_QUERY for the query its ACL refused: that one stays unmatched
+    assert len(latency) >= len(client) - (software == "bind")
+    assert (latency.dt.total_seconds() >= 0).all()
+    assert (latency.dt.total_seconds() < 10).all()
