@@ -509,15 +509,10 @@ def _legs(result: ScanResult, filters: Filters, port: list[int] | None) -> Any:
     """Return (upstream exchanges per EDE row, forwarder verdicts) for ``report --upstream``:
     a second pass over the captures that were read."""
     from analyzer import filters as filtering
-    from analyzer import legs
+    from analyzer import legs, reports
 
-    rows = filtering.apply(result.ede, filters)
+    rows = reports.client_facing(filtering.apply(result.ede, filters))[0]
     paths = [c.path for c in result.captures if c.file_format]
-    if not any(c.file_format in ("pcap", "pcapng") for c in result.captures):
-        print("ede-pcap: note: --upstream reads packet captures a second time; a dnstap log "
-              "carries its own upstream view (the report's dnstap line and upstream_codes)",
-              file=sys.stderr)
-        return None
     ports = tuple(port or (53,))
     return (legs.upstream_for_edes(paths, rows, ports=ports),
             legs.forwarded(paths, rows, ports=ports))

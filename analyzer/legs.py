@@ -87,10 +87,9 @@ def collect(sources: Sequence[Any], ede: pd.DataFrame, *, ports: Iterable[int] =
         try:
             for chunk in reader.chunks():
                 if isinstance(chunk, LogChunk):
-                    # a dnstap log says which messages were upstream itself (dnstap_type,
-                    # the report's upstream_codes), and logs 0.0.0.0 as the resolver's own
-                    # address there: the packets' way of finding the legs does not apply
-                    break
+                    _log_chunk(chunk, reader.name, names, pending, upstream, answers,
+                               int(window_s * 1e9))
+                    continue
                 _chunk(chunk, reader.name, folded, port_array, names, pending, upstream,
                        answers, int(window_s * 1e9))
         except CaptureError:
@@ -148,6 +147,67 @@ def _chunk(chunk: Any, capture: str, folded: np.ndarray, ports: np.ndarray, name
                                          msg.rcode, ts, tuple(e.info_code for e in msg.edes)))
 
 
+# dnstap message types (dnstap.MESSAGE_TYPES): the server asking upstream, the answers it
+# received, and what it answered its clients
+_ASKS, _RECEIVES, _ANSWERS = frozenset({3, 7}), frozenset({4, 8}), frozenset({6})
+
+
+def log_resolver(identity: str | None) -> str:
+    """The resolver a dnstap log's upstream exchanges belong to: the logging server.
+
+    Unbound and BIND log 0.0.0.0 as their own address on upstream queries, so a log's legs
+    are tied to its server by identity, not by the address its clients see."""
+    return f"dnstap:{identity or ''}"
+
+
+def _log_chunk(chunk: LogChunk, capture: str, names: set[str], pending: dict[Any, _Exchange],
+               upstream: list[_Exchange], answers: list[_Exchange], window_ns: int) -> None:
+    """``_chunk`` for a dnstap log: the message types say who asked and who answered."""
+    from analyzer import dnstap
+
+    cols = chunk.columns
+    kinds = cols[dnstap.C_TYPE]
+    want = np.flatnonzero(np.isin(kinds, list(_ASKS | _RECEIVES | _ANSWERS))
+                          & (cols[dnstap.C_CAT] <= dnstap.CANDIDATE))
+    buf = chunk.buf
+    for i in want.tolist():
+        p, plen = int(cols[dnstap.C_PAYLOAD][i]), int(cols[dnstap.C_PAYLOAD_LEN][i])
+        try:
+            msg = parse_response(buf[p:p + plen])  # decodes queries as well
+        except Malformed:
+            continue
+        if msg.qname is None or msg.qname.lower() not in names:
+            continue
+        kind = int(kinds[i])
+        resolver = log_resolver(chunk.servers[int(cols[dnstap.C_SERVER][i])][0])
+        s_ip, d_ip = addresses(buf, int(cols[dnstap.C_L3][i]), int(cols[dnstap.C_VERSION][i]))
+        src_s, dst_s = _ip(s_ip), _ip(d_ip)
+        ts, frame = int(cols[dnstap.C_TS][i]), chunk.first_frame + i
+        sport, dport = int(cols[dnstap.C_SPORT][i]), int(cols[dnstap.C_DPORT][i])
+        qname = msg.qname.lower()
+        if kind in _ASKS:
+            ex = _Exchange(ts, frame, capture, resolver, dst_s, qname, msg.qtype)
+            upstream.append(ex)
+            pending[(src_s, dst_s, sport, msg.dns_id, qname)] = ex
+            if len(pending) > _MAX_PENDING:
+                del pending[next(iter(pending))]
+        elif kind in _RECEIVES:
+            ex = pending.pop((dst_s, src_s, dport, msg.dns_id, qname), None)
+            if ex is not None and ts - ex.ts <= window_ns:
+                ex.rcode, ex.answered_ts, ex.answered_frame = msg.rcode, ts, frame
+                ex.edes = tuple(e.info_code for e in msg.edes)
+        else:
+            answers.append(_Exchange(ts, frame, capture, resolver, dst_s, qname, msg.qtype,
+                                     msg.rcode, ts, tuple(e.info_code for e in msg.edes)))
+
+
+def _row_resolver(row: Any) -> str:
+    """Whose upstream exchanges an EDE row is linked to: its sender, or its log's server."""
+    if getattr(row, "dnstap_type", None) is not None and not pd.isna(row.dnstap_type):
+        return log_resolver(None if pd.isna(row.dnstap_identity) else row.dnstap_identity)
+    return row.src_ip
+
+
 def upstream_for_edes(sources: Sequence[Any], ede: pd.DataFrame, *,
                       ports: Iterable[int] = (53,),
                       window_s: float = DEFAULT_WINDOW_S) -> pd.DataFrame:
@@ -164,11 +224,12 @@ def upstream_for_edes(sources: Sequence[Any], ede: pd.DataFrame, *,
     for ex in upstream:
         by_resolver[ex.resolver].append(ex)
     rows = []
-    for row in ede[["capture", "frame_number", "ts", "src_ip", "qname", "ede_code"]].itertuples(
-            index=False):
+    fields = ["capture", "frame_number", "ts", "src_ip", "qname", "ede_code"] + [
+        c for c in ("dnstap_type", "dnstap_identity") if c in ede]
+    for row in ede[fields].itertuples(index=False):
         t = row.ts.value
         related = set(_related(row.qname or "."))
-        seen = [ex for ex in by_resolver.get(row.src_ip, ())
+        seen = [ex for ex in by_resolver.get(_row_resolver(row), ())
                 if ex.qname in related and t - window_ns <= ex.ts <= t]
         rcodes: dict[str, int] = defaultdict(int)
         for ex in seen:

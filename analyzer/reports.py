@@ -90,12 +90,7 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
     """
     from analyzer import filters as filtering
 
-    df = filtering.apply(scan.ede, filters)
-    upstream_rows = None
-    if scan.dnstap is not None:  # responses the server received upstream: not the headline
-        received = df["dnstap_type"].isin(dnstap.UPSTREAM_TYPES).to_numpy()
-        if received.any():
-            upstream_rows, df = df[received], df[~received]
+    df, upstream_rows = client_facing(filtering.apply(scan.ede, filters))
     logged = logged_software(df) if scan.dnstap is not None else {}
     work = work_frame(df, zones=scan.zone_evidence)
     active = bool(filters is not None and filters.active)
@@ -131,6 +126,17 @@ def build_report(scan: ScanResult, *, top: int = 10, interval: str | int | None 
         **({"dnstap": scan.dnstap, "upstream_codes": upstream_codes(upstream_rows)}
            if scan.dnstap is not None else {}),
     }
+
+
+def client_facing(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Split EDE rows into what clients got and the responses a server received upstream
+    (dnstap ``RESOLVER_RESPONSE``, ``FORWARDER_RESPONSE``; None when there are none)."""
+    if "dnstap_type" not in df or not df["dnstap_type"].notna().any():
+        return df, None
+    received = df["dnstap_type"].isin(dnstap.UPSTREAM_TYPES).to_numpy()
+    if not received.any():
+        return df, None
+    return df[~received], df[received]
 
 
 def logged_software(df: pd.DataFrame) -> dict[str, tuple[str, str | None]]:

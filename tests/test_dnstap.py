@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import analyzer
-from analyzer import dnstap, fastpath, speedups
+from analyzer import dnstap, fastpath, reports, speedups
 from analyzer.errors import CaptureError
 from analyzer.framestreams import MAX_DATA_FRAME
 
@@ -317,3 +317,18 @@ def test_socket_control_frames_are_skipped(tmp_path: Path) -> None:
     """READY/ACCEPT/FINISH, as a socket writer's handshake recorded whole, carry on."""
     data = (dw.control(4) + dw.control(1) + dw.frames(traffic()) + dw.control(5, None))
     assert analyzer.scan(write(tmp_path, data)).ede["frame_number"].tolist() == [3, 4, 4]
+
+
+def test_upstream_section_and_forwarder_verdict_from_a_log(tmp_path: Path) -> None:
+    from analyzer import legs
+
+    path = write(tmp_path, dw.frames(traffic()))
+    scan = analyzer.scan(path)
+    rows, _ = reports.client_facing(scan.ede)
+    linked = legs.upstream_for_edes([path], rows)
+    assert linked["upstream_queries"].tolist() == [1, 1]
+    assert linked["upstream_ede"].tolist() == ["22", "22"]
+    assert linked["upstream_servers"].tolist() == ["198.51.100.7"] * 2
+    verdicts = legs.forwarded([path], scan.ede)
+    assert verdicts[["upstream_ede", "client_ede", "verdict"]].values.tolist() == [
+        ["22", "9,6", "rewrote"]]
