@@ -809,14 +809,15 @@ def _same_instances(work: pd.DataFrame, entries: list[dict[str, Any]]) -> None:
     addresses = [e["resolver"] for e in entries]
     rows = work.loc[work["src_ip"].isin(addresses) & work["ts"].notna().to_numpy(),
                     ["src_ip", "qname", "code", "ts"]]
-    events = pd.DataFrame({
-        "src_ip": rows["src_ip"].astype(str).to_numpy(),
-        "qname": np.asarray(rows["qname"].array.codes, np.int64),
-        "code": rows["code"].to_numpy(np.int64),
-        "bucket": rows["ts"].to_numpy(np.int64) // (SAME_INSTANCE_WINDOW_S * _NS),
-    }).drop_duplicates()
-    keyed = {a: set(zip(g["qname"].tolist(), g["code"].tolist(), g["bucket"].tolist(),
-                        strict=True)) for a, g in events.groupby("src_ip", sort=False)}
+    # Each (name, code, 10 s bucket) event as one 24-byte value, sets of them as sorted
+    # arrays: a set of Python tuples per resolver cost 26 MiB at 140k EDE rows.
+    src = pd.Categorical(rows["src_ip"])
+    events = np.ascontiguousarray(np.stack([
+        np.asarray(pd.Categorical(rows["qname"]).codes, np.int64),
+        rows["code"].to_numpy(np.int64),
+        rows["ts"].to_numpy(np.int64) // (SAME_INSTANCE_WINDOW_S * _NS)], axis=1)).view("V24")
+    codes = np.asarray(src.codes)
+    keyed = {str(a): np.unique(events[codes == k]) for k, a in enumerate(src.categories)}
     version = {a: ipaddress.ip_address(a).version for a in addresses
                if _is_address(a)}
     for i, a in enumerate(entries):
@@ -826,8 +827,9 @@ def _same_instances(work: pd.DataFrame, entries: list[dict[str, Any]]) -> None:
                 continue
             if a["software_candidates"] != b["software_candidates"]:
                 continue
-            ka, kb = keyed.get(ra, set()), keyed.get(rb, set())
-            shared = len(ka & kb)
+            none = np.zeros(0, "V24")
+            ka, kb = keyed.get(ra, none), keyed.get(rb, none)
+            shared = len(np.intersect1d(ka, kb, assume_unique=True))
             smaller = min(len(ka), len(kb))
             if shared >= SAME_INSTANCE_MIN and shared >= SAME_INSTANCE_SHARE * smaller:
                 for mine, other in ((a, rb), (b, ra)):
