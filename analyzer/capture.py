@@ -34,6 +34,7 @@ from analyzer.result import CaptureInfo
 
 CHUNK_BYTES = 2 << 20  # 4 MiB measured the same speed with ~15 MB more peak memory
 XZ_MEMLIMIT = 96 << 20
+EAGER_MIN = 4096  # with ``eager``, reads of at least this many bytes return what is there
 PAD = 64
 _PADDING = bytes(PAD)
 _MAX_TS_NS = (1 << 62)  # about year 2116: later timestamps in a capture are lies
@@ -189,8 +190,12 @@ class CaptureReader:
     """
 
     def __init__(self, source: str | Path | BinaryIO, chunk_bytes: int = CHUNK_BYTES,
-                 span: tuple[int, int, int] | None = None):
+                 span: tuple[int, int, int] | None = None, eager: bool = False):
         """``span`` = (lead_in, start, stop) reads only part of a plain pcap file.
+
+        ``eager`` hands over a chunk as soon as some records arrived instead of waiting
+        for ``chunk_bytes`` of them: for a live stream (``tcpdump -w - |``), where a full
+        chunk could take minutes to arrive.
 
         Records from ``lead_in`` to ``start`` come marked as warm-up (``Chunk.warm``), so
         that a worker can rebuild the state (queries, TCP streams) its part begins in;
@@ -206,6 +211,7 @@ class CaptureReader:
         self._frame = 1
         self._pos = 0  # offset of the next unread byte in the decompressed stream
         self.stream_cut = False  # a compressed file ended before its end-of-stream marker
+        self.eager = eager
 
     def raw_position(self) -> int:
         """Return how far into the file (compressed bytes, for a compressed one) we are."""
@@ -225,6 +231,10 @@ class CaptureReader:
         # read1 returns what one step of a decompressor yields, so a damaged or cut-off
         # compressed file loses only that step, not a whole chunk of good records.
         read = self.stream.read1 if self.info.compression else self.stream.read  # type: ignore[attr-defined]
+        # header reads (a few bytes) stay whole; chunk reads take what the stream has
+        eager = self.eager and n >= EAGER_MIN and hasattr(self.stream, "read1")
+        if eager:
+            read = self.stream.read1  # type: ignore[attr-defined]
         while want > 0:
             try:
                 data = read(want)
@@ -248,6 +258,8 @@ class CaptureReader:
                 break
             parts.append(data)
             want -= len(data)
+            if eager:
+                break
         out = b"".join(parts)
         self._pos += len(out)
         return out

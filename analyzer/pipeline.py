@@ -43,7 +43,8 @@ class Scanner:
 
     def __init__(self, ports: Iterable[int] = (53,), all_responses: bool = False,
                  strict: bool = False, match_window_ns: int = matching.DEFAULT_WINDOW_NS,
-                 force_slow: bool = False):
+                 force_slow: bool = False, eager: bool = False):
+        self.eager = eager  # CaptureReader(eager=...): chunks as records arrive, for streams
         self.all_responses = all_responses
         self.strict = strict
         self.accounting = Tally()
@@ -70,7 +71,7 @@ class Scanner:
             name = "-" if source == "-" else str(getattr(source, "name", source))
             try:
                 span = None if part is None else (part.lead_in, part.start, part.stop)
-                reader = CaptureReader(source, span=span)
+                reader = CaptureReader(source, span=span, eager=self.eager)
             except CaptureError as e:
                 self.captures.append(CaptureInfo(path=name, error=str(e), error_offset=e.offset))
                 continue
