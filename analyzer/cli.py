@@ -717,4 +717,4 @@ def _codes_markdown(records: list[dict[str, Any]]) -> str:
 
 # --- commands in their own modules (they register themselves on ``app``) ------------------
 
-from analyzer import cli_diff  # noqa: E402, F401
+from analyzer import cli_diff, cli_watch  # noqa: E402, F401

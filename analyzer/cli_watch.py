@@ -1,0 +1,137 @@
+"""The ``ede-pcap watch`` command: live traffic in, Prometheus metrics and incident events out.
+
+Registered on ``analyzer.cli.app``; the reading, counting and detecting are in ``watch.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+
+from analyzer.cli import PROG, Command, DebugOpt, PortOpt, _check_interval, _errors, app
+
+
+class Stopped(Exception):  # noqa: N818 - a signal, not an error
+    """SIGTERM or SIGINT arrived."""
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def _listen_address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"{value!r} is not HOST:PORT; e.g. 127.0.0.1:9553 or :9553")
+    return value
+
+
+@app.command(cls=Command, short_help="Follow live traffic: Prometheus metrics, incident events.")
+def watch(
+    sources: Annotated[list[str], typer.Argument(
+        metavar="SOURCE...", show_default=False,
+        help="Directories of rotating captures (each file read once, in order, when it is "
+             "complete), or - for a pcap, pcapng or dnstap stream on standard input.")],
+    metrics: Annotated[str | None, typer.Option(
+        "--metrics", metavar="HOST:PORT", callback=_listen_address,
+        help="Serve Prometheus/OpenMetrics counters at http://HOST:PORT/metrics "
+             "(:PORT for every interface).")] = None,
+    events: Annotated[str | None, typer.Option(
+        "--events", metavar="PATH",
+        help="Append incident events (start, end) as JSON lines to PATH; - for stdout.")] = None,
+    max_resolvers: Annotated[int, typer.Option(
+        "--max-resolvers", metavar="N", min=1,
+        help="Resolver labels kept; the resolvers seen after the first N are 'other'.")] = 50,
+    interval: Annotated[str, typer.Option(
+        "--interval", metavar="WIDTH", callback=_check_interval,
+        help="Bucket width of the incident detector (as in report --interval).")] = "1min",
+    window: Annotated[str, typer.Option(
+        "--window", metavar="SPAN", callback=_check_interval,
+        help="How much recent traffic (packet time) the detector's baseline spans.")] = "1h",
+    settle: Annotated[float, typer.Option(
+        "--settle", metavar="SECONDS", min=0.0,
+        help="A file in a directory is complete once its size has not changed for this "
+             "long (or a newer file appeared).")] = 10.0,
+    port: PortOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Follow live traffic and export what its EDEs say, until SIGTERM or SIGINT (exit 0).
+
+    Counters go to a Prometheus endpoint (--metrics), incidents found by the same
+    detector as report's to JSON lines (--events). Reading standard input stops at its end.
+
+    Example: tcpdump -i eth0 -w - port 53 | ede-pcap watch - --metrics :9553 --events -
+    """
+    from analyzer import reports
+    from analyzer import watch as watching
+
+    with _errors(debug):
+        if "-" in sources and len(sources) > 1:
+            raise typer.BadParameter("- (standard input) cannot be combined with other "
+                                     "sources; run one watch per source", param_hint="SOURCE")
+        dirs = [Path(s) for s in sources if s != "-"]
+        for d in dirs:
+            if not d.is_dir():
+                raise typer.BadParameter(
+                    f"{d} is not a directory; watch reads directories of rotating captures "
+                    "or - (use report for a capture file)", param_hint="SOURCE")
+        width = reports.interval_seconds(interval)
+        span = reports.interval_seconds(window)
+        if span < 3 * width:
+            raise typer.BadParameter(f"--window {window} holds fewer than 3 buckets of "
+                                     f"--interval {interval}; make it longer")
+        meter = watching.Metrics(max_resolvers)
+        with _event_output(events) as out:
+            def emit(event: dict[str, Any]) -> None:
+                if out is not None:
+                    out.write(watching.to_json_line(event))
+                    out.flush()
+
+            def warn(message: str) -> None:
+                typer.echo(f"{PROG}: warning: {message}", err=True)
+
+            watcher = watching.Watcher(meter, watching.Incidents(width, span), emit,
+                                       ports=port or (53,), warn=warn)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, _stop)
+            try:
+                if metrics is not None:
+                    host, _, number = metrics.rpartition(":")
+                    prometheus_client = __import__("prometheus_client")
+                    prometheus_client.start_http_server(int(number), addr=host or "0.0.0.0",
+                                                        registry=meter.registry)
+                if not dirs:
+                    watcher.read("-", eager=True)
+                    watcher.check(final="stream-ended")
+                    return
+                follower = watching.Follower(dirs, settle_s=settle)
+                while True:
+                    for path in follower.ready():
+                        watcher.read(path)
+                    watcher.check(force=True)
+                    time.sleep(min(1.0, max(settle / 2, 0.05)))
+            except Stopped:
+                # what was read is counted; incidents still open end here
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(signum, signal.SIG_IGN)
+                watcher.check(final="shutdown")
+
+
+@contextlib.contextmanager
+def _event_output(path: str | None) -> Any:
+    if path is None:
+        yield None
+    elif path == "-":
+        yield sys.stdout
+    else:
+        out: IO[str]
+        with open(path, "a", encoding="utf-8") as out:
+            yield out
