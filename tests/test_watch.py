@@ -1,0 +1,231 @@
+"""``ede-pcap watch`` as a real process: a directory and a pipe fed while it runs, /metrics
+scraped over HTTP and compared with ``analyzer.scan`` on the same files, SIGTERM -> exit 0.
+
+Every wait is bounded, so a hang fails in seconds rather than stalling the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import analyzer
+from analyzer import dnstap
+
+ROOT = Path(__file__).resolve().parent.parent
+INCIDENT = ROOT / "samples" / "incident.pcap"
+ALL_CODES = ROOT / "samples" / "all-codes.pcapng"
+DNSTAP = ROOT / "tests" / "real" / "dnstap" / "bind.dnstap"
+WAIT_S = 60  # the longest any step may take on a loaded CI machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_watch(*args: str, **popen: Any) -> subprocess.Popen[bytes]:
+    popen.setdefault("stdout", subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "analyzer", "watch", *args],
+                            stderr=subprocess.PIPE, cwd=ROOT, **popen)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The watch processes a test starts; any still running at the end are killed."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def wait_for(check: Callable[[], Any], what: str, proc: subprocess.Popen[bytes]) -> Any:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"watch exited ({proc.returncode}) while waiting for {what}: "
+                        f"{proc.stderr.read().decode() if proc.stderr else ''}")
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+    """Return every sample at /metrics by (name, labels), or None if nobody answers yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def settled(port: int, ready: Callable[[dict[Any, float]], bool]) -> Callable[[], Any]:
+    """A check that is true once ``ready`` holds and two scrapes in a row agree (but for
+    the lag, which moves with the clock)."""
+    last: list[Any] = [None]
+
+    def check() -> Any:
+        now = scrape(port)
+        if now is None or not ready(now):
+            return None
+        counters = {k: v for k, v in now.items() if k[0] != "lag_seconds"}
+        same, last[0] = counters == last[0], counters
+        return now if same else None
+    return check
+
+
+def total(samples: dict[Any, float], name: str, **where: str) -> float:
+    return sum(v for (n, labels), v in samples.items()
+               if n == name and all((k, w) in labels for k, w in where.items()))
+
+
+def by_label(samples: dict[Any, float], name: str, label: str) -> dict[str, int]:
+    out: Counter[str] = Counter()
+    for (n, labels), v in samples.items():
+        if n == name and v:
+            out[dict(labels)[label]] += int(v)
+    return dict(out)
+
+
+def expected(paths: list[Path]) -> dict[str, Any]:
+    """What the counters must say for ``paths``, from ``analyzer.scan``."""
+    result = analyzer.scan(paths)
+    ede = result.ede
+    # as report does: a dnstap log's responses received upstream are not the resolver's
+    ede = ede[~ede["dnstap_type"].isin(dnstap.UPSTREAM_TYPES).to_numpy(dtype=bool)]
+    first = ede[(ede["ede_index"] == 0).to_numpy(dtype=bool)]
+    return {
+        "codes": {str(k): int(v) for k, v in ede["ede_code"].value_counts().items()},
+        "resolvers": {str(k): int(v) for k, v in ede["src_ip"].value_counts().items()},
+        "ede_responses": {str(k): int(v) for k, v in first["src_ip"].value_counts().items()},
+        "dns_responses": result.dns_responses,
+        "accounting": {k: v for k, v in result.accounting.items() if v},
+        "bytes": sum(c.bytes_read for c in result.captures),
+        "newest_s": result.last_ts_ns / 1e9,
+    }
+
+
+def drop(directory: Path, source: Path, name: str) -> None:
+    """Put a capture into the watched directory whole (copied under a hidden name first,
+    as a rotating writer's file appears complete once it is renamed)."""
+    hidden = directory / f".{name}"
+    shutil.copyfile(source, hidden)
+    os.replace(hidden, directory / name)
+
+
+def test_directory_counters_equal_scan(tmp_path: Path, processes: list[Any]) -> None:
+    port = free_port()
+    proc = start_watch(str(tmp_path), "--metrics", f"127.0.0.1:{port}", "--settle", "0.2")
+    processes.append(proc)
+    wait_for(lambda: scrape(port), "the metrics endpoint", proc)
+    files = [INCIDENT, ALL_CODES, DNSTAP]
+    for i, source in enumerate(files, 1):  # one after another, each seen before the next
+        drop(tmp_path, source, f"{i:02d}-{source.name}")
+        wait_for(settled(port, lambda s, i=i: total(s, "capture_files_read_total") == i),
+                 f"file {i} to be read", proc)
+    samples = wait_for(settled(port, lambda s: True), "the counters to settle", proc)
+    want = expected(files)
+    assert by_label(samples, "ede_options_total", "code") == want["codes"]
+    assert by_label(samples, "ede_options_total", "resolver") == want["resolvers"]
+    assert by_label(samples, "ede_responses_total", "resolver") == want["ede_responses"]
+    assert total(samples, "dns_responses_total") == want["dns_responses"]
+    assert by_label(samples, "packets_total", "category") == want["accounting"]
+    assert total(samples, "capture_bytes_read_total") == want["bytes"]
+    assert len(want["codes"]) > 20  # all-codes.pcapng: the comparison covers many codes
+    # the lag is the time since the newest packet of all files
+    assert total(samples, "lag_seconds") == pytest.approx(time.time() - want["newest_s"],
+                                                          abs=WAIT_S)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(WAIT_S) == 0
+
+
+def test_growing_file_is_read_once_complete(tmp_path: Path, processes: list[Any]) -> None:
+    port = free_port()
+    proc = start_watch(str(tmp_path), "--metrics", f"127.0.0.1:{port}", "--settle", "1.5")
+    processes.append(proc)
+    wait_for(lambda: scrape(port), "the metrics endpoint", proc)
+    data = INCIDENT.read_bytes()
+    with open(tmp_path / "dns-1.pcap", "wb") as out:  # a writer still at work
+        out.write(data[:len(data) // 2])
+        out.flush()
+        time.sleep(0.5)
+        out.write(data[len(data) // 2:])
+    samples = wait_for(settled(port, lambda s: total(s, "capture_files_read_total") == 1),
+                       "the file to be read", proc)
+    want = expected([INCIDENT])
+    assert by_label(samples, "packets_total", "category") == want["accounting"]
+    assert by_label(samples, "ede_options_total", "code") == want["codes"]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(WAIT_S) == 0
+
+
+def test_pipe_incident_events_match_report() -> None:
+    with open(INCIDENT, "rb") as capture:
+        done = subprocess.run(
+            f"cat {INCIDENT} | {sys.executable} -m analyzer watch - --events -", shell=True,
+            stdin=capture, capture_output=True, cwd=ROOT, timeout=WAIT_S)
+    assert done.returncode == 0, done.stderr.decode()
+    events = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    report = analyzer.scan(INCIDENT).report(interval="1min")
+    wanted = {(i["code"], i["start"], i["end"]) for i in report["incidents"]}
+    assert wanted  # incident.pcap holds an outage
+    ends = [e for e in events if e["event"] == "end"]
+    assert {(e["code"], e["start"], e["end"]) for e in ends} == wanted
+    starts = [e for e in events if e["event"] == "start"]
+    assert sorted(e["code"] for e in starts) == sorted(e["code"] for e in ends)
+    for event in ends:
+        incident = next(i for i in report["incidents"] if i["code"] == event["code"])
+        assert event["count"] == incident["count"]
+        assert event["zones"] == incident["top_zones"][:len(event["zones"])]
+        assert event["resolvers"] == incident["top_resolvers"][:len(event["resolvers"])]
+        assert event["next_step"]
+
+
+def test_stream_counts_before_its_end_and_sigterm_exits_0(processes: list[Any]) -> None:
+    port = free_port()
+    proc = start_watch("-", "--metrics", f"127.0.0.1:{port}", "--max-resolvers", "1",
+                       stdin=subprocess.PIPE)
+    processes.append(proc)
+    assert proc.stdin is not None
+    proc.stdin.write(INCIDENT.read_bytes())  # the whole capture, but the pipe stays open
+    proc.stdin.flush()
+    want = expected([INCIDENT])
+    samples = wait_for(settled(port, lambda s: total(s, "dns_responses_total")
+                               == want["dns_responses"]), "the stream's counts", proc)
+    # two resolvers answer in incident.pcap; with --max-resolvers 1 the second is 'other'
+    resolvers = by_label(samples, "ede_options_total", "resolver")
+    assert len(resolvers) == 2 and "other" in resolvers
+    assert sum(resolvers.values()) == sum(want["codes"].values())
+    proc.send_signal(signal.SIGTERM)  # while it waits in a read
+    assert proc.wait(WAIT_S) == 0
+    proc.stdin.close()
+
+
+def test_refuses_what_this_slice_does_not_read(tmp_path: Path) -> None:
+    for args in (["samples/incident.pcap"], ["-", str(tmp_path)]):
+        done = subprocess.run([sys.executable, "-m", "analyzer", "watch", *args],
+                              capture_output=True, cwd=ROOT, timeout=WAIT_S,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 2, done.stderr.decode()
