@@ -68,7 +68,9 @@ def watch(
     Counters go to a Prometheus endpoint (--metrics), incidents found by the same
     detector as report's to JSON lines (--events). Reading standard input stops at its end.
 
-    Example: tcpdump -i eth0 -w - port 53 | ede-pcap watch - --metrics :9553 --events -
+    Example: ede-pcap watch /var/spool/dns --metrics :9553 --events incidents.jsonl
+
+    From a pipe: tcpdump -U -w - port 53 | ede-pcap watch - --events -
     """
     from analyzer import reports
     from analyzer import watch as watching

@@ -55,7 +55,7 @@ class Metrics:
         self.bytes_read = prometheus_client.Counter(
             "capture_bytes_read", "Capture bytes read (decompressed)", registry=r)
         self.files = prometheus_client.Counter(
-            "capture_files_read", "Capture files read to the end", registry=r)
+            "capture_files_read", "Capture files read to the end without an error", registry=r)
         self.lag = prometheus_client.Gauge(
             "lag_seconds", "Wall clock minus the time of the newest packet read", registry=r)
         self.lag.set_function(self._lag)
@@ -205,9 +205,10 @@ class Watcher:
             self._update(scanner, seen)
         self._update(scanner, seen)
         info = scanner.captures[-1]
-        if info.error and self.warn is not None:
+        if info.error is None:
+            self.metrics.files.inc()
+        elif self.warn is not None:
             self.warn(info.error)
-        self.metrics.files.inc()
         self.check(force=True)
 
     def check(self, final: str | None = None, force: bool = False) -> None:
