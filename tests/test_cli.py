@@ -76,7 +76,7 @@ def golden_name(sample: str, fmt: str) -> str:
 
 # --- help, version, docs -------------------------------------------------------------------
 
-COMMANDS = [[], ["report"], ["extract"], ["codes"], ["diff"]]
+COMMANDS = [[], ["report"], ["extract"], ["codes"], ["diff"], ["watch"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "ede-pcap")
