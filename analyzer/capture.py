@@ -16,6 +16,7 @@ import bz2
 import gzip
 import io
 import lzma
+import select
 import struct
 import sys
 import zlib
@@ -176,6 +177,15 @@ def _decompression_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _more_waiting(stream: BinaryIO) -> bool:
+    """Return whether reading ``stream`` again would return at once (a fast stream fills
+    whole chunks; a quiet one hands over what it has)."""
+    try:
+        return bool(select.select([stream.fileno()], [], [], 0)[0])
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def compression_of(reader: CaptureReader) -> str | None:
     """Return the compression of the reader's file (split reading needs plain files)."""
     return reader.info.compression
@@ -258,7 +268,7 @@ class CaptureReader:
                 break
             parts.append(data)
             want -= len(data)
-            if eager:
+            if eager and not _more_waiting(self.stream):
                 break
         out = b"".join(parts)
         self._pos += len(out)
