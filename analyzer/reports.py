@@ -650,6 +650,8 @@ def resolvers(work: pd.DataFrame, *, top: int = 10,
             "first_seen": iso(r.first), "last_seen": iso(r.last),
         })
     _same_instances(work, out)
+    if logged:
+        _same_server(out, logged)
     return out
 
 
@@ -834,7 +836,22 @@ def _same_instances(work: pd.DataFrame, entries: list[dict[str, Any]]) -> None:
             if shared >= SAME_INSTANCE_MIN and shared >= SAME_INSTANCE_SHARE * smaller:
                 for mine, other in ((a, rb), (b, ra)):
                     mine["same_instance"].append({"resolver": other, "shared": shared,
-                                                  "of": smaller})
+                                                  "of": smaller, "basis": "behaviour"})
+
+
+def _same_server(entries: list[dict[str, Any]],
+                 logged: dict[str, tuple[str, str | None]]) -> None:
+    """Pair the addresses one dnstap log names as one server (the same identity and
+    version): its own word, not an inference (``basis: dnstap``; no event counts)."""
+    for i, a in enumerate(entries):
+        for b in entries[i + 1:]:
+            la, lb = logged.get(a["resolver"]), logged.get(b["resolver"])
+            if la is None or la != lb or not la[1]:
+                continue
+            for mine, other in ((a, b["resolver"]), (b, a["resolver"])):
+                if all(p["resolver"] != other for p in mine["same_instance"]):
+                    mine["same_instance"].append({"resolver": other, "shared": None,
+                                                  "of": None, "basis": "dnstap"})
 
 
 def _is_address(text: str) -> bool:

@@ -142,3 +142,14 @@ def test_client_responses_are_matched_to_their_logged_queries(software: str) -> 
     assert len(latency) >= len(client) - (software == "bind")
     assert (latency.dt.total_seconds() >= 0).all()
     assert (latency.dt.total_seconds() < 10).all()
+
+
+def test_one_logged_server_on_two_addresses_is_one_instance() -> None:
+    """Unbound answered on 127.0.0.53 and ::1; its log names one server for both."""
+    report = analyzer.scan(HERE / "unbound.dnstap").report()
+    by = {r["resolver"]: r for r in report["resolvers"]}
+    assert by["127.0.0.53"]["same_instance"] == [
+        {"resolver": "::1", "shared": None, "of": None, "basis": "dnstap"}]
+    assert by["::1"]["same_instance"][0]["resolver"] == "127.0.0.53"
+    from analyzer.render import instance_note
+    assert instance_note(by["::1"]) == "the same server as 127.0.0.53 (its dnstap identity)"

@@ -609,8 +609,10 @@ def test_resolvers_without_text_are_fingerprinted_from_behaviour_and_paired() ->
         "the responses of all its 12 EDEs advertise an EDNS UDP size of 512, the value "
         "PowerDNS Recursor always writes; Unbound, BIND and Knot Resolver advertise their "
         "buffer size, 1232 by default"]
-    assert v4["same_instance"] == [{"resolver": "2001:db8::53", "shared": 12, "of": 12}]
-    assert v6["same_instance"] == [{"resolver": "198.51.100.53", "shared": 12, "of": 12}]
+    assert v4["same_instance"] == [{"resolver": "2001:db8::53", "shared": 12, "of": 12,
+                                   "basis": "behaviour"}]
+    assert v6["same_instance"] == [{"resolver": "198.51.100.53", "shared": 12, "of": 12,
+                                   "basis": "behaviour"}]
     assert other["same_instance"] == []  # other names: not the same instance
     unknown = by["203.0.113.9"]
     assert unknown["software_basis"] == "unknown" and unknown["software_confidence"] is None

@@ -361,8 +361,14 @@ def software_label(resolver: dict[str, Any]) -> str:
 def instance_note(resolver: dict[str, Any]) -> str:
     """Return "same instance as X?" for an address likely paired with another, else ""."""
     pairs = resolver.get("same_instance") or []
-    return ("likely the same instance as " + ", ".join(p["resolver"] for p in pairs)) \
-        if pairs else ""
+    logged = [p["resolver"] for p in pairs if p.get("basis") == "dnstap"]
+    inferred = [p["resolver"] for p in pairs if p.get("basis") != "dnstap"]
+    notes = []
+    if logged:
+        notes.append("the same server as " + ", ".join(logged) + " (its dnstap identity)")
+    if inferred:
+        notes.append("likely the same instance as " + ", ".join(inferred))
+    return "; ".join(notes)
 
 
 def zone_evidence(zone: dict[str, Any]) -> str:
