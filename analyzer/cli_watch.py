@@ -39,7 +39,9 @@ def watch(
     sources: Annotated[list[str], typer.Argument(
         metavar="SOURCE...", show_default=False,
         help="Directories of rotating captures (each file read once, in order, when it is "
-             "complete), or - for a pcap, pcapng or dnstap stream on standard input.")],
+             "complete); unix:PATH for a dnstap socket that resolvers connect to (Frame "
+             "Streams, bidirectional); or - for a pcap, pcapng or dnstap stream on standard "
+             "input.")],
     metrics: Annotated[str | None, typer.Option(
         "--metrics", metavar="HOST:PORT", callback=_listen_address,
         help="Serve Prometheus/OpenMetrics counters at http://HOST:PORT/metrics "
@@ -71,20 +73,26 @@ def watch(
     Example: ede-pcap watch /var/spool/dns --metrics :9553 --events incidents.jsonl
 
     From a pipe: tcpdump -U -w - port 53 | ede-pcap watch - --events -
+
+    From resolvers' dnstap: ede-pcap watch unix:/run/ede-pcap/dnstap.sock --metrics :9553
     """
-    from analyzer import reports
+    from analyzer import fstrmsocket, reports
     from analyzer import watch as watching
 
     with _errors(debug):
         if "-" in sources and len(sources) > 1:
             raise typer.BadParameter("- (standard input) cannot be combined with other "
                                      "sources; run one watch per source", param_hint="SOURCE")
-        dirs = [Path(s) for s in sources if s != "-"]
+        sockets = [s.removeprefix("unix:") for s in sources if s.startswith("unix:")]
+        if "" in sockets:
+            raise typer.BadParameter("unix: needs the socket's path, e.g. "
+                                     "unix:/run/ede-pcap/dnstap.sock", param_hint="SOURCE")
+        dirs = [Path(s) for s in sources if s != "-" and not s.startswith("unix:")]
         for d in dirs:
             if not d.is_dir():
                 raise typer.BadParameter(
-                    f"{d} is not a directory; watch reads directories of rotating captures "
-                    "or - (use report for a capture file)", param_hint="SOURCE")
+                    f"{d} is not a directory; watch reads directories of rotating captures, "
+                    "unix:PATH or - (use report for a capture file)", param_hint="SOURCE")
         width = reports.interval_seconds(interval)
         span = reports.interval_seconds(window)
         if span < 3 * width:
@@ -102,6 +110,15 @@ def watch(
 
             watcher = watching.Watcher(meter, watching.Incidents(width, span), emit,
                                        ports=port or (53,), warn=warn)
+            listening = []
+            try:
+                for path in sockets:
+                    listening.append(watching.SocketSource(fstrmsocket.Listener(path), watcher))
+            except fstrmsocket.SocketInUse as e:
+                for source in listening:
+                    source.stop()
+                typer.echo(f"{PROG}: error: {e}", err=True)
+                raise typer.Exit(2) from None
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, _stop)
             try:
@@ -110,9 +127,11 @@ def watch(
                     prometheus_client = __import__("prometheus_client")
                     prometheus_client.start_http_server(int(number), addr=host or "0.0.0.0",
                                                         registry=meter.registry)
-                if not dirs:
+                for source in listening:
+                    source.start()
+                if not dirs and not listening:
                     watcher.read("-", eager=True)
-                    watcher.check(final="stream-ended")
+                    watcher.close("stream-ended")
                     return
                 follower = watching.Follower(dirs, settle_s=settle)
                 while True:
@@ -124,7 +143,12 @@ def watch(
                 # what was read is counted; incidents still open end here
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(signum, signal.SIG_IGN)
-                watcher.check(final="shutdown")
+                for source in listening:
+                    source.stop()
+                watcher.close("shutdown")
+            finally:
+                for source in listening:
+                    source.stop()
 
 
 @contextlib.contextmanager

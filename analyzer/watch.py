@@ -1,9 +1,13 @@
-"""Follow live traffic: rotating capture directories and pcap streams -> metrics and events.
+"""Follow live traffic: rotating capture directories, streams, dnstap sockets -> metrics, events.
 
     watcher = Watcher(metrics, incidents, emit)     # counters, sliding window, incident state
     for path in follower.ready():                   # each file once, when it is complete
         watcher.read(path)                          # pipeline.Scanner, a chunk at a time
     watcher.read("-", eager=True)                   # a pcap stream on standard input
+    SocketSource(listener, watcher).start()         # dnstap writers: a thread per connection
+
+Connections are read concurrently, each by a scanner of its own; the counters and the
+detector are updated under ``Watcher.lock``.
 
 State stays bounded: the counters are labelled by code and by at most ``max_resolvers``
 resolvers (the rest are ``other``), and EDE rows are kept only for the detector's window.
@@ -11,19 +15,22 @@ resolvers (the rest are ``other``), and EDE rows are kept only for the detector'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 import prometheus_client
 
-from analyzer import codes, dnstap, reports
+from analyzer import codes, dnstap, fstrmsocket, reports
 from analyzer.pipeline import Scanner
 
 OTHER = "other"  # the resolver label of everything past --max-resolvers
@@ -59,6 +66,10 @@ class Metrics:
         self.lag = prometheus_client.Gauge(
             "lag_seconds", "Wall clock minus the time of the newest packet read", registry=r)
         self.lag.set_function(self._lag)
+        self.connections = prometheus_client.Counter(
+            "dnstap_connections", "dnstap writer connections on the socket, by outcome "
+            "(finished: STOP and FINISH; cut: closed without STOP; refused: handshake failed)",
+            ["outcome"], registry=r)
 
     def _lag(self) -> float:
         if self.newest_ns is None:
@@ -196,9 +207,13 @@ class Watcher:
         self.emit = emit
         self.ports = tuple(ports)
         self.warn = warn
+        self.lock = threading.RLock()  # around the metrics and the detector
+        self.closed = False  # after close(): nothing more is counted or emitted
 
-    def read(self, source: str | Path, eager: bool = False) -> None:
-        """Read ``source`` to its end, updating the metrics after every chunk."""
+    def read(self, source: str | Path | BinaryIO, eager: bool = False,
+             file: bool = True) -> bool:
+        """Read ``source`` to its end, updating the metrics after every chunk; return
+        whether it was read without an error (``file``: count it in ``capture_files_read``)."""
         scanner = Scanner(ports=self.ports, eager=eager)
         seen: dict[str, int] = {}
         for _ in scanner.run([source]):
@@ -206,19 +221,35 @@ class Watcher:
         self._update(scanner, seen)
         info = scanner.captures[-1]
         if info.error is None:
-            self.metrics.files.inc()
+            if file:
+                self.metrics.files.inc()
         elif self.warn is not None:
             self.warn(info.error)
         self.check(force=True)
+        return info.error is None
 
     def check(self, final: str | None = None, force: bool = False) -> None:
         """Run the detector when it is due (``force``: whenever rows arrived; ``final``:
         always) and emit its events."""
-        if final is not None or self.incidents.due() or (force and self.incidents.fresh):
-            for event in self.incidents.evaluate(final):
-                self.emit(event)
+        with self.lock:
+            if self.closed:
+                return
+            if final is not None or self.incidents.due() or (force and self.incidents.fresh):
+                for event in self.incidents.evaluate(final):
+                    self.emit(event)
+
+    def close(self, reason: str = "shutdown") -> None:
+        """End the incidents still open (``reason``) and stop counting."""
+        with self.lock:
+            self.check(final=reason)
+            self.closed = True
 
     def _update(self, scanner: Scanner, seen: dict[str, int]) -> None:
+        with self.lock:
+            if not self.closed:
+                self._count(scanner, seen)
+
+    def _count(self, scanner: Scanner, seen: dict[str, int]) -> None:
         m = self.metrics
         for category, n in scanner.accounting.items():
             if n > seen.get(category, 0):
@@ -247,6 +278,82 @@ class Watcher:
 
 
 _EMPTY = pd.DataFrame()
+
+
+class SocketSource:
+    """dnstap writers connecting to a unix socket (``fstrmsocket.Listener``), each
+    connection handshaken and read by a thread of its own through ``Watcher.read``.
+
+    At most ``max_connections`` are read at once; a writer beyond that is closed with a
+    warning (writers reconnect). ``stop`` stops listening, removes the socket file and
+    closes the connections still open.
+    """
+
+    def __init__(self, listener: fstrmsocket.Listener, watcher: Watcher,
+                 max_connections: int = 64):
+        self.listener = listener
+        self.watcher = watcher
+        self.max_connections = max_connections
+        self._open: set[socket.socket] = set()
+        self._guard = threading.Lock()  # around _open
+        self._count = 0
+        self._stopping = False
+
+    def start(self) -> None:
+        threading.Thread(target=self._accept, name=f"accept {self.listener.path}",
+                         daemon=True).start()
+
+    def stop(self) -> None:
+        with self._guard:
+            self._stopping = True
+            conns = list(self._open)
+        self.listener.close()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def _warn(self, message: str) -> None:
+        if self.watcher.warn is not None:
+            self.watcher.warn(message)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self.listener.accept()
+            except OSError:
+                return  # the listener was closed by stop()
+            with self._guard:
+                if self._stopping:
+                    conn.close()
+                    return
+                self._count += 1
+                name = f"unix:{self.listener.path} connection {self._count}"
+                if len(self._open) >= self.max_connections:
+                    conn.close()
+                    self._warn(f"{name}: closed, {self.max_connections} writers are "
+                               "connected already")
+                    continue
+                self._open.add(conn)
+            threading.Thread(target=self._serve, args=(conn, name), name=name,
+                             daemon=True).start()
+
+    def _serve(self, conn: socket.socket, name: str) -> None:
+        outcomes = self.watcher.metrics.connections
+        try:
+            try:
+                stream = fstrmsocket.open_stream(conn, name)
+            except (fstrmsocket.Refused, OSError) as e:
+                outcomes.labels(outcome="refused").inc()
+                self._warn(f"{name}: refused: {e}")
+                return
+            data = stream.raw
+            self.watcher.read(stream, eager=True, file=False)
+            finished = data.finished  # type: ignore[attr-defined]
+            outcomes.labels(outcome="finished" if finished else "cut").inc()
+        finally:
+            with self._guard:
+                self._open.discard(conn)
+            conn.close()
 
 
 @dataclass(slots=True)

@@ -26,3 +26,9 @@ def require_tool(name: str) -> str:
 def tshark() -> str:
     """Return the path of tshark (see ``require_tool``)."""
     return require_tool("tshark")
+
+
+@pytest.fixture(scope="session")
+def fstrm_replay() -> str:
+    """Return the path of fstrm_replay, Debian's fstrm-bin (see ``require_tool``)."""
+    return require_tool("fstrm_replay")
