@@ -99,6 +99,32 @@ def collect(sources: Sequence[Any], ede: pd.DataFrame, *, ports: Iterable[int] =
     return upstream, answers
 
 
+def _named(buf: bytes, start: int, length: int, names: set[str]) -> Any:
+    """The message at ``buf[start:start + length]`` if it asks about one of ``names``."""
+    try:
+        msg = parse_response(buf[start:start + length])  # decodes queries as well
+    except Malformed:
+        return None
+    if msg.qname is None or msg.qname.lower() not in names:
+        return None
+    return msg
+
+
+def _asked(ex: _Exchange, key: tuple[Any, ...], pending: dict[Any, _Exchange],
+           upstream: list[_Exchange]) -> None:
+    """Book a query a resolver sent upstream, to be paired with its answer by ``key``."""
+    upstream.append(ex)
+    pending[key] = ex
+    if len(pending) > _MAX_PENDING:  # never answered: they stay timeouts
+        del pending[next(iter(pending))]
+
+
+def _answered(ex: _Exchange, msg: Any, ts: int, frame: int, window_ns: int) -> None:
+    if ts - ex.ts <= window_ns:
+        ex.rcode, ex.answered_ts, ex.answered_frame = msg.rcode, ts, frame
+        ex.edes = tuple(e.info_code for e in msg.edes)
+
+
 def _chunk(chunk: Any, capture: str, folded: np.ndarray, ports: np.ndarray, names: set[str],
            pending: dict[Any, _Exchange], upstream: list[_Exchange], answers: list[_Exchange],
            window_ns: int) -> None:
@@ -112,15 +138,10 @@ def _chunk(chunk: Any, capture: str, folded: np.ndarray, ports: np.ndarray, name
     mine = dns[np.isin(src, folded) | np.isin(dst, folded)]
     buf = chunk.buf
     for i in mine.tolist():
-        p, plen, l3i, v = (int(cls.payload[i]), int(cls.payload_len[i]), int(cls.l3[i]),
-                           int(cls.ip_version[i]))
-        try:
-            msg = parse_response(buf[p:p + plen])  # decodes queries as well
-        except Malformed:
+        msg = _named(buf, int(cls.payload[i]), int(cls.payload_len[i]), names)
+        if msg is None:
             continue
-        if msg.qname is None or msg.qname.lower() not in names:
-            continue
-        s_ip, d_ip = addresses(buf, l3i, v)
+        s_ip, d_ip = addresses(buf, int(cls.l3[i]), int(cls.ip_version[i]))
         src_s, dst_s = _ip(s_ip), _ip(d_ip)
         ts, frame = int(chunk.ts_ns[i]), chunk.first_frame + i
         sport, dport = int(cls.sport[i]), int(cls.dport[i])
@@ -128,20 +149,15 @@ def _chunk(chunk: Any, capture: str, folded: np.ndarray, ports: np.ndarray, name
         is_query = not msg.flags & 0x8000
         src_is_resolver = matching.fold_ip(s_ip) in folded
         if is_query and src_is_resolver:  # the resolver asks upstream
-            ex = _Exchange(ts, frame, capture, src_s, dst_s, qname, msg.qtype)
-            upstream.append(ex)
-            pending[(src_s, dst_s, sport, msg.dns_id, qname)] = ex
-            if len(pending) > _MAX_PENDING:  # never answered: they stay timeouts
-                del pending[next(iter(pending))]
+            _asked(_Exchange(ts, frame, capture, src_s, dst_s, qname, msg.qtype),
+                   (src_s, dst_s, sport, msg.dns_id, qname), pending, upstream)
         elif not is_query:
             # An answer to a query we saw a host of interest send is an upstream answer
             # (a resolver may also be another host's upstream); otherwise, if it comes
             # from a host of interest, that host is answering its client.
             ex = pending.pop((dst_s, src_s, dport, msg.dns_id, qname), None)
             if ex is not None:
-                if ts - ex.ts <= window_ns:
-                    ex.rcode, ex.answered_ts, ex.answered_frame = msg.rcode, ts, frame
-                    ex.edes = tuple(e.info_code for e in msg.edes)
+                _answered(ex, msg, ts, frame, window_ns)
             elif src_is_resolver:
                 answers.append(_Exchange(ts, frame, capture, src_s, dst_s, qname, msg.qtype,
                                          msg.rcode, ts, tuple(e.info_code for e in msg.edes)))
@@ -171,12 +187,9 @@ def _log_chunk(chunk: LogChunk, capture: str, names: set[str], pending: dict[Any
                           & (cols[dnstap.C_CAT] <= dnstap.CANDIDATE))
     buf = chunk.buf
     for i in want.tolist():
-        p, plen = int(cols[dnstap.C_PAYLOAD][i]), int(cols[dnstap.C_PAYLOAD_LEN][i])
-        try:
-            msg = parse_response(buf[p:p + plen])  # decodes queries as well
-        except Malformed:
-            continue
-        if msg.qname is None or msg.qname.lower() not in names:
+        msg = _named(buf, int(cols[dnstap.C_PAYLOAD][i]), int(cols[dnstap.C_PAYLOAD_LEN][i]),
+                     names)
+        if msg is None:
             continue
         kind = int(kinds[i])
         resolver = log_resolver(chunk.servers[int(cols[dnstap.C_SERVER][i])][0])
@@ -186,16 +199,12 @@ def _log_chunk(chunk: LogChunk, capture: str, names: set[str], pending: dict[Any
         sport, dport = int(cols[dnstap.C_SPORT][i]), int(cols[dnstap.C_DPORT][i])
         qname = msg.qname.lower()
         if kind in _ASKS:
-            ex = _Exchange(ts, frame, capture, resolver, dst_s, qname, msg.qtype)
-            upstream.append(ex)
-            pending[(src_s, dst_s, sport, msg.dns_id, qname)] = ex
-            if len(pending) > _MAX_PENDING:
-                del pending[next(iter(pending))]
+            _asked(_Exchange(ts, frame, capture, resolver, dst_s, qname, msg.qtype),
+                   (src_s, dst_s, sport, msg.dns_id, qname), pending, upstream)
         elif kind in _RECEIVES:
             ex = pending.pop((dst_s, src_s, dport, msg.dns_id, qname), None)
-            if ex is not None and ts - ex.ts <= window_ns:
-                ex.rcode, ex.answered_ts, ex.answered_frame = msg.rcode, ts, frame
-                ex.edes = tuple(e.info_code for e in msg.edes)
+            if ex is not None:
+                _answered(ex, msg, ts, frame, window_ns)
         else:
             answers.append(_Exchange(ts, frame, capture, resolver, dst_s, qname, msg.qtype,
                                      msg.rcode, ts, tuple(e.info_code for e in msg.edes)))

@@ -124,8 +124,9 @@ class LogStage:
         for kind, count in zip(*np.unique(kinds[typed], return_counts=True), strict=True):
             stats.by_type[dnstap.MESSAGE_TYPES[int(kind)]] += int(count)
         self._fold(cols, cat)
+        per_category = np.bincount(cat, minlength=max(dnstap.CATEGORY_NAMES) + 1)
         for code, name in dnstap.CATEGORY_NAMES.items():
-            count = int(np.count_nonzero(cat == code))
+            count = int(per_category[code])
             if count:
                 dns.accounting[name] += count
                 if dns.strict and name.startswith("malformed-"):

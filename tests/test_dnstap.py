@@ -332,3 +332,16 @@ def test_upstream_section_and_forwarder_verdict_from_a_log(tmp_path: Path) -> No
     verdicts = legs.forwarded([path], scan.ede)
     assert verdicts[["upstream_ede", "client_ede", "verdict"]].values.tolist() == [
         ["22", "9,6", "rewrote"]]
+
+
+def test_a_log_without_responses_says_why_not_port(tmp_path: Path) -> None:
+    from analyzer.render import no_responses_note
+
+    only_queries = write(tmp_path, dw.frames([dw.dnstap(dw.message("CLIENT_QUERY", Q))] * 3))
+    note = no_responses_note(analyzer.scan(only_queries).report())
+    assert note.startswith("No DNS responses found: the dnstap log holds only CLIENT_QUERY 3.")
+    assert "dnstap-log-client-response-messages: yes" in note and "--port" not in note
+    broken = write(tmp_path, dw.frames([b"\x72\x05\x08\x06"] * 4), "broken.dnstap")
+    note = no_responses_note(analyzer.scan(broken).report())
+    assert note.startswith("No DNS responses found: 4 of 4 dnstap frames could not be read "
+                           "(malformed-dnstap-length 4)")

@@ -278,12 +278,31 @@ def no_responses_note(report: dict[str, Any]) -> str:
     """Say why a capture gave no DNS responses: what its packets are, when that is known."""
     from analyzer import reports
 
-    skipped_packets = sum(reports.skipped(report.get("accounting", {})).values())
+    skipped = reports.skipped(report.get("accounting", {}))
+    skipped_packets = sum(skipped.values())
+    log = report.get("dnstap")
+    if log and log["messages"]:
+        return _no_logged_responses(log, skipped, skipped_packets)
     unopened = sum((report.get("unopened") or {}).values())
     if unopened and unopened * 2 >= skipped_packets:
         return (f"No DNS responses found. {unopened_line(report)}, which ede-pcap cannot "
                 "open (see docs/tunnels.md).")
     return "No DNS responses found. Check the capture filter and --port (DNS on another port?)."
+
+
+def _no_logged_responses(log: dict[str, Any], skipped: dict[str, int], count: int) -> str:
+    """Why a dnstap log gave no DNS responses: it logs only queries, or its frames could
+    not be read (a log has no ports to get wrong)."""
+    by_type = log.get("by_type") or {}
+    if by_type and not any(t.endswith("_RESPONSE") for t in by_type):
+        return ("No DNS responses found: the dnstap log holds only "
+                f"{fmt_counts(by_type)}. Turn on the server's response logging (Unbound: "
+                "dnstap-log-client-response-messages: yes; BIND: dnstap { client response; };).")
+    if count:
+        return (f"No DNS responses found: {fmt_count(count)} of {fmt_count(log['messages'])} "
+                f"dnstap frames could not be read ({fmt_counts(skipped)}); see docs/dnstap.md "
+                "for what each reason means.")
+    return "No DNS responses found in the dnstap log."
 
 
 def truncated_note(capture: dict[str, Any]) -> str:
