@@ -1,6 +1,7 @@
 """The ``ede-pcap watch`` command: live traffic in, Prometheus metrics and incident events out.
 
-Registered on ``analyzer.cli.app``; the reading, counting and detecting are in ``watch.py``.
+Registered on ``analyzer.cli.app``; the reading, counting and detecting are in ``watch.py``
+and the modules it names.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def watch(
 
     From resolvers' dnstap: ede-pcap watch unix:/run/ede-pcap/dnstap.sock --metrics :9553
     """
-    from analyzer import fstrmsocket, reports
-    from analyzer import watch as watching
+    from analyzer import follow, fstrmsocket, reports, watchevents, watchmetrics, watchsocket
+    from analyzer.watch import Watcher
 
     with _errors(debug):
         if "-" in sources and len(sources) > 1:
@@ -98,22 +99,22 @@ def watch(
         if span < 3 * width:
             raise typer.BadParameter(f"--window {window} holds fewer than 3 buckets of "
                                      f"--interval {interval}; make it longer")
-        meter = watching.Metrics(max_resolvers)
+        meter = watchmetrics.Metrics(max_resolvers)
         with _event_output(events) as out:
             def emit(event: dict[str, Any]) -> None:
                 if out is not None:
-                    out.write(watching.to_json_line(event))
+                    out.write(watchevents.to_json_line(event))
                     out.flush()
 
             def warn(message: str) -> None:
                 typer.echo(f"{PROG}: warning: {message}", err=True)
 
-            watcher = watching.Watcher(meter, watching.Incidents(width, span), emit,
+            watcher = Watcher(meter, watchevents.Incidents(width, span), emit,
                                        ports=port or (53,), warn=warn)
             listening = []
             try:
                 for path in sockets:
-                    listening.append(watching.SocketSource(fstrmsocket.Listener(path), watcher))
+                    listening.append(watchsocket.SocketSource(fstrmsocket.Listener(path), watcher))
             except fstrmsocket.SocketInUse as e:
                 for source in listening:
                     source.stop()
@@ -133,7 +134,7 @@ def watch(
                     watcher.read("-", eager=True)
                     watcher.close("stream-ended")
                     return
-                follower = watching.Follower(dirs, settle_s=settle)
+                follower = follow.Follower(dirs, settle_s=settle)
                 while True:
                     for path in follower.ready():
                         watcher.read(path)

@@ -1,0 +1,76 @@
+"""The Prometheus counters of ``ede-pcap watch``, with bounded labels."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+import prometheus_client
+
+from analyzer import codes
+
+OTHER = "other"  # the resolver label of everything past --max-resolvers
+_NS = 1_000_000_000
+
+
+class Metrics:
+    """The Prometheus counters of one ``watch`` run, in a registry of their own."""
+
+    def __init__(self, max_resolvers: int = 50):
+        self.registry = prometheus_client.CollectorRegistry()
+        self.max_resolvers = max_resolvers
+        self._resolvers: set[str] = set()
+        self.newest_ns: int | None = None
+        r = self.registry
+        self.ede_options = prometheus_client.Counter(
+            "ede_options", "EDE options seen in DNS responses", ["code", "name", "resolver"],
+            registry=r)
+        self.ede_responses = prometheus_client.Counter(
+            "ede_responses", "DNS responses carrying at least one EDE option", ["resolver"],
+            registry=r)
+        self.dns_responses = prometheus_client.Counter(
+            "dns_responses", "DNS responses decoded", registry=r)
+        self.packets = prometheus_client.Counter(
+            "packets", "Packets (or dnstap frames) read, by accounting category", ["category"],
+            registry=r)
+        self.bytes_read = prometheus_client.Counter(
+            "capture_bytes_read", "Capture bytes read (decompressed)", registry=r)
+        self.files = prometheus_client.Counter(
+            "capture_files_read", "Capture files read to the end without an error", registry=r)
+        self.lag = prometheus_client.Gauge(
+            "lag_seconds", "Wall clock minus the time of the newest packet read", registry=r)
+        self.lag.set_function(self._lag)
+        self.connections = prometheus_client.Counter(
+            "dnstap_connections", "dnstap writer connections on the socket, by outcome "
+            "(finished: STOP and FINISH; cut: closed without STOP; refused: handshake failed)",
+            ["outcome"], registry=r)
+
+    def _lag(self) -> float:
+        if self.newest_ns is None:
+            return math.nan
+        return time.time() - self.newest_ns / _NS
+
+    def resolver(self, address: str) -> str:
+        """Return the label for ``address``: itself while fewer than ``max_resolvers`` are
+        known, ``other`` after that (cardinality cannot grow with the traffic)."""
+        if address in self._resolvers:
+            return address
+        if len(self._resolvers) < self.max_resolvers:
+            self._resolvers.add(address)
+            return address
+        return OTHER
+
+    def add_ede(self, df: pd.DataFrame) -> None:
+        """Count the EDE rows of ``df`` (the EDE frame's schema)."""
+        if not len(df):
+            return
+        src = df["src_ip"].astype("string").fillna("").to_numpy(dtype=object)
+        labels = pd.Series([self.resolver(str(a)) for a in src], index=df.index)
+        by_code = pd.DataFrame({"code": df["ede_code"].astype("Int64"), "resolver": labels})
+        for (code, resolver), n in by_code.value_counts(sort=False).items():
+            self.ede_options.labels(code=str(code), name=codes.describe(int(code)).name,
+                                    resolver=resolver).inc(int(n))
+        first = (df["ede_index"] == 0).to_numpy(dtype=bool, na_value=False)
+        for resolver, n in labels[first].value_counts(sort=False).items():
+            self.ede_responses.labels(resolver=resolver).inc(int(n))
