@@ -45,6 +45,10 @@ class Metrics:
             "dnstap_connections", "dnstap writer connections on the socket, by outcome "
             "(finished: STOP and FINISH; cut: closed without STOP; refused: handshake failed)",
             ["outcome"], registry=r)
+        # a writer that connected and idles is visible before its first frame
+        self.writers = prometheus_client.Gauge(
+            "dnstap_writers_connected", "dnstap writers connected to the socket now, past "
+            "the handshake", registry=r)
 
     def _lag(self) -> float:
         if self.newest_ns is None:

@@ -77,7 +77,8 @@ class SocketSource:
                 self._warn(f"{name}: refused: {e}")
                 return
             data = stream.raw
-            self.watcher.read(stream, eager=True, file=False)
+            with self.watcher.metrics.writers.track_inprogress():
+                self.watcher.read(stream, eager=True, file=False)
             finished = data.finished  # type: ignore[attr-defined]
             outcomes.labels(outcome="finished" if finished else "cut").inc()
         finally:
