@@ -7,6 +7,9 @@ A resolver (Unbound, BIND, Knot Resolver) connects to our socket as the *writer*
     writer -> START  (that content type), then data frames ... then STOP
     reader -> FINISH, and both close
 
+A *unidirectional* writer (Unbound with ``dnstap-bidirectional: no``) skips READY/ACCEPT and
+FINISH: it begins with START and closes after STOP; it is read the same way and told nothing.
+
     listener = Listener(path)                 # refuses a path in use; removes a stale socket
     conn = listener.accept()
     stream = open_stream(conn, name)          # the handshake; raises Refused
@@ -83,45 +86,53 @@ def _shown(types: tuple[bytes, ...]) -> str:
     return ", ".join(repr(t[:60].decode("ascii", "replace")) for t in types) or "none"
 
 
-def handshake(conn: socket.socket) -> bytes:
-    """Perform the reader's side up to START and return the START frame's bytes.
+def handshake(conn: socket.socket) -> tuple[bytes, bool]:
+    """Perform the reader's side up to START; return the START frame's bytes and whether
+    the writer is bidirectional (then it expects FINISH after its STOP).
 
     Raises ``Refused`` (the connection should then be closed) when the writer does not offer
     dnstap, or breaks the protocol, or is silent for ``HANDSHAKE_TIMEOUT_S``.
     """
     conn.settimeout(HANDSHAKE_TIMEOUT_S)
     try:
-        ready, _ = _read_control(conn)
-        if ready.kind != READY:
-            raise Refused(f"the writer began with {ready.name}, not READY")
-        if framestreams.DNSTAP_CONTENT_TYPE not in ready.content_types:
-            raise Refused(f"the writer offers content types {_shown(ready.content_types)}, "
-                          "not 'protobuf:dnstap.Dnstap'")
-        conn.sendall(control_frame(ACCEPT, framestreams.DNSTAP_CONTENT_TYPE))
-        start, raw = _read_control(conn)
-        if start.kind != START:
-            raise Refused(f"the writer sent {start.name} after ACCEPT, not START")
+        first, raw = _read_control(conn)
+        bidirectional = first.kind != START
+        if bidirectional:
+            if first.kind != READY:
+                raise Refused(f"the writer began with {first.name}, not READY or START")
+            if framestreams.DNSTAP_CONTENT_TYPE not in first.content_types:
+                raise Refused(f"the writer offers content types "
+                              f"{_shown(first.content_types)}, not 'protobuf:dnstap.Dnstap'")
+            conn.sendall(control_frame(ACCEPT, framestreams.DNSTAP_CONTENT_TYPE))
+            start, raw = _read_control(conn)
+            if start.kind != START:
+                raise Refused(f"the writer sent {start.name} after ACCEPT, not START")
+        else:
+            start = first
         if start.content_types and framestreams.DNSTAP_CONTENT_TYPE not in start.content_types:
             raise Refused(f"the writer started {_shown(start.content_types)}, not dnstap")
     except TimeoutError:
         raise Refused(f"the writer was silent for {HANDSHAKE_TIMEOUT_S:g} s during the "
                       "handshake") from None
     conn.settimeout(None)  # a resolver may stay quiet for hours between messages
-    return raw
+    return raw, bidirectional
 
 
 class DataStream(io.RawIOBase):
     """The bytes of one connection after START, as a file would hold them, ending at STOP.
 
-    Frames are followed only to find STOP (answered with FINISH); everything else is passed
-    on unread. A data frame longer than ``framestreams.MAX_DATA_FRAME`` or a damaged control
-    frame ends the stream right after its first bytes, so that the reader reports it.
+    Frames are followed only to find STOP (answered with FINISH if the writer is
+    bidirectional); everything else is passed on unread. A data frame longer than
+    ``framestreams.MAX_DATA_FRAME`` or a damaged control frame ends the stream right after
+    its first bytes, so that the reader reports it.
     Memory: one ``recv`` and at most one control frame's bytes.
     """
 
-    def __init__(self, conn: socket.socket, start: bytes, name: str):
+    def __init__(self, conn: socket.socket, start: bytes, name: str,
+                 bidirectional: bool = True):
         self._conn = conn
         self._name = name
+        self._bidirectional = bidirectional  # a unidirectional writer is told nothing
         self._out = bytearray(start)
         self._held = b""   # the start of a frame header or control frame not yet whole
         self._skip = 0     # bytes of the current data frame still to pass on
@@ -183,8 +194,10 @@ class DataStream(io.RawIOBase):
                 break
             pos += control.size
             if control.kind == STOP:
+                # Unbound closes right after its STOP without reading FINISH: EPIPE
                 with contextlib.suppress(OSError):
-                    self._conn.sendall(control_frame(FINISH))
+                    if self._bidirectional:
+                        self._conn.sendall(control_frame(FINISH))
                 self.finished = self._ended = True
                 break
         self._out += buf[:pos]
@@ -194,8 +207,8 @@ class DataStream(io.RawIOBase):
 def open_stream(conn: socket.socket, name: str) -> io.BufferedReader:
     """Handshake with the writer on ``conn`` and return its dnstap stream (see
     ``DataStream``); raises ``Refused``."""
-    start = handshake(conn)
-    return io.BufferedReader(DataStream(conn, start, name), RECV_BYTES)
+    start, bidirectional = handshake(conn)
+    return io.BufferedReader(DataStream(conn, start, name, bidirectional), RECV_BYTES)
 
 
 class Listener:

@@ -144,7 +144,8 @@ zone "broken.example" {{ type primary; file "broken.example.zone"; }};
     return d
 
 
-def unbound_conf(work: Path, port: int, auth: int, sock: Path) -> list[str]:
+def unbound_conf(work: Path, port: int, auth: int, sock: Path,
+                 bidirectional: str = "yes") -> list[str]:
     unbound = require_tool("unbound")
     ds = "0" * 64  # of no key: broken.example's keys cannot be validated
     (work / "unbound.conf").write_text(f"""server:
@@ -173,7 +174,7 @@ remote-control:
     control-enable: no
 dnstap:
     dnstap-enable: yes
-    dnstap-bidirectional: yes
+    dnstap-bidirectional: {bidirectional}
     dnstap-socket-path: "{sock}"
     dnstap-identity: "unbound-test"
     dnstap-log-client-query-messages: yes
@@ -235,14 +236,18 @@ policy.add(policy.suffix(policy.STUB({{ '{LOCAL}@{auth}' }}), {{ todname('exampl
 
 
 CONFS: dict[str, Callable[[Path, int, int, Path], list[str]]] = {
-    "unbound": unbound_conf, "bind": bind_conf, "kresd": kresd_conf}
+    "unbound": unbound_conf, "bind": bind_conf, "kresd": kresd_conf,
+    # Unbound speaking the unidirectional protocol: START first, no ACCEPT, no FINISH
+    "unbound-unidirectional": lambda *a: unbound_conf(*a, bidirectional="no")}
 # Unbound 1.17 hands messages to its dnstap thread in batches (up to a second later) and
 # drops the batch still queued when it exits: fstrm_capture gets nothing either from a
 # query answered just before SIGTERM. So a test waits for Unbound's messages to arrive
 # before stopping it; BIND and kresd (libfstrm) flush their queue before STOP.
-FLUSHES_ON_EXIT = {"unbound": False, "bind": True, "kresd": True}
+FLUSHES_ON_EXIT = {"unbound": False, "unbound-unidirectional": False, "bind": True,
+                   "kresd": True}
 # what each resolver answers to ask_before_stale (see docs/watch.md)
-EDES_BEFORE_STALE = {"unbound": {"18": 1, "9": 1}, "bind": {"18": 1}, "kresd": {"18": 1, "15": 1}}
+EDES_BEFORE_STALE = {"unbound": {"18": 1, "9": 1}, "unbound-unidirectional": {"18": 1, "9": 1},
+                     "bind": {"18": 1}, "kresd": {"18": 1, "15": 1}}
 
 
 def start_resolver(name: str, tmp_path: Path, auth: Daemon, sock: Path,
@@ -302,12 +307,13 @@ def wait_writers(port: int, n: int, proc: Any) -> None:
              f"{n} dnstap writers connected", proc)
 
 
-def stop_resolver(r: Daemon) -> None:
+def stop_resolver(r: Daemon, clean_log: bool = True) -> None:
     """SIGTERM: the resolver flushes, sends STOP, gets FINISH and exits 0."""
     code = r.stop()
     log = r.text()
     assert code == 0, f"{r.name} exited {code}:\n{log}"
-    assert not DNSTAP_ERROR.search(log), f"{r.name} logged a dnstap problem:\n{log}"
+    if clean_log:
+        assert not DNSTAP_ERROR.search(log), f"{r.name} logged a dnstap problem:\n{log}"
 
 
 def start_socket_watch(tmp_path: Path, started: list[Any]) -> tuple[Any, Path, int, Path]:
@@ -333,7 +339,8 @@ def test_three_resolvers_and_replays_at_once(tmp_path: Path, processes: list[Any
     once beside them: every counter is the sum of what each writer sent."""
     proc, sock, port, _ = start_socket_watch(tmp_path, processes)
     auth = start_auth(tmp_path, daemons)
-    resolvers = [start_resolver(name, tmp_path, auth, sock, daemons) for name in CONFS]
+    resolvers = [start_resolver(name, tmp_path, auth, sock, daemons)
+                 for name in ("unbound", "bind", "kresd")]
     # each connects before it has anything to send, then idles until the first query
     wait_writers(port, len(resolvers), proc)
     for r in resolvers:
@@ -345,8 +352,9 @@ def test_three_resolvers_and_replays_at_once(tmp_path: Path, processes: list[Any
     assert auth.stop() == 0
     time.sleep(1.5)
     for r in resolvers:
-        if r.name != "unbound":  # without serve-expired it retries the closed port for long
-            client.ask(r, "www.stale.example")
+        if r.name == "unbound":  # without serve-expired it retries the closed port for long
+            continue
+        client.ask(r, "www.stale.example")
     client.counted(port, proc)  # Unbound's last batch (FLUSHES_ON_EXIT)
     # simultaneous writers beside the resolvers' connections, all on the same socket
     replays = [subprocess.Popen([fstrm_replay, "-t", "protobuf:dnstap.Dnstap", "-r", str(log),
@@ -367,7 +375,9 @@ def test_three_resolvers_and_replays_at_once(tmp_path: Path, processes: list[Any
     assert by_label(samples, "dnstap_connections_total", "outcome") == {"finished": connections}
     assert total(samples, "dnstap_writers_connected") == 0
     # what each resolver gave here (see docs/watch.md); each must give some EDE
-    assert client.by_resolver == {**EDES_BEFORE_STALE, "bind": {"18": 1, "3": 1}}
+    assert client.by_resolver == {"unbound": EDES_BEFORE_STALE["unbound"],
+                                  "bind": {"18": 1, "3": 1},
+                                  "kresd": EDES_BEFORE_STALE["kresd"]}
     err = stop_watch(proc, sock)
     assert "warning" not in err, err
 
@@ -397,4 +407,87 @@ def test_resolver_restart_is_a_new_connection(name: str, tmp_path: Path,
     assert by_label(samples, "dnstap_connections_total", "outcome") == {"finished": 2}
     assert client.responses == 10
     assert client.codes == {code: 2 * n for code, n in EDES_BEFORE_STALE[name].items()}
+    stop_watch(proc, sock)
+
+
+def quiet(port: int, seconds: float, proc: Any) -> dict[Any, float]:
+    """The counters once they have not moved for ``seconds`` (longer than the resolvers'
+    delivery delays: libfstrm's 1 s flush timeout, Unbound's batches)."""
+    since: list[Any] = [None, 0.0]
+
+    def check() -> Any:
+        now = scrape(port)
+        if now is None:
+            return None
+        counters = {k: v for k, v in now.items() if k[0] != "lag_seconds"}
+        if counters != since[0]:
+            since[:] = [counters, time.monotonic()]
+            return None
+        return now if time.monotonic() - since[1] >= seconds else None
+    return wait_for(check, f"the counters to rest for {seconds} s", proc)
+
+
+def delta(after: dict[Any, float], before: dict[Any, float], name: str,
+          label: str) -> dict[str, int]:
+    grown = Counter(by_label(after, name, label))
+    grown.subtract(by_label(before, name, label))
+    return {k: v for k, v in grown.items() if v}
+
+
+def test_resolvers_reconnect_when_watch_restarts(tmp_path: Path,
+                                                 processes: list[Any],  # noqa: F811
+                                                 daemons: list[Daemon]) -> None:
+    """watch stopped and started again on the same path while the resolvers run: each
+    reconnects, and the new watch counts everything sent once all are back.
+
+    Unbound notices at once (it reads its socket) and reconnects by itself. BIND and kresd
+    (libfstrm) notice only when they next write: what they write then is lost, and they
+    reconnect after their reopen interval (BIND: fstrm-set-reopen-interval 1 s here; kresd:
+    libfstrm's 5 s). So the test asks them until they are back."""
+    proc, sock, port, _ = start_socket_watch(tmp_path, processes)
+    auth = start_auth(tmp_path, daemons)
+    resolvers = [start_resolver(name, tmp_path, auth, sock, daemons)
+                 for name in ("unbound", "bind", "kresd")]
+    wait_writers(port, len(resolvers), proc)
+    for r in resolvers:
+        r.wait_listening()
+        Client().ask(r, "www.stale.example")
+    wait_for(settled(port, lambda s: total(s, "dns_responses_total") == len(resolvers)),
+             "the first answers", proc)
+    stop_watch(proc, sock)  # the resolvers' connections are cut
+    proc, sock, port, _ = start_socket_watch(tmp_path, processes)
+    started = time.monotonic()
+    nudges = Client()
+
+    def back() -> Any:
+        samples = scrape(port)
+        if samples and total(samples, "dnstap_writers_connected") == len(resolvers):
+            return samples
+        for r in resolvers[1:]:  # BIND and kresd: a message to write
+            nudges.ask(r, "www.stale.example")
+        time.sleep(0.3)
+        return None
+    wait_for(back, "the resolvers to reconnect", proc)
+    reconnect_s = time.monotonic() - started
+    before = quiet(port, 2.5, proc)
+    client = Client()
+    for r in resolvers:
+        client.ask(r, "www.broken.example")
+        client.ask(r, "www.stale.example", source=REFUSED_CLIENT)
+    for r in resolvers:
+        if not FLUSHES_ON_EXIT[r.name]:
+            wait_for(settled(port, lambda s: total(s, "dns_responses_total") >= total(
+                before, "dns_responses_total") + client.responses), "Unbound's batch", proc)
+        stop_resolver(r, clean_log=False)  # a reader going away is worth a line in their logs
+    after = wait_for(settled(port, lambda s: total(s, "dnstap_connections_total",
+                                                   outcome="finished") == len(resolvers)),
+                     "the resolvers' STOP", proc)
+    assert delta(after, before, "ede_options_total", "code") == dict(client.codes)
+    assert total(after, "dns_responses_total") - total(before, "dns_responses_total") \
+        == client.responses == 6
+    assert by_label(after, "dnstap_connections_total", "outcome") == {"finished": 3}
+    # of the nudges, those written before the resolver noticed the closed socket are lost
+    assert total(before, "dns_responses_total") <= nudges.responses
+    print(f"reconnected in {reconnect_s:.1f} s; {nudges.responses} nudges, "
+          f"{total(before, 'dns_responses_total'):.0f} of them counted")
     stop_watch(proc, sock)

@@ -122,6 +122,38 @@ def test_handshake_frames(tmp_path: Path, processes: list[Any]) -> None:  # noqa
     assert proc.wait(WAIT_S) == 0
 
 
+def test_unidirectional_writer(tmp_path: Path, processes: list[Any]) -> None:  # noqa: F811
+    """A writer that begins with START (no READY: Unbound's ``dnstap-bidirectional: no``)
+    is read, counted as finished at its STOP, and sent nothing: not ACCEPT, not FINISH."""
+    sock, port = tmp_path / "dnstap.sock", free_port()
+    proc = start_socket_watch(sock, port, processes)
+    data = LOGS[1].read_bytes()  # a file is what a unidirectional writer sends
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as writer:
+        writer.settimeout(WAIT_S)
+        writer.connect(str(sock))
+        writer.sendall(data)
+        assert writer.recv(64) == b""  # closed by watch after STOP, without a word
+    samples = wait_for(settled(port, lambda s: total(s, "dnstap_connections_total",
+                                                     outcome="finished") == 1),
+                       "the connection", proc)
+    want = expected(LOGS[1:])
+    assert by_label(samples, "packets_total", "category") == want["accounting"]
+    assert by_label(samples, "ede_options_total", "code") == want["codes"]
+    assert total(samples, "capture_bytes_read_total") == len(data)
+    # STOP as the first frame is still a protocol error
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as writer:
+        writer.settimeout(WAIT_S)
+        writer.connect(str(sock))
+        writer.sendall(fstrmsocket.control_frame(fstrmsocket.STOP))
+        assert writer.recv(64) == b""
+    wait_for(settled(port, lambda s: total(s, "dnstap_connections_total",
+                                           outcome="refused") == 1), "the refusal", proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(WAIT_S) == 0
+    assert proc.stderr is not None
+    assert "refused: the writer began with STOP, not READY or START" in proc.stderr.read().decode()
+
+
 def test_refuses_a_path_in_use(tmp_path: Path, processes: list[Any]) -> None:  # noqa: F811
     plain = tmp_path / "file"
     plain.write_text("not a socket")
