@@ -89,11 +89,18 @@ def test_other_content_type_is_refused(tmp_path: Path, processes: list[Any],  # 
     assert done.returncode == 0, done.stderr.decode()
     wait_for(settled(port, lambda s: total(s, "dnstap_connections_total",
                                            outcome="finished") == 1), "the next writer", proc)
+    # a zero-length CONTENT_TYPE field (fstrm_replay -t ""): refused, as libfstrm's own
+    # reader (fstrm_capture) refuses it
+    done = replay(fstrm_replay, LOGS[0], sock, content_type="")
+    assert done.returncode != 0
+    wait_for(settled(port, lambda s: total(s, "dnstap_connections_total",
+                                           outcome="refused") == 2), "the second refusal", proc)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(WAIT_S) == 0
     assert proc.stderr is not None
     err = proc.stderr.read().decode()
     assert "refused: the writer offers content types 'protobuf:other.Thing'" in err
+    assert "refused: the writer offers content types '', not" in err
     assert not sock.exists()
 
 
