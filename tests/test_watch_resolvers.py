@@ -442,8 +442,8 @@ def test_resolvers_reconnect_when_watch_restarts(tmp_path: Path,
 
     Unbound notices at once (it reads its socket) and reconnects by itself. BIND and kresd
     (libfstrm) notice only when they next write: what they write then is lost, and they
-    reconnect after their reopen interval (BIND: fstrm-set-reopen-interval 1 s here; kresd:
-    libfstrm's 5 s). So the test asks them until they are back."""
+    reconnect after their reopen interval (BIND: fstrm-set-reopen-interval 1 s here). So the
+    test asks them until they are back."""
     proc, sock, port, _ = start_socket_watch(tmp_path, processes)
     auth = start_auth(tmp_path, daemons)
     resolvers = [start_resolver(name, tmp_path, auth, sock, daemons)
