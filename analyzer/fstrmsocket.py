@@ -41,6 +41,11 @@ class Refused(EdePcapError):
     """A writer's connection was closed during the handshake."""
 
 
+class Probe(Refused):
+    """The connection was closed before its first byte: a check that something listens
+    (another ``watch`` starting on the same path does this), not a writer."""
+
+
 class SocketInUse(EdePcapError):
     """The socket path cannot be listened on."""
 
@@ -91,10 +96,13 @@ def handshake(conn: socket.socket) -> tuple[bytes, bool]:
     the writer is bidirectional (then it expects FINISH after its STOP).
 
     Raises ``Refused`` (the connection should then be closed) when the writer does not offer
-    dnstap, or breaks the protocol, or is silent for ``HANDSHAKE_TIMEOUT_S``.
+    dnstap, or breaks the protocol, or is silent for ``HANDSHAKE_TIMEOUT_S``; ``Probe`` when
+    it closes before sending anything.
     """
     conn.settimeout(HANDSHAKE_TIMEOUT_S)
     try:
+        if not conn.recv(1, socket.MSG_PEEK):
+            raise Probe("closed before its first byte")
         first, raw = _read_control(conn)
         bidirectional = first.kind != START
         if bidirectional:

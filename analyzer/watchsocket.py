@@ -72,6 +72,8 @@ class SocketSource:
         try:
             try:
                 stream = fstrmsocket.open_stream(conn, name)
+            except fstrmsocket.Probe:
+                return  # not a writer: nothing to count or warn about
             except (fstrmsocket.Refused, OSError) as e:
                 outcomes.labels(outcome="refused").inc()
                 self._warn(f"{name}: refused: {e}")

@@ -161,6 +161,26 @@ def test_unidirectional_writer(tmp_path: Path, processes: list[Any]) -> None:  #
     assert "refused: the writer began with STOP, not READY or START" in proc.stderr.read().decode()
 
 
+def test_second_watch_on_the_same_path(tmp_path: Path, processes: list[Any],  # noqa: F811
+                                       fstrm_replay: str) -> None:
+    """A second watch started on a live socket exits 2; its check (a connection closed
+    before its first byte) is neither a refused writer nor a warning in the first watch."""
+    sock, port = tmp_path / "dnstap.sock", free_port()
+    proc = start_socket_watch(sock, port, processes)
+    done = subprocess.run([sys.executable, "-m", "analyzer", "watch", f"unix:{sock}"],
+                          capture_output=True, cwd=ROOT, timeout=WAIT_S)
+    assert done.returncode == 2 and "is in use" in done.stderr.decode()
+    assert replay(fstrm_replay, LOGS[1], sock).returncode == 0  # still listening
+    samples = wait_for(settled(port, lambda s: total(s, "dnstap_connections_total",
+                                                     outcome="finished") == 1),
+                       "the writer after the check", proc)
+    assert by_label(samples, "dnstap_connections_total", "outcome") == {"finished": 1}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(WAIT_S) == 0
+    assert proc.stderr is not None
+    assert proc.stderr.read().decode() == ""
+
+
 def test_refuses_a_path_in_use(tmp_path: Path, processes: list[Any]) -> None:  # noqa: F811
     plain = tmp_path / "file"
     plain.write_text("not a socket")
