@@ -74,6 +74,31 @@ def test_socket_counters_equal_scan(tmp_path: Path, processes: list[Any],  # noq
     assert not sock.exists()
 
 
+def test_a_storm_of_writers(tmp_path: Path, processes: list[Any],  # noqa: F811
+                            fstrm_replay: str) -> None:
+    """48 fstrm_replay writers connecting at once (more than the listen backlog of 16):
+    every one is read whole, and the counters are 48 times one log's."""
+    sock, port = tmp_path / "dnstap.sock", free_port()
+    proc = start_socket_watch(sock, port, processes)
+    n = 48
+    writers = [subprocess.Popen([fstrm_replay, "-t", DNSTAP, "-r", str(LOGS[1]), "-u", str(sock)],
+                                stderr=subprocess.PIPE) for _ in range(n)]
+    for w in writers:
+        _, err = w.communicate(timeout=WAIT_S)
+        assert w.returncode == 0, err.decode()
+    samples = wait_for(settled(port, lambda s: total(s, "dnstap_connections_total",
+                                                     outcome="finished") == n),
+                       f"{n} writers", proc)
+    one = expected(LOGS[1:])
+    assert by_label(samples, "ede_options_total", "code") == \
+        {code: n * count for code, count in one["codes"].items()}
+    assert total(samples, "dns_responses_total") == n * one["dns_responses"]
+    assert by_label(samples, "dnstap_connections_total", "outcome") == {"finished": n}
+    assert total(samples, "dnstap_writers_connected") == 0
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(WAIT_S) == 0
+
+
 def test_other_content_type_is_refused(tmp_path: Path, processes: list[Any],  # noqa: F811
                                        fstrm_replay: str) -> None:
     sock, port = tmp_path / "dnstap.sock", free_port()
