@@ -7,6 +7,8 @@ without the internet:
 
 - ``www.broken.example``: unsigned, but Unbound has a trust anchor for ``broken.example``
   (a DS matching no key): SERVFAIL, EDE 9 (DNSKEY Missing).
+- ``www.expired.example``: signed, with signatures that expired in 2020, under a valid
+  signed ``example.`` whose key Unbound trusts: SERVFAIL, EDE 7 (Signature Expired).
 - ``www.stale.example``: TTL 1 s; once the authoritative server is stopped, BIND answers it
   from stale cache: EDE 3 (Stale Answer).
 - ``x.blocked.example``: a kresd policy DENY: NXDOMAIN, EDE 15 (Blocked).
@@ -71,6 +73,21 @@ $TTL 1
 www A 192.0.2.90
 tcp A 192.0.2.91
 """
+PARENT_ZONE = """$ORIGIN example.
+$TTL 300
+@ SOA ns.example. hostmaster.example. 1 3600 600 86400 60
+@ NS ns.example.
+ns A 127.0.0.1
+stale NS ns.example.
+broken NS ns.example.
+expired NS ns.example.
+"""
+EXPIRED_ZONE = """$ORIGIN expired.example.
+$TTL 300
+@ SOA ns.example. hostmaster.example. 1 3600 600 86400 60
+@ NS ns.example.
+www A 192.0.2.93
+"""
 BROKEN_ZONE = """$ORIGIN broken.example.
 $TTL 300
 @ SOA ns.example. hostmaster.example. 1 3600 600 86400 60
@@ -122,13 +139,36 @@ def daemons() -> Iterator[list[Daemon]]:
             d.proc.wait(5)
 
 
+def sign(work: Path, zone: str, text: str, *dates: str) -> str:
+    """Sign ``zone`` (``text`` plus a new KSK and ZSK) into ``<zone>signed``; return the KSK
+    as a DNSKEY line. ``dates``: dnssec-signzone's -s and -e, if given."""
+    keygen, signzone = require_tool("dnssec-keygen"), require_tool("dnssec-signzone")
+    keys = []
+    for ksk in (["-f", "KSK"], []):
+        made = subprocess.run([keygen, "-q", "-K", str(work), "-a", "ECDSAP256SHA256", *ksk,
+                               zone], capture_output=True, check=True, timeout=WAIT_S, cwd=work)
+        keys.append((work / f"{made.stdout.decode().strip()}.key").read_text())
+    (work / f"{zone}.zone").write_text(text + "".join(keys))
+    validity = ["-s", dates[0], "-e", dates[1]] if dates else []
+    subprocess.run([signzone, "-P", "-q", "-K", str(work), "-d", str(work), *validity,
+                    "-o", zone, "-f", f"{zone}.signed", f"{zone}.zone"],
+                   capture_output=True, check=True, timeout=WAIT_S, cwd=work)
+    return next(line for line in keys[0].splitlines() if not line.startswith(";"))
+
+
 def start_auth(tmp_path: Path, started: list[Daemon]) -> Daemon:
-    """An authoritative BIND for stale.example and broken.example."""
+    """An authoritative BIND for stale.example, broken.example and expired.example."""
     named = require_tool("named")
     work = tmp_path / "auth"
     work.mkdir()
     (work / "stale.example.zone").write_text(STALE_ZONE)
     (work / "broken.example.zone").write_text(BROKEN_ZONE)
+    # example. is signed and valid, and vouches (DS) for expired.example, whose signatures
+    # expired in 2020: a validator trusting example. sees the expiry while building the chain
+    sign(work, "expired.example", EXPIRED_ZONE, "20200101000000", "20200201000000")
+    ds = (work / "dsset-expired.example.").read_text()
+    anchor = sign(work, "example", PARENT_ZONE + ds)
+    (work / "example.anchor").write_text(anchor + "\n")
     port = free_port()
     (work / "named.conf").write_text(f"""
 options {{ directory "{work}"; pid-file none; session-keyfile none;
@@ -137,6 +177,8 @@ options {{ directory "{work}"; pid-file none; session-keyfile none;
 controls {{ }};
 zone "stale.example" {{ type primary; file "stale.example.zone"; }};
 zone "broken.example" {{ type primary; file "broken.example.zone"; }};
+zone "expired.example" {{ type primary; file "expired.example.signed"; }};
+zone "example" {{ type primary; file "example.signed"; }};
 """)
     d = Daemon("auth", [named, "-g", "-c", str(work / "named.conf")], work, port)
     started.append(d)
@@ -165,7 +207,10 @@ def unbound_conf(work: Path, port: int, auth: int, sock: Path,
     do-not-query-localhost: no
     module-config: "validator iterator"
     trust-anchor: "broken.example. DS 12345 13 2 {ds}"
+    trust-anchor-file: "{work.parent / 'auth' / 'example.anchor'}"  # start_auth's
     ede: yes
+    # without it Unbound 1.17 gives EDE 9 (DNSKEY Missing), no text, for the expired zone
+    val-log-level: 2
     qname-minimisation: no
 stub-zone:
     name: "example."
@@ -246,7 +291,8 @@ CONFS: dict[str, Callable[[Path, int, int, Path], list[str]]] = {
 FLUSHES_ON_EXIT = {"unbound": False, "unbound-unidirectional": False, "bind": True,
                    "kresd": True}
 # what each resolver answers to ask_before_stale (see docs/watch.md)
-EDES_BEFORE_STALE = {"unbound": {"18": 1, "9": 1}, "unbound-unidirectional": {"18": 1, "9": 1},
+EDES_BEFORE_STALE = {"unbound": {"18": 1, "9": 1, "7": 1},
+                     "unbound-unidirectional": {"18": 1, "9": 1, "7": 1},
                      "bind": {"18": 1}, "kresd": {"18": 1, "15": 1}}
 
 
@@ -299,6 +345,7 @@ def ask_before_stale(client: Client, r: Daemon) -> None:
     refused = client.ask(r, "www.stale.example", source=REFUSED_CLIENT)
     assert refused.rcode() == dns.rcode.REFUSED
     client.ask(r, "www.broken.example")
+    client.ask(r, "www.expired.example")
     client.ask(r, "x.blocked.example")
 
 
@@ -405,7 +452,7 @@ def test_resolver_restart_is_a_new_connection(name: str, tmp_path: Path,
         assert by_label(samples, "ede_options_total", "code") == dict(client.codes)
         assert total(samples, "dns_responses_total") == client.responses
     assert by_label(samples, "dnstap_connections_total", "outcome") == {"finished": 2}
-    assert client.responses == 10
+    assert client.responses == 12
     assert client.codes == {code: 2 * n for code, n in EDES_BEFORE_STALE[name].items()}
     stop_watch(proc, sock)
 
