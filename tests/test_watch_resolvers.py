@@ -541,3 +541,33 @@ def test_resolvers_reconnect_when_watch_restarts(tmp_path: Path,
     print(f"reconnected in {reconnect_s:.1f} s; {nudges.responses} nudges, "
           f"{total(before, 'dns_responses_total'):.0f} of them counted")
     stop_watch(proc, sock)
+
+
+def test_a_killed_resolver_is_a_cut_connection(tmp_path: Path,
+                                               processes: list[Any],  # noqa: F811
+                                               daemons: list[Daemon]) -> None:
+    """kresd killed (SIGKILL: no STOP): its connection counts as cut, what it had delivered
+    stays counted, and watch goes on with the next writer."""
+    proc, sock, port, _ = start_socket_watch(tmp_path, processes)
+    auth = start_auth(tmp_path, daemons)
+    client = Client()
+    for run, how in ((1, "killed"), (2, "stopped")):
+        r = start_resolver("kresd", tmp_path, auth, sock, daemons, run)
+        wait_writers(port, 1, proc)
+        r.wait_listening()
+        ask_before_stale(client, r)
+        client.counted(port, proc)
+        if how == "killed":
+            r.proc.kill()
+            r.proc.wait(WAIT_S)
+            wait_for(settled(port, lambda s: total(s, "dnstap_writers_connected") == 0),
+                     "the cut", proc)
+        else:
+            stop_resolver(r)
+    samples = wait_for(settled(port, lambda s: total(s, "dnstap_connections_total") == 2),
+                       "both connections", proc)
+    assert by_label(samples, "dnstap_connections_total", "outcome") == {"cut": 1, "finished": 1}
+    assert by_label(samples, "ede_options_total", "code") == dict(client.codes) \
+        == {"15": 2, "18": 2}
+    assert total(samples, "dns_responses_total") == client.responses == 12
+    assert stop_watch(proc, sock) == ""  # a cut is counted, not warned about
