@@ -295,6 +295,11 @@ def concat(frames: list[pd.DataFrame], dtypes: dict[str, Any]) -> pd.DataFrame:
         arrays = [p.pop(name) for p in pieces]
         if dtype == _CATEGORY:
             # pd.concat turns categoricals with different categories into objects
+            if len({str(a.categories.dtype) for a in arrays}) > 1:
+                # an all-NA column has object categories, a filled one str (a pcap's and
+                # a dnstap log's dnstap_type): union_categoricals wants one dtype
+                arrays = [pd.Categorical.from_codes(a.codes, a.categories.astype(object))
+                          for a in arrays]
             joined = union_categoricals(arrays, sort_categories=True)
         else:
             joined = pd.concat([pd.Series(a, copy=False) for a in arrays],

@@ -174,3 +174,15 @@ def test_a_scan_of_nothing_has_the_full_schema() -> None:
 def test_a_single_source_need_not_be_a_list() -> None:
     result = scan(io.BytesIO(pcap(records(exchange()))))
     assert ede_rows(result) == [(2, 9, "no DNSKEY")]
+
+
+def test_a_dnstap_log_and_a_capture_merge_across_processes() -> None:
+    # a pcap's dnstap_* columns are all NA (object categories), a log's are filled (str
+    # categories): merging the two files' partials once failed in union_categoricals
+    root = Path(__file__).resolve().parent / "real" / "dnstap"
+    paths = [root / "bind.dnstap", root / "bind.pcap"]
+    one, two = scan(paths), scan(paths, jobs=2)
+    assert len(two.ede) == len(one.ede) == 6
+    pd.testing.assert_frame_equal(two.ede.astype(object), one.ede.astype(object))
+    assert two.ede["dnstap_type"].value_counts().to_dict() == \
+        one.ede["dnstap_type"].value_counts().to_dict()
