@@ -20,16 +20,32 @@ class MessageCounts:
     """
 
     __slots__ = ("dns_queries", "dns_responses", "responses_with_ede", "ede_options",
-                 "seconds", "step")
+                 "seconds", "step", "fresh")
 
     def __init__(self) -> None:
         self.dns_queries = self.dns_responses = self.responses_with_ede = self.ede_options = 0
         self.seconds: Counter[int] = Counter()
         self.step = 1  # bucket width in seconds
+        # the buckets' increments since the last take_fresh(), once track_fresh() was called
+        self.fresh: Counter[int] | None = None
+
+    def track_fresh(self) -> None:
+        """Keep what ``seconds`` gains from now on, for ``take_fresh`` (``watch`` takes it
+        after every chunk: a copy and diff of ``seconds`` would cost its whole size)."""
+        if self.fresh is None:
+            self.fresh = Counter()
+
+    def take_fresh(self) -> dict[int, int]:
+        """Return the buckets' increments since the last call, and forget them."""
+        fresh, self.fresh = self.fresh, Counter()
+        return dict(fresh) if fresh else {}
 
     def response_at(self, ts_ns: int) -> None:
         self.dns_responses += 1
-        self.seconds[ts_ns // (_NS * self.step) * self.step] += 1
+        key = ts_ns // (_NS * self.step) * self.step
+        self.seconds[key] += 1
+        if self.fresh is not None:
+            self.fresh[key] += 1
 
     def responses_at(self, ts_ns: np.ndarray) -> None:
         if not len(ts_ns):
@@ -37,7 +53,10 @@ class MessageCounts:
         self.dns_responses += len(ts_ns)
         step = self.step
         secs, per = np.unique(ts_ns // (_NS * step) * step, return_counts=True)
-        self.seconds.update(dict(zip(secs.tolist(), per.tolist(), strict=True)))
+        added = dict(zip(secs.tolist(), per.tolist(), strict=True))
+        self.seconds.update(added)
+        if self.fresh is not None:
+            self.fresh.update(added)
 
     def coarsen(self) -> None:
         """Merge the buckets into wider ones until few enough are left (minutes, hours,
@@ -50,6 +69,11 @@ class MessageCounts:
             for start, n in self.seconds.items():
                 merged[start // step * step] += n
             self.seconds = merged
+            if self.fresh is not None:
+                fresh: Counter[int] = Counter()
+                for start, n in self.fresh.items():
+                    fresh[start // step * step] += n
+                self.fresh = fresh
 
     def snapshot(self) -> tuple[int, int, int, int, dict[int, int], int]:
         return (self.dns_queries, self.dns_responses, self.responses_with_ede,

@@ -30,6 +30,7 @@ from analyzer import dnstap
 from analyzer.pipeline import Scanner
 from analyzer.watchevents import Incidents
 from analyzer.watchmetrics import Metrics
+from analyzer.watchwindow import Tracker, Window
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -38,8 +39,10 @@ class Watcher:
     """Read sources through ``pipeline.Scanner`` and feed the metrics and the detector."""
 
     def __init__(self, metrics: Metrics, incidents: Incidents, emit: Emit,
-                 ports: Iterable[int] = (53,), warn: Callable[[str], None] | None = None):
+                 ports: Iterable[int] = (53,), warn: Callable[[str], None] | None = None,
+                 window: Window | None = None):
         self.metrics = metrics
+        self.window = window  # the recent traffic for full reports and the view
         self.incidents = incidents
         self.emit = emit
         self.ports = tuple(ports)
@@ -53,9 +56,10 @@ class Watcher:
         whether it was read without an error (``file``: count it in ``capture_files_read``)."""
         scanner = Scanner(ports=self.ports, eager=eager)
         seen: dict[str, int] = {}
+        tracker = self.window.tracker() if self.window is not None else None
         for _ in scanner.run([source]):
-            self._update(scanner, seen)
-        self._update(scanner, seen)
+            self._update(scanner, seen, tracker)
+        self._update(scanner, seen, tracker, done=True)
         info = scanner.captures[-1]
         if info.error is None:
             if file:
@@ -81,12 +85,14 @@ class Watcher:
             self.check(final=reason)
             self.closed = True
 
-    def _update(self, scanner: Scanner, seen: dict[str, int]) -> None:
+    def _update(self, scanner: Scanner, seen: dict[str, int], tracker: Tracker | None,
+                done: bool = False) -> None:
         with self.lock:
             if not self.closed:
-                self._count(scanner, seen)
+                self._count(scanner, seen, tracker, done)
 
-    def _count(self, scanner: Scanner, seen: dict[str, int]) -> None:
+    def _count(self, scanner: Scanner, seen: dict[str, int], tracker: Tracker | None,
+               done: bool) -> None:
         m = self.metrics
         for category, n in scanner.accounting.items():
             if n > seen.get(category, 0):
@@ -103,14 +109,18 @@ class Watcher:
                                                 or info.last_ts_ns > m.newest_ns):
                 m.newest_ns = info.last_ts_ns
         scanner.flush_frames()
+        built = []
         while scanner.frames:
             df = scanner.frames.pop(0)
+            built.append(df)
             if scanner.log_stats.messages:  # received upstream: not the resolver's answer
                 df = df[~df["dnstap_type"].isin(dnstap.UPSTREAM_TYPES).to_numpy(dtype=bool)]
             m.add_ede(df)
             self.incidents.add(df, None, None)
         if info is not None:
             self.incidents.add(_EMPTY, info.first_ts_ns, info.last_ts_ns)
+        if self.window is not None and tracker is not None:
+            self.window.take(scanner, tracker, built, done)
         self.check()
 
 
