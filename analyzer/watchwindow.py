@@ -4,12 +4,13 @@
     tracker = window.tracker()             # one per scanner (a file, a stream, a connection)
     window.take(scanner, tracker, frames)  # after every chunk: what it added, into buckets
     parts = window.parts()                 # copies of the buckets (under Watcher.lock)
-    result = pipeline.combine(parts)       # a ScanResult (= window.result())
+    result = window.trim(pipeline.combine(parts))  # a ScanResult (= window.result())
 
 Each bucket of packet time is a ``pipeline.Partial``, the form in which ``--jobs`` and Dask
 add up scans of different files, so ``reports.build_report`` of ``result()`` is what
-``report`` says of the same traffic. EDE rows and per-second response counts go to the bucket
-of their own time; the other counters of a chunk go to the bucket of its newest packet.
+``report`` says of the same traffic. Per-second response counts, EDE options and responses
+with EDE are counted in the bucket of their own time; the other counters of a chunk, and its
+EDE rows, go to the bucket of its newest packet (``trim`` drops rows behind the window).
 Buckets older than the span (behind the newest packet) are dropped: memory holds the rows
 and counters of the span, never per-name state beyond it. Callers hold ``Watcher.lock``
 around ``take`` and ``result`` (connections are read concurrently).
@@ -21,12 +22,14 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from analyzer import logstage, pipeline, zonecuts
+from analyzer import frame, logstage, pipeline, zonecuts
 from analyzer.result import CaptureInfo, ScanResult
 
 _NS = 1_000_000_000
+FRAMES_PER_BUCKET = 16  # EDE frames a bucket holds before they are joined into one
 
 
 @dataclass(slots=True)
@@ -52,6 +55,7 @@ class Window:
         self.span_ns = span_s * _NS
         self.pieces: dict[int, _Piece] = {}  # bucket number (ts // bucket_ns) -> its piece
         self.newest_ns: int | None = None
+        self.version = 0  # taken chunks so far: an unchanged window needs no new report
         self._numbers = itertools.count()
 
     def tracker(self) -> Tracker:
@@ -90,9 +94,11 @@ class Window:
         counts.track_fresh()
         spread: dict[str, dict[int, int]] = {"dns_responses": {}, "ede_options": {},
                                              "responses_with_ede": {}}
+        oldest = self._oldest()
         for second, n in fresh.items():
             bucket = second * _NS // self.bucket_ns
-            _add(self._piece(bucket).partial.seconds, {second: n})
+            if bucket >= oldest:
+                _add(self._piece(bucket).partial.seconds, {second: n})
             _add(spread["dns_responses"], {bucket: n})
         for df in frames:
             self._rows(df, here, spread)
@@ -101,8 +107,9 @@ class Window:
             if sum(by_bucket.values()) != gain:  # not one to one: all to the newest bucket
                 by_bucket = {here // self.bucket_ns: gain}
             for bucket, n in by_bucket.items():
-                q = self._piece(bucket).partial
-                setattr(q, name, getattr(q, name) + n)
+                if bucket >= oldest:  # behind the window: counted, then dropped at once
+                    q = self._piece(bucket).partial
+                    setattr(q, name, getattr(q, name) + n)
         p.report_rows.extend(scanner.dns.store.report_rows)
         scanner.dns.store.report_rows.clear()  # taken: watch keeps them only in the window
         if scanner.log_stats.messages:
@@ -113,6 +120,7 @@ class Window:
         if done and scanner.dns.zone_state:  # gathered per file (DnsStage.end_file)
             p.zones = zonecuts.merge([p.zones, scanner.dns.zone_state])
         tracker.last_ts_ns = newest if newest is not None else tracker.last_ts_ns
+        self.version += 1
         self._drop_old()
 
     def _piece(self, bucket: int) -> _Piece:
@@ -149,28 +157,43 @@ class Window:
 
     def _rows(self, df: pd.DataFrame, here: int, spread: dict[str, dict[int, int]]) -> None:
         """File the EDE rows of ``df`` by their time; count options and first options
-        (one per response) per bucket in ``spread``."""
+        (one per response) per bucket in ``spread``, those behind the window too."""
         if not len(df):
             return
         ts = df["ts"].to_numpy(dtype="int64", na_value=here)
         buckets = ts // self.bucket_ns
         first = (df["ede_index"] == 0).to_numpy(dtype=bool, na_value=False)
-        if (buckets == buckets[0]).all():
-            bucket = int(buckets[0])
-            self._piece(bucket).partial.frames.append(df)
-            _add(spread["ede_options"], {bucket: len(df)})
-            _add(spread["responses_with_ede"], {bucket: int(first.sum())})
+        numbers, counts = np.unique(buckets, return_counts=True)
+        _add(spread["ede_options"], dict(zip(numbers.tolist(), counts.tolist(), strict=True)))
+        firsts, n_firsts = np.unique(buckets[first], return_counts=True)
+        _add(spread["responses_with_ede"],
+             dict(zip(firsts.tolist(), n_firsts.tolist(), strict=True)))
+        oldest = self._oldest()
+        if numbers[-1] < oldest:
             return
-        for bucket in sorted(set(buckets.tolist())):
-            mine = buckets == bucket
-            self._piece(bucket).partial.frames.append(df[mine].reset_index(drop=True))
-            _add(spread["ede_options"], {bucket: int(mine.sum())})
-            _add(spread["responses_with_ede"], {bucket: int((first & mine).sum())})
+        if numbers[0] < oldest:  # a backlog's chunk spans hours: what is behind goes now
+            df = df[buckets >= oldest].reset_index(drop=True)
+        # in the bucket of its newest row, which drops after every row in it is behind the
+        # window; result() trims the rows of older buckets (cheaper than a split per bucket)
+        self._keep(int(numbers[-1]), df)
+
+    def _keep(self, bucket: int, df: pd.DataFrame) -> None:
+        frames = self._piece(bucket).partial.frames
+        frames.append(df)
+        if len(frames) > FRAMES_PER_BUCKET:
+            # a stream gives a frame a chunk, often of a few rows: joined, a bucket costs
+            # its rows, and a report joins a few frames per bucket rather than thousands
+            joined = frame.concat(list(frames), frame.EDE_DTYPES)
+            frames[:] = [joined]
+
+    def _oldest(self) -> int:
+        """Return the oldest bucket the window keeps."""
+        if self.newest_ns is None:
+            return -(1 << 62)
+        return (self.newest_ns - self.span_ns) // self.bucket_ns + 1
 
     def _drop_old(self) -> None:
-        if self.newest_ns is None:
-            return
-        oldest = (self.newest_ns - self.span_ns) // self.bucket_ns + 1
+        oldest = self._oldest()
         for bucket in [b for b in self.pieces if b < oldest]:
             del self.pieces[bucket]
 
@@ -180,11 +203,11 @@ class Window:
         """Return where the window starts: the start of its oldest bucket kept."""
         if self.newest_ns is None:
             return None
-        return ((self.newest_ns - self.span_ns) // self.bucket_ns + 1) * self.bucket_ns
+        return self._oldest() * self.bucket_ns
 
     def result(self) -> ScanResult:
         """Return the window as one scan's result (the pieces stay: copies are combined)."""
-        return pipeline.combine(self.parts())
+        return self.trim(pipeline.combine(self.parts()))
 
     def parts(self) -> list[pipeline.Partial]:
         """Return copies of the pieces, the captures merged into the first: what ``result``
@@ -212,6 +235,17 @@ class Window:
             parts.append(self._empty())
         parts[0].captures = captures
         return parts
+
+    def trim(self, result: ScanResult) -> ScanResult:
+        """Drop from ``result`` (of ``parts()``) the EDE rows behind the window's start,
+        which a bucket holding a chunk that spans several buckets keeps."""
+        start = self.start_ns()
+        if start is None or not len(result.ede):
+            return result
+        ts = result.ede["ts"].to_numpy(dtype="int64", na_value=start)
+        if (ts < start).any():
+            result.ede = result.ede[ts >= start].reset_index(drop=True)
+        return result
 
     @staticmethod
     def _empty() -> pipeline.Partial:
