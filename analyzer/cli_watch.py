@@ -7,6 +7,7 @@ and the modules it names.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
 import time
@@ -15,7 +16,19 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from analyzer.cli import PROG, Command, DebugOpt, PortOpt, _check_interval, _errors, app
+from analyzer.cli import (
+    PROG,
+    REPORT_FORMATS,
+    Command,
+    DebugOpt,
+    OutputFormat,
+    PortOpt,
+    ReportFormat,
+    _check_interval,
+    _errors,
+    _resolve_format,
+    app,
+)
 
 
 class Stopped(Exception):  # noqa: N818 - a signal, not an error
@@ -63,15 +76,36 @@ def watch(
         "--settle", metavar="SECONDS", min=0.0,
         help="A file in a directory is complete once its size has not changed for this "
              "long (or a newer file appeared).")] = 10.0,
+    report: Annotated[str | None, typer.Option(
+        "--report", metavar="PATH",
+        help="Write report's full report of the last --report-window to PATH (replaced "
+             "atomically) every --report-every, on SIGUSR1, and at the end.")] = None,
+    report_format: Annotated[ReportFormat | None, typer.Option(
+        "--format", "-f", metavar="[text|json|csv|markdown|html]", case_sensitive=False,
+        show_default=False,
+        help="Format of --report [default: from its suffix (.html, .json, .md, .csv, "
+             ".txt), else text].")] = None,
+    report_every: Annotated[str, typer.Option(
+        "--report-every", metavar="SPAN", callback=_check_interval,
+        help="How often to write --report (wall clock).")] = "1min",
+    report_window: Annotated[str, typer.Option(
+        "--report-window", metavar="SPAN", callback=_check_interval,
+        help="How much recent traffic (packet time) --report and --view cover.")] = "15min",
+    view: Annotated[bool, typer.Option(
+        "--view", help="Show the window live on the terminal: codes with sparklines, top "
+                       "zones and resolvers, open incidents, packets read, lag.")] = False,
     port: PortOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Follow live traffic and export what its EDEs say, until SIGTERM or SIGINT (exit 0).
 
     Counters go to a Prometheus endpoint (--metrics), incidents found by the same
-    detector as report's to JSON lines (--events). Reading standard input stops at its end.
+    detector as report's to JSON lines (--events), the full report of the recent traffic
+    to a file (--report) or the terminal (--view). Reading standard input stops at its end.
 
     Example: ede-pcap watch /var/spool/dns --metrics :9553 --events incidents.jsonl
+
+    A page refreshed every minute: ede-pcap watch /var/spool/dns --report /srv/www/ede.html
 
     From a pipe: tcpdump -U -w - port 53 | ede-pcap watch - --events -
 
@@ -80,6 +114,17 @@ def watch(
     from analyzer import follow, fstrmsocket, reports, watchevents, watchmetrics, watchsocket
     from analyzer.watch import Watcher
 
+    fmt = _report_format(report, report_format)
+    if report is not None and (Path(report).is_dir() or not Path(report).parent.is_dir()):
+        raise typer.BadParameter(f"{report} is a directory, or its directory does not exist; "
+                                 "give a file in an existing directory", param_hint="'--report'")
+    if view and events == "-":
+        raise typer.BadParameter("--view draws on the terminal, which --events - would write "
+                                 "into; give --events a file", param_hint="'--view'")
+    if view and not sys.stdout.isatty():
+        raise typer.BadParameter("--view needs a terminal on standard output; write the "
+                                 "report to a file with --report PATH instead",
+                                 param_hint="'--view'")
     with _errors(debug):
         if "-" in sources and len(sources) > 1:
             raise typer.BadParameter("- (standard input) cannot be combined with other "
@@ -99,6 +144,10 @@ def watch(
         if span < 3 * width:
             raise typer.BadParameter(f"--window {window} holds fewer than 3 buckets of "
                                      f"--interval {interval}; make it longer")
+        keep = reports.interval_seconds(report_window)
+        if keep < width:
+            raise typer.BadParameter(f"--report-window {report_window} is shorter than one "
+                                     f"--interval {interval}; make it longer")
         meter = watchmetrics.Metrics(max_resolvers)
         with _event_output(events) as out:
             def emit(event: dict[str, Any]) -> None:
@@ -109,8 +158,13 @@ def watch(
             def warn(message: str) -> None:
                 typer.echo(f"{PROG}: warning: {message}", err=True)
 
+            recent = None
+            if report is not None or view:
+                from analyzer.watchwindow import Window
+
+                recent = Window(width, keep)
             watcher = Watcher(meter, watchevents.Incidents(width, span), emit,
-                                       ports=port or (53,), warn=warn)
+                              ports=port or (53,), warn=warn, window=recent)
             listening = []
             try:
                 for path in sockets:
@@ -122,6 +176,20 @@ def watch(
                 raise typer.Exit(2) from None
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, _stop)
+            live = screen = None
+            if recent is not None:
+                from analyzer.watchreport import LiveReports
+
+                show = None
+                if view:
+                    screen = _screen()
+                    show = functools.partial(screen.update, refresh=True)
+                live = LiveReports(watcher, path=Path(report) if report else None,
+                                   fmt=fmt.value, every_s=reports.interval_seconds(report_every),
+                                   window_s=keep, warn=warn, show=show)
+                # on demand (with --view alone it does nothing, rather than end the process)
+                signal.signal(signal.SIGUSR1, lambda signum, frame: live.request())
+                live.start()
             try:
                 if metrics is not None:
                     host, _, number = metrics.rpartition(":")
@@ -150,6 +218,38 @@ def watch(
             finally:
                 for source in listening:
                     source.stop()
+                if live is not None:
+                    live.stop()
+                if screen is not None:
+                    screen.stop()
+                if live is not None and watcher.closed:
+                    live.write()  # all that was read, the incidents ended
+
+
+def _report_format(report: str | None, given: Any) -> OutputFormat:
+    """Return the --report file's format: --format, else its suffix, else text."""
+    if report is None:
+        if given is not None:
+            raise typer.BadParameter("--format is the format of --report PATH; give "
+                                     "--report", param_hint="'--format'")
+        return OutputFormat.TEXT
+    try:
+        return _resolve_format(given, report, OutputFormat.TEXT, REPORT_FORMATS)
+    except typer.BadParameter as e:
+        e.param_hint = "'--report'"  # the file's suffix is --report's here, not --output's
+        raise
+
+
+def _screen() -> Any:
+    """Return the started rich Live display of --view."""
+    import rich.console
+    import rich.live
+
+    # the alternate screen: the view is redrawn whole, and the shell's screen comes back
+    screen = rich.live.Live(console=rich.console.Console(highlight=False, emoji=False),
+                            auto_refresh=False, screen=True, redirect_stdout=False)
+    screen.start()
+    return screen
 
 
 @contextlib.contextmanager
