@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ import pytest
 from test_watch import ALL_CODES, DNSTAP, INCIDENT, ROOT, WAIT_S, processes, start_watch, wait_for
 from typer.testing import CliRunner
 
-from analyzer import pipeline
+from analyzer import fstrmsocket, pipeline
 from analyzer.cli import app
 
 __all__ = ["processes"]  # the fixture, used by name
@@ -214,3 +215,59 @@ def test_what_cannot_work_is_refused(tmp_path: Path, args: list[str], message: s
     result = CliRunner().invoke(app, ["watch", str(tmp_path), *args])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.replace("│", " ").split()), result.output
+
+
+def test_connections_read_at_once_add_up_to_report(
+        tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    """Four dnstap writers sending at the same time, a piece at a time: their scanners take
+    turns at the window (Watcher.lock), and the report is report's of the four logs."""
+    logs = sorted((ROOT / "tests" / "real" / "dnstap").glob("*.dnstap"))
+    assert len(logs) == 4
+    sock, out = tmp_path / "dnstap.sock", tmp_path / "ede.json"
+    proc = start_watch(f"unix:{sock}", "--report", str(out), "--report-window", EVERYTHING,
+                       "--report-every", "1h")
+    processes.append(proc)
+    wait_for(lambda: sock.exists() and out.exists(), "the socket and the first report", proc)
+    dnstap = b"protobuf:dnstap.Dnstap"
+    writers = []
+    for _ in logs:  # connected in the order report lists the files: connection 1, 2, ...
+        writer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        writer.settimeout(WAIT_S)
+        writer.connect(str(sock))
+        writer.sendall(fstrmsocket.control_frame(fstrmsocket.READY, dnstap))
+        accept = fstrmsocket.control_frame(fstrmsocket.ACCEPT, dnstap)
+        assert writer.recv(len(accept), socket.MSG_WAITALL) == accept
+        writers.append(writer)
+    finish = fstrmsocket.control_frame(fstrmsocket.FINISH)
+    finished: list[bool] = []
+
+    def send(writer: socket.socket, data: bytes) -> None:
+        for at in range(0, len(data), 256):
+            writer.sendall(data[at:at + 256])
+            time.sleep(0.002)
+        finished.append(writer.recv(len(finish), socket.MSG_WAITALL) == finish)
+
+    threads = [threading.Thread(target=send, args=(w, log.read_bytes()))
+               for w, log in zip(writers, logs, strict=True)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT_S)
+    finally:
+        for w in writers:
+            w.close()
+    assert finished == [True] * 4
+    packets = pipeline.scan(logs).packets
+    wait_for(lambda: asked(proc, out, packets), "every connection in the report", proc)
+    stop(proc)
+    mine = json.loads(out.read_text())
+    theirs = json.loads(report_cli(*map(str, logs), "-f", "json"))
+    # listed in the order their reading began, which the threads decide
+    mine["captures"].sort(key=lambda c: c["path"])
+    assert [c["path"] for c in mine["captures"]] == \
+        [f"unix:{sock} connection {i}" for i in range(1, 5)]
+    for report in (mine, theirs):
+        for capture in report["captures"]:
+            capture["path"] = None
+    assert mine == theirs
