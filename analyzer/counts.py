@@ -27,6 +27,7 @@ class MessageCounts:
         self.seconds: Counter[int] = Counter()
         self.step = 1  # bucket width in seconds
         # the buckets' increments since the last take_fresh(), once track_fresh() was called
+        # (emptied at each take: a coarsening in between leaves some finer keys, still true)
         self.fresh: Counter[int] | None = None
 
     def track_fresh(self) -> None:
@@ -69,11 +70,6 @@ class MessageCounts:
             for start, n in self.seconds.items():
                 merged[start // step * step] += n
             self.seconds = merged
-            if self.fresh is not None:
-                fresh: Counter[int] = Counter()
-                for start, n in self.fresh.items():
-                    fresh[start // step * step] += n
-                self.fresh = fresh
 
     def snapshot(self) -> tuple[int, int, int, int, dict[int, int], int]:
         return (self.dns_queries, self.dns_responses, self.responses_with_ede,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from captures import T0, Rec, frame, pcap, response, udp
 
 import analyzer
 from analyzer import filters, pipeline, reports
@@ -74,8 +75,8 @@ def trickle(path: Path, piece: int = 4096) -> int:
     return read_end
 
 
-def read_trickled(w: Watcher, path: Path) -> None:
-    with os.fdopen(trickle(path), "rb") as stream:
+def read_trickled(w: Watcher, path: Path, piece: int = 4096) -> None:
+    with os.fdopen(trickle(path, piece), "rb") as stream:
         assert w.read(stream, eager=True, file=False)
 
 
@@ -125,3 +126,24 @@ def test_the_buckets_stay_within_the_span() -> None:
     result = w.window.result()
     assert len(result.ede) == int((analyzer.scan(INCIDENT).ede["ts"]
                                    >= "2024-03-12T09:27:00Z").sum())
+
+
+def test_responses_over_many_hours_add_up_after_the_buckets_coarsen(tmp_path: Path) -> None:
+    # 20,000 responses a second apart (5.6 h): past 10,000 seconds the scanner's per-second
+    # response buckets become minutes (counts.MessageCounts.coarsen); what the window took
+    # before and after still adds up to report's
+    capture = tmp_path / "hours.pcap"
+    ede = frame(udp(response("x.example.com", edes=((22, ""),))))
+    plain = frame(udp(response("y.example.com", edes=None)))
+    capture.write_bytes(pcap([Rec(T0 + i * 10**9, ede if i % 100 == 0 else plain)
+                              for i in range(20_000)]))
+    w = watcher()
+    read_trickled(w, capture, piece=65536)
+    assert w.window is not None
+    mine = as_json(reports.build_report(w.window.result()))
+    theirs = as_json(reports.build_report(pipeline.scan([capture])))
+    for entry in (mine, theirs):
+        entry["captures"][0]["path"] = None
+    assert mine["summary"]["dns_responses"] == 20_000
+    assert mine["summary"]["ede_options"] == 200
+    assert mine == theirs
