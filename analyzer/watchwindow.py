@@ -13,7 +13,8 @@ with EDE are counted in the bucket of their own time; the other counters of a ch
 EDE rows, go to the bucket of its newest packet (``trim`` drops rows behind the window).
 Buckets older than the span (behind the newest packet) are dropped: memory holds the rows
 and counters of the span, never per-name state beyond it. Callers hold ``Watcher.lock``
-around ``take`` and ``result`` (connections are read concurrently).
+around ``take`` and ``parts`` (connections are read concurrently); ``parts`` returns copies,
+so combining them needs no lock.
 """
 
 from __future__ import annotations
@@ -87,9 +88,9 @@ class Window:
             now = getattr(counts, name)
             gains[name] = now - seen.get(name, 0)
             seen[name] = now
-        # responses and EDE rows carry their time: each to its bucket (a file read in one
-        # chunk still spreads over its minutes); the first take finds what the first chunk
-        # counted before tracking began
+        # responses, EDE options and responses with EDE are counted in the bucket of their
+        # own time (a file read in one chunk still spreads over its minutes); the first
+        # take finds what the first chunk counted before tracking began
         fresh = counts.take_fresh() if counts.fresh is not None else dict(counts.seconds)
         counts.track_fresh()
         spread: dict[str, dict[int, int]] = {"dns_responses": {}, "ede_options": {},
@@ -217,9 +218,13 @@ class Window:
         infos: dict[int, CaptureInfo] = {}
         for bucket in sorted(self.pieces):
             piece = self.pieces[bucket]
-            parts.append(replace(piece.partial, frames=list(piece.partial.frames),
-                                 captures=[], rows=[], report_rows=list(
-                                     piece.partial.report_rows)))
+            p = piece.partial
+            # copies of what readers go on adding to while the copies are combined
+            parts.append(replace(p, frames=list(p.frames), captures=[], rows=[],
+                                 report_rows=list(p.report_rows),
+                                 accounting=dict(p.accounting), problems=dict(p.problems),
+                                 seconds=dict(p.seconds), tunnels=dict(p.tunnels),
+                                 unopened=dict(p.unopened)))
             for number, delta in piece.infos.items():
                 merged = infos.get(number)
                 if merged is None:

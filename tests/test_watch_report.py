@@ -271,3 +271,35 @@ def test_connections_read_at_once_add_up_to_report(
         for capture in report["captures"]:
             capture["path"] = None
     assert mine == theirs
+
+
+def test_reports_built_while_a_stream_is_read(tmp_path: Path) -> None:
+    """Reports asked for ten times a second while a pipe delivers the capture 2 KiB at a
+    time: each written report is whole, and the last one is report's of the stream."""
+    out = tmp_path / "ede.json"
+    proc = start_watch("-", "--report", str(out), "--report-window", EVERYTHING,
+                       "--report-every", "1h", stdin=subprocess.PIPE)
+    try:
+        wait_for(out.exists, "the first report", proc)
+        data = INCIDENT.read_bytes()
+        seen_packets = set()
+        assert proc.stdin is not None
+        for at in range(0, len(data), 2048):
+            proc.stdin.write(data[at:at + 2048])
+            proc.stdin.flush()
+            if at % (2048 * 5) == 0:
+                proc.send_signal(signal.SIGUSR1)
+                seen_packets.add(json.loads(out.read_text())["summary"]["packets"])
+            time.sleep(0.01)
+        proc.stdin.close()
+        assert proc.wait(WAIT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert len(seen_packets) >= 3  # reports were written while the stream was being read
+    with open(INCIDENT, "rb") as stream:
+        theirs = subprocess.run([sys.executable, "-m", "analyzer", "report", "-", "-q", "-f",
+                                 "json"], stdin=stream, capture_output=True, cwd=ROOT,
+                                timeout=WAIT_S, check=True).stdout
+    assert json.loads(out.read_text()) == json.loads(theirs)
