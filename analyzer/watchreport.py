@@ -17,7 +17,7 @@ import contextlib
 import io
 import math
 import os
-import tempfile
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -50,14 +50,10 @@ class LiveReports:
         self.window_s = window_s
         self.show = show
         self.warn = warn
-        self.written = 0  # reports written (a test and the view can tell)
         self._built: tuple[int, dict[str, Any]] | None = None  # (window version, report)
         self._asked = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watch-reports", daemon=True)
-        umask = os.umask(0)
-        os.umask(umask)
-        self._mode = 0o666 & ~umask  # what open() would give: the report is for others to read
 
     def start(self) -> None:
         self._thread.start()
@@ -101,8 +97,7 @@ class LiveReports:
         text = io.StringIO()
         render.render(built, self.fmt, text, width=80, color=False)
         try:
-            write_atomic(self.path, text.getvalue(), self._mode)
-            self.written += 1
+            write_atomic(self.path, text.getvalue())
         except OSError as e:  # a full disk or a removed directory: say so, keep watching
             if self.warn is not None:
                 self.warn(f"cannot write the report {self.path}: {e.strerror or e}")
@@ -128,11 +123,21 @@ class LiveReports:
                 next_view = now + max(VIEW_EVERY_S, VIEW_SHARE * cost)
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` at once: readers see the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` at once: readers see the old file or the new one.
+
+    The temporary file is created as ``open()`` creates files (0666 less the umask), so a
+    web server can read the report; its name starts with a dot, which ``follow`` skips.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
-        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
         os.replace(tmp, path)

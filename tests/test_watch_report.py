@@ -136,7 +136,8 @@ def test_sigusr1_writes_now_and_the_interval_rewrites(
     rotated(spool, ALL_CODES)
     on_demand, timed = tmp_path / "asked.json", tmp_path / "timed.json"
     asked_proc = start_watch(str(spool), "--settle", "0.2", "--report", str(on_demand),
-                             "--report-window", EVERYTHING, "--report-every", "1h")
+                             "--report-window", EVERYTHING, "--report-every", "1h",
+                             preexec_fn=lambda: os.umask(0o027))
     timed_proc = start_watch(str(spool), "--settle", "0.2", "--report", str(timed),
                              "--report-window", EVERYTHING, "--report-every", "1s")
     processes += [asked_proc, timed_proc]
@@ -153,15 +154,9 @@ def test_sigusr1_writes_now_and_the_interval_rewrites(
     assert on_demand.stat().st_ino == first  # an hour has not passed
     asked_proc.send_signal(signal.SIGUSR1)
     wait_for(lambda: on_demand.stat().st_ino != first, "the report asked for", asked_proc)
-    assert on_demand.stat().st_mode & 0o777 == 0o666 & ~current_umask()
+    assert on_demand.stat().st_mode & 0o777 == 0o640  # as open() makes it, umask 027
     for proc in processes:
         stop(proc)
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def test_a_reader_never_sees_half_a_report(
