@@ -298,3 +298,24 @@ def test_reports_built_while_a_stream_is_read(tmp_path: Path) -> None:
                                  "json"], stdin=stream, capture_output=True, cwd=ROOT,
                                 timeout=WAIT_S, check=True).stdout
     assert json.loads(out.read_text()) == json.loads(theirs)
+
+
+def test_a_report_that_cannot_be_written_is_a_warning(
+        tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    spool, www = tmp_path / "spool", tmp_path / "www"
+    spool.mkdir()
+    www.mkdir()
+    out = www / "ede.json"
+    proc = start_watch(str(spool), "--settle", "0.2", "--report", str(out),
+                       "--report-window", EVERYTHING, "--report-every", "1s")
+    processes.append(proc)
+    wait_for(out.exists, "the first report", proc)
+    shutil.rmtree(www)  # the web root went away under it
+    rotated(spool, ALL_CODES)
+    time.sleep(2.5)  # two writes due
+    assert proc.poll() is None  # still watching
+    stop(proc)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    assert f"ede-pcap: warning: cannot write the report {out}: No such file or directory" in err
+    assert not www.exists()
