@@ -20,15 +20,18 @@ class MessageCounts:
     """
 
     __slots__ = ("dns_queries", "dns_responses", "responses_with_ede", "ede_options",
-                 "seconds", "step", "fresh")
+                 "seconds", "step", "fresh", "senders")
 
-    def __init__(self) -> None:
+    def __init__(self, count_senders: bool = False) -> None:
         self.dns_queries = self.dns_responses = self.responses_with_ede = self.ede_options = 0
         self.seconds: Counter[int] = Counter()
         self.step = 1  # bucket width in seconds
         # the buckets' increments since the last take_fresh(), once track_fresh() was called
         # (emptied at each take: a coarsening in between leaves some finer keys, still true)
         self.fresh: Counter[int] | None = None
+        # responses per (source address, RCODE), when asked for (``watch``'s labels); the
+        # reader takes them (``take_senders``) so that they stay as few as a chunk's
+        self.senders: Counter[tuple[bytes, int]] | None = Counter() if count_senders else None
 
     def track_fresh(self) -> None:
         """Keep what ``seconds`` gains from now on, for ``take_fresh`` (``watch`` takes it
@@ -40,6 +43,13 @@ class MessageCounts:
         """Return the buckets' increments since the last call, and forget them."""
         fresh, self.fresh = self.fresh, Counter()
         return dict(fresh) if fresh else {}
+
+    def take_senders(self) -> dict[tuple[bytes, int], int]:
+        """Return the responses per (source address bytes, RCODE) since the last call."""
+        if not self.senders:
+            return {}
+        taken, self.senders = dict(self.senders), Counter()
+        return taken
 
     def response_at(self, ts_ns: int) -> None:
         self.dns_responses += 1

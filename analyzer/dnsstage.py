@@ -60,12 +60,13 @@ class DnsStage:
     """One scan's message stage; ``new_file`` between files (queries do not carry over)."""
 
     def __init__(self, accounting: Tally, problems: Tally, *, all_responses: bool = False,
-                 strict: bool = False, match_window_ns: int = matching.DEFAULT_WINDOW_NS):
+                 strict: bool = False, match_window_ns: int = matching.DEFAULT_WINDOW_NS,
+                 count_senders: bool = False):
         self.accounting = accounting
         self.problems = problems
         self.all_responses = all_responses
         self.strict = strict
-        self.counts = MessageCounts()
+        self.counts = MessageCounts(count_senders)
         self.store = RowStore(all_responses)
         # zone-cut evidence (zonecuts.py), gathered per file as --jobs and Dask workers do,
         # so that a report does not depend on how files were shared out
@@ -100,7 +101,11 @@ class DnsStage:
         """Book the messages the classifier settled: plain responses and queries."""
         cat, ts = cls.cat, chunk.ts_ns
         if counts[fastpath.RESPONSE]:
-            self.counts.responses_at(ts[cat == fastpath.RESPONSE])
+            plain = np.flatnonzero(cat == fastpath.RESPONSE)
+            self.counts.responses_at(ts[plain])
+            if self.counts.senders is not None:  # the header's RCODE: not decoded further
+                self._count_senders(chunk.arr, cls.l3[plain], cls.ip_version[plain],
+                                    chunk.arr[cls.payload[plain] + 3] & 0xF)
         q = np.flatnonzero(cat == fastpath.QUERY)
         if len(q):
             self.counts.dns_queries += len(q)
@@ -174,6 +179,9 @@ class DnsStage:
         if len(msgs):
             self.accounting["dns-response"] += len(msgs)
             self.counts.responses_at(chunk.ts_ns[packets])
+            if self.counts.senders is not None:
+                self._count_senders(chunk.arr, cls.l3[packets], cls.ip_version[packets],
+                                    msgs[:, 5])
             self.counts.responses_with_ede += int(np.count_nonzero(msgs[:, _EDES]))
             self.counts.ede_options += len(codes)
         return sel[~taken], (packets, msgs, qnames, codes, texts)
@@ -232,6 +240,34 @@ class DnsStage:
                           ("ad", FLAG_AD), ("cd", FLAG_CD)):
             piece[name] = (flags & bit) != 0
         self.store.parts.append(piece)
+
+    def _count_senders(self, a: np.ndarray, l3: np.ndarray, ver: np.ndarray,
+                       rcode: np.ndarray) -> None:
+        """Add responses to ``counts.senders`` by source address and RCODE, column-wise:
+        one key of version, RCODE and address bytes per message, counted by ``np.unique``."""
+        senders = self.counts.senders
+        if senders is None or self.warming or not len(l3):
+            return
+        key = np.zeros((len(l3), 19), np.uint8)
+        key[:, 0] = ver
+        key[:, 1] = rcode >> 8
+        key[:, 2] = rcode & 0xFF
+        v6 = ver == 6
+        for rows, offset, width in ((np.flatnonzero(~v6), 12, 4), (np.flatnonzero(v6), 8, 16)):
+            if len(rows):
+                key[rows, 3:3 + width] = a[(l3[rows] + offset)[:, None] + np.arange(width)]
+        distinct, per = np.unique(key.view("V19").ravel(), return_counts=True)
+        for k, n in zip(distinct.tolist(), per.tolist(), strict=True):
+            senders[(k[3:7] if k[0] == 4 else k[3:19], k[1] << 8 | k[2])] += n
+
+    def sender_texts(self) -> dict[tuple[str, int], int]:
+        """Take the responses counted per (source address, RCODE) since the last call, the
+        addresses as text."""
+        ip_text = self._ip_text
+        if len(ip_text) > _CACHE_LIMIT:
+            ip_text.clear()
+        return {(ip_text.get(addr) or ip_text.setdefault(addr, _ip(addr)), rcode): n
+                for (addr, rcode), n in self.counts.take_senders().items()}
 
     def _ip_texts(self, a: np.ndarray, l3: np.ndarray, ver: np.ndarray,
                   source: bool) -> np.ndarray:
@@ -294,6 +330,8 @@ class DnsStage:
     def response(self, msg: bytes, ep: Endpoint, candidate: bool = False) -> str:
         if not (candidate or self.all_responses or may_hold_ede(msg)):
             self.counts.response_at(ep.ts)
+            if self.counts.senders is not None and not self.warming:
+                self.counts.senders[(ep.src, msg[3] & 0xF)] += 1  # not decoded further
             if not self.warming:
                 self.zones.scan_message(msg)
             return "dns-response"
@@ -304,6 +342,8 @@ class DnsStage:
                 raise Malformed(e.reason, f"{self.capture} frame {ep.frame}") from None
             return "malformed-" + e.reason
         self.counts.response_at(ep.ts)
+        if self.counts.senders is not None and not self.warming:
+            self.counts.senders[(ep.src, resp.rcode)] += 1
         for problem in resp.problems:
             self.problems[problem] += 1
         if resp.edes:

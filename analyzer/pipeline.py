@@ -43,14 +43,15 @@ class Scanner:
 
     def __init__(self, ports: Iterable[int] = (53,), all_responses: bool = False,
                  strict: bool = False, match_window_ns: int = matching.DEFAULT_WINDOW_NS,
-                 force_slow: bool = False, eager: bool = False):
+                 force_slow: bool = False, eager: bool = False, count_senders: bool = False):
         self.eager = eager  # CaptureReader(eager=...): chunks as records arrive, for streams
         self.all_responses = all_responses
         self.strict = strict
         self.accounting = Tally()
         self.problems = Tally()
         self.dns = DnsStage(self.accounting, self.problems, all_responses=all_responses,
-                            strict=strict, match_window_ns=match_window_ns)
+                            strict=strict, match_window_ns=match_window_ns,
+                            count_senders=count_senders)
         self.packets_stage = PacketStage(self.dns, ports, force_slow=force_slow, strict=strict)
         self.force_slow = self.packets_stage.force_slow
         self.log_stats = logstage.LogStats()  # what dnstap files add (logstage.py)
@@ -167,6 +168,13 @@ class Scanner:
     @property
     def dns_responses(self) -> int:
         return self.dns.counts.dns_responses
+
+    def take_responses_by_sender(self) -> dict[tuple[str, int], int]:
+        """With ``count_senders``: the DNS responses counted since the last call, per source
+        address (text) and RCODE (extended by the OPT record's bits when the response was
+        decoded, as in the EDE rows). Responses a dnstap log says were received upstream
+        are not among them, as they are not in ``dns_responses``."""
+        return self.dns.sender_texts()
 
     @property
     def responses_with_ede(self) -> int:

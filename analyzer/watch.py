@@ -54,7 +54,7 @@ class Watcher:
              file: bool = True) -> bool:
         """Read ``source`` to its end, updating the metrics after every chunk; return
         whether it was read without an error (``file``: count it in ``capture_files_read``)."""
-        scanner = Scanner(ports=self.ports, eager=eager)
+        scanner = Scanner(ports=self.ports, eager=eager, count_senders=True)
         seen: dict[str, int] = {}
         tracker = self.window.tracker() if self.window is not None else None
         for _ in scanner.run([source]):
@@ -98,9 +98,7 @@ class Watcher:
             if n > seen.get(category, 0):
                 m.packets.labels(category=category).inc(n - seen.get(category, 0))
                 seen[category] = n
-        responses = scanner.dns_responses
-        m.dns_responses.inc(responses - seen.get(" responses", 0))
-        seen[" responses"] = responses
+        m.add_responses(scanner.take_responses_by_sender())
         info = scanner.captures[-1] if scanner.captures else None
         if info is not None:
             m.bytes_read.inc(max(0, info.bytes_read - seen.get(" bytes", 0)))

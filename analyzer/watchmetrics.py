@@ -8,7 +8,7 @@ import time
 import pandas as pd
 import prometheus_client
 
-from analyzer import codes
+from analyzer import codes, dnsnames
 
 OTHER = "other"  # the resolver label of everything past --max-resolvers
 _NS = 1_000_000_000
@@ -30,7 +30,8 @@ class Metrics:
             "ede_responses", "DNS responses carrying at least one EDE option", ["resolver"],
             registry=r)
         self.dns_responses = prometheus_client.Counter(
-            "dns_responses", "DNS responses decoded", registry=r)
+            "dns_responses", "DNS responses decoded, by resolver (the response's source "
+            "address) and RCODE", ["resolver", "rcode"], registry=r)
         self.packets = prometheus_client.Counter(
             "packets", "Packets (or dnstap frames) read, by accounting category", ["category"],
             registry=r)
@@ -65,6 +66,13 @@ class Metrics:
             return address
         return OTHER
 
+    def add_responses(self, counts: dict[tuple[str, int], int]) -> None:
+        """Count DNS responses given per (source address, RCODE)
+        (``Scanner.take_responses_by_sender``)."""
+        for (address, rcode), n in counts.items():
+            self.dns_responses.labels(resolver=self.resolver(address),
+                                      rcode=rcode_label(rcode)).inc(n)
+
     def add_ede(self, df: pd.DataFrame) -> None:
         """Count the EDE rows of ``df`` (the EDE frame's schema)."""
         if not len(df):
@@ -78,3 +86,12 @@ class Metrics:
         first = (df["ede_index"] == 0).to_numpy(dtype=bool, na_value=False)
         for resolver, n in labels[first].value_counts(sort=False).items():
             self.ede_responses.labels(resolver=resolver).inc(int(n))
+
+
+def rcode_label(rcode: int) -> str:
+    """The RCODE's mnemonic (``RCODEnnn`` for the unassigned of the header's 16 values);
+    the 12-bit extended values nobody assigned are ``other``, so that a sender cannot
+    make thousands of label values."""
+    if rcode < 16 or rcode in dnsnames.RCODES:
+        return dnsnames.rcode_name(rcode)
+    return OTHER
