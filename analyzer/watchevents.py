@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analyzer import codes, reports
@@ -14,18 +15,66 @@ from analyzer import codes, reports
 _NS = 1_000_000_000
 
 
+_COALESCE = 64  # pieces held before they are joined into one (a stream's are small)
+
+
+# The EDE frame's columns that reports.work_frame reads
+_WORK_COLUMNS = ("capture", "frame_number", "src_ip", "src_port", "dst_ip", "dns_id", "qname",
+                 "rcode", "rd", "edns_udp_size", "ede_count", "ede_code", "extra_text")
+
+
+@dataclass(slots=True)
+class _Piece:
+    """EDE rows that arrived together, as plain arrays (joining typed frames, categoricals
+    and all, costs far more), with their times and codes; rows without a time are left
+    out, as no bucket holds them."""
+
+    ts: np.ndarray     # int64 ns
+    code: np.ndarray   # int64
+    columns: dict[str, np.ndarray]  # _WORK_COLUMNS
+
+    @classmethod
+    def of(cls, df: pd.DataFrame) -> _Piece:
+        stamped = df["ts"].notna().to_numpy(dtype=bool)
+        if not stamped.all():
+            df = df.loc[stamped]
+        columns = {name: df[name].to_numpy(dtype=object) for name in _WORK_COLUMNS
+                   if name in df}
+        return cls(df["ts"].to_numpy(dtype=np.int64),
+                   df["ede_code"].to_numpy(dtype=np.int64, na_value=-1), columns)
+
+    def take(self, mask: np.ndarray) -> _Piece:
+        return _Piece(self.ts[mask], self.code[mask],
+                      {name: values[mask] for name, values in self.columns.items()})
+
+
+def _join(pieces: list[_Piece]) -> _Piece:
+    return _Piece(np.concatenate([p.ts for p in pieces]),
+                  np.concatenate([p.code for p in pieces]),
+                  {name: np.concatenate([p.columns[name] for p in pieces])
+                   for name in pieces[0].columns})
+
+
+def _frame(piece: _Piece) -> pd.DataFrame:
+    """The piece as the EDE frame's columns that the work frame reads."""
+    return pd.DataFrame({**piece.columns, "ts": pd.to_datetime(piece.ts, utc=True)})
+
+
 @dataclass(slots=True)
 class Incidents:
     """The EDE rows of the last ``window_s`` seconds (packet time) and the incidents open.
 
-    ``evaluate`` runs ``reports.incidents`` (the detector of ``report``) over the window
-    and returns the events: ``start`` when an incident reaches the newest bucket, ``end``
-    when it no longer does (or the stream ended, or watch is stopping).
+    ``evaluate`` runs the detector of ``report`` (``reports.timeline`` and
+    ``reports.incidents``) over the window and returns the events: ``start`` when an
+    incident reaches the newest bucket, ``end`` when it no longer does (or the stream
+    ended, or watch is stopping). The series per code comes from the rows' times and codes
+    alone; the work frame (zones, names, resolvers) is built only for the rows inside an
+    incident's buckets, which gives the same top lists as building it for the whole window.
     """
 
     interval_s: int = 60
     window_s: int = 3600
-    rows: pd.DataFrame | None = None
+    pieces: list[_Piece] = field(default_factory=list)
     first_ns: int | None = None
     newest_ns: int | None = None
     open: dict[int, dict[str, Any]] = field(default_factory=dict)  # code -> its incident
@@ -39,9 +88,12 @@ class Incidents:
         if newest_ns is not None and (self.newest_ns is None or newest_ns > self.newest_ns):
             self.newest_ns = newest_ns
         if len(df):
-            self.rows = df if self.rows is None else pd.concat([self.rows, df],
-                                                               ignore_index=True)
+            self.pieces.append(_Piece.of(df))
             self.fresh = True
+
+    def held_rows(self) -> int:
+        """The EDE rows held for the window (some of its oldest piece may be older)."""
+        return sum(len(p.ts) for p in self.pieces)
 
     def due(self) -> bool:
         """Return whether new rows arrived and the newest packet is in a later bucket than
@@ -50,23 +102,41 @@ class Incidents:
             return False
         return self.newest_ns // (self.interval_s * _NS) > self.bucket
 
+    def _prune(self, lo: int) -> None:
+        """Drop the pieces wholly before ``lo``; join the rest when they are many."""
+        self.pieces = [p for p in self.pieces if len(p.ts) and p.ts.max() >= lo]
+        if len(self.pieces) > _COALESCE:
+            self.pieces = [_join([p.take(p.ts >= lo) for p in self.pieces])]
+
     def evaluate(self, final: str | None = None) -> list[dict[str, Any]]:
         """Return the incident events since the last call; ``final`` (``stream-ended``,
         ``shutdown``) ends every incident still open, with that reason."""
         self.fresh = False
         if self.newest_ns is None or self.first_ns is None:
             return []
-        self.bucket = self.newest_ns // (self.interval_s * _NS)
+        step = self.interval_s * _NS
+        self.bucket = self.newest_ns // step
         lo = max(self.first_ns, self.newest_ns - self.window_s * _NS)
         self.ended = [e for e in self.ended if e[2] > lo]
         found: list[dict[str, Any]] = []
         series: dict[str, Any] = {}
-        if self.rows is not None:
-            ts = self.rows["ts"].to_numpy(dtype="int64", na_value=0)
-            self.rows = self.rows.loc[ts >= lo].reset_index(drop=True)
-            work = reports.work_frame(self.rows)
-            series = reports.timeline(work, self.interval_s, window=(lo, self.newest_ns))
-            found = reports.incidents(series, work, top=5)
+        self._prune(lo)
+        if self.pieces:
+            ts = np.concatenate([p.ts for p in self.pieces])
+            code = np.concatenate([p.code for p in self.pieces])
+            inside = ts >= lo
+            series = reports.timeline(pd.DataFrame({"code": code[inside], "ts": ts[inside]}),
+                                      self.interval_s, window=(lo, self.newest_ns))
+            start = reports.parse_iso_ns(series["start"]) if series["start"] else 0
+            runs = [(s["code"], start + first * step, start + (last + 1) * step)
+                    for s in series["series"]
+                    for first, last, _, _ in reports.hot_runs(np.asarray(s["counts"],
+                                                                         dtype=np.int64))]
+            if runs:  # the detector again, over the codes with a run and their rows only
+                hot = {code for code, _, _ in runs}
+                found = reports.incidents(
+                    {**series, "series": [s for s in series["series"] if s["code"] in hot]},
+                    reports.work_frame(self._rows_in(runs, lo)), top=5)
         events = []
         seen = set()
         for inc in found:
@@ -94,6 +164,17 @@ class Incidents:
             self.ended.append((code, reports.parse_iso_ns(inc["start"]),
                                reports.parse_iso_ns(inc["end"])))
         return events
+
+    def _rows_in(self, runs: list[tuple[int, int, int]], lo: int) -> pd.DataFrame:
+        """The rows of the window inside one of ``runs`` ((code, start, end) ns)."""
+        picked = []
+        for p in self.pieces:
+            mask = np.zeros(len(p.ts), bool)
+            for code, start, end in runs:
+                mask |= (p.code == code) & (p.ts >= max(start, lo)) & (p.ts < end)
+            if mask.any():
+                picked.append(p.take(mask))
+        return _frame(_join(picked or [self.pieces[0].take(slice(0, 0))]))
 
 
 def _event(kind: str, inc: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
