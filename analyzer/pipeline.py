@@ -165,6 +165,18 @@ class Scanner:
         """Build every row still held into a frame (``frames`` then holds everything)."""
         self.dns.store.flush()
 
+    def take_rows(self, plain: bool = True) -> list[Any]:
+        """Hand over the EDE rows found since the last call: the frames built so far, then
+        the rows still held, as a plain frame (``frame.plain_frame``: no categoricals, times
+        in ns; cheap enough after every chunk) or, with ``plain`` false, a typed one."""
+        if not plain:
+            self.flush_frames()
+        out = self.dns.store.take_frames()
+        columns = self.dns.store.take_columns()
+        if columns is not None:
+            out.append(frame.plain_frame(columns))
+        return out
+
     @property
     def dns_responses(self) -> int:
         return self.dns.counts.dns_responses

@@ -50,6 +50,15 @@ class RowStore:
         if self.rows or self.parts:
             self.compact()
 
+    def take_columns(self) -> dict[str, Any] | None:
+        """Hand over the EDE rows still held, in the column form (None: there are none)."""
+        assert not self.all_responses
+        rows, self.rows = self.rows, []
+        parts, self.parts = self.parts, []
+        if rows:
+            parts.append(frame.ede_columns(rows))
+        return frame.merge_columns(parts) if parts else None
+
     def take_frames(self) -> list[Any]:
         """Hand over the frames built so far (the rows still held stay)."""
         frames, self.frames = self.frames, []

@@ -106,11 +106,9 @@ class Watcher:
             if info.last_ts_ns is not None and (m.newest_ns is None
                                                 or info.last_ts_ns > m.newest_ns):
                 m.newest_ns = info.last_ts_ns
-        scanner.flush_frames()
-        built = []
-        while scanner.frames:
-            df = scanner.frames.pop(0)
-            built.append(df)
+        # plain frames are cheap after every chunk; the window's reports need typed ones
+        built = scanner.take_rows(plain=self.window is None)
+        for df in built:
             if scanner.log_stats.messages:  # received upstream: not the resolver's answer
                 df = df[~df["dnstap_type"].isin(dnstap.UPSTREAM_TYPES).to_numpy(dtype=bool)]
             m.add_ede(df)

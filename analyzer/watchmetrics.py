@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import pandas as pd
 import prometheus_client
 
@@ -77,15 +78,20 @@ class Metrics:
         """Count the EDE rows of ``df`` (the EDE frame's schema)."""
         if not len(df):
             return
-        src = df["src_ip"].astype("string").fillna("").to_numpy(dtype=object)
-        labels = pd.Series([self.resolver(str(a)) for a in src], index=df.index)
-        by_code = pd.DataFrame({"code": df["ede_code"].astype("Int64"), "resolver": labels})
-        for (code, resolver), n in by_code.value_counts(sort=False).items():
-            self.ede_options.labels(code=str(code), name=codes.describe(int(code)).name,
-                                    resolver=resolver).inc(int(n))
+        # column-wise: one label per distinct address, one count per (code, address)
+        address, senders = pd.factorize(df["src_ip"].to_numpy(dtype=object))
+        labels = [self.resolver(str(a)) for a in senders]
+        labels.append(self.resolver("") if (address < 0).any() else OTHER)  # -1: no address
+        code = df["ede_code"].to_numpy(dtype=np.int64)
         first = (df["ede_index"] == 0).to_numpy(dtype=bool, na_value=False)
-        for resolver, n in labels[first].value_counts(sort=False).items():
-            self.ede_responses.labels(resolver=resolver).inc(int(n))
+        pairs, per = np.unique(code * (len(labels)) + address, return_counts=True)
+        for pair, n in zip(pairs.tolist(), per.tolist(), strict=True):
+            c, a = divmod(pair, len(labels))
+            self.ede_options.labels(code=str(c), name=codes.describe(c).name,
+                                    resolver=labels[a]).inc(n)
+        responders, per = np.unique(address[first], return_counts=True)
+        for a, n in zip(responders.tolist(), per.tolist(), strict=True):
+            self.ede_responses.labels(resolver=labels[a]).inc(n)
 
 
 def rcode_label(rcode: int) -> str:
