@@ -12,6 +12,7 @@ import prometheus_client
 from analyzer import codes, dnsnames
 
 OTHER = "other"  # the resolver label of everything past --max-resolvers
+MAX_UNLISTED_CODES = 32  # codes outside the catalogue that get a label of their own
 _NS = 1_000_000_000
 
 
@@ -22,6 +23,7 @@ class Metrics:
         self.registry = prometheus_client.CollectorRegistry()
         self.max_resolvers = max_resolvers
         self._resolvers: set[str] = set()
+        self._unlisted: set[int] = set()  # codes outside the catalogue given their own label
         self.newest_ns: int | None = None
         r = self.registry
         self.ede_options = prometheus_client.Counter(
@@ -67,6 +69,17 @@ class Metrics:
             return address
         return OTHER
 
+    def code(self, code: int) -> tuple[str, str]:
+        """Return the ``code`` and ``name`` labels of an INFO-CODE: its own for the codes of
+        the catalogue and the first ``MAX_UNLISTED_CODES`` others, ``other`` past them
+        (a sender of random codes cannot make 65,536 x resolvers counters)."""
+        if code in codes.CATALOGUE or code in self._unlisted:
+            return str(code), codes.describe(code).name
+        if len(self._unlisted) < MAX_UNLISTED_CODES:
+            self._unlisted.add(code)
+            return str(code), codes.describe(code).name
+        return OTHER, OTHER
+
     def add_responses(self, counts: dict[tuple[str, int], int]) -> None:
         """Count DNS responses given per (source address, RCODE)
         (``Scanner.take_responses_by_sender``)."""
@@ -87,8 +100,8 @@ class Metrics:
         pairs, per = np.unique(code * (len(labels)) + address, return_counts=True)
         for pair, n in zip(pairs.tolist(), per.tolist(), strict=True):
             c, a = divmod(pair, len(labels))
-            self.ede_options.labels(code=str(c), name=codes.describe(c).name,
-                                    resolver=labels[a]).inc(n)
+            label, name = self.code(c)
+            self.ede_options.labels(code=label, name=name, resolver=labels[a]).inc(n)
         responders, per = np.unique(address[first], return_counts=True)
         for a, n in zip(responders.tolist(), per.tolist(), strict=True):
             self.ede_responses.labels(resolver=labels[a]).inc(n)
