@@ -96,7 +96,7 @@ def check_events(events: list[dict[str, Any]], path: Path) -> None:
     assert len(events) == 2 * len(incidents)
 
 
-def test_injected_outage_through_a_pipe(tmp_path: Path) -> None:
+def test_injected_outage_on_standard_input(tmp_path: Path) -> None:
     path = with_outage(generate(tmp_path / "base.pcap", 30_000, 3600), tmp_path / "out.pcap")
     with open(path, "rb") as capture:
         done = subprocess.run([sys.executable, "-m", "analyzer", "watch", "-", "--events", "-"],
