@@ -15,6 +15,7 @@ from analyzer import codes, reports
 _NS = 1_000_000_000
 
 
+_TOPS = ("top_domains", "top_zones", "top_resolvers")
 _COALESCE = 64  # pieces held before they are joined into one (a stream's are small)
 
 
@@ -81,6 +82,8 @@ class Incidents:
     ended: list[tuple[int, int, int]] = field(default_factory=list)  # (code, start, end) ns
     fresh: bool = False   # rows arrived since the last evaluation
     bucket: int = -1      # the newest bucket at the last evaluation
+    # the top lists of each run's rows, by (code, start, end, rows, sum of their times)
+    tops: dict[tuple[int, int, int, int, int], dict[str, Any]] = field(default_factory=dict)
 
     def add(self, df: pd.DataFrame, first_ns: int | None, newest_ns: int | None) -> None:
         if first_ns is not None and (self.first_ns is None or first_ns < self.first_ns):
@@ -90,6 +93,8 @@ class Incidents:
         if len(df):
             self.pieces.append(_Piece.of(df))
             self.fresh = True
+            if len(self.pieces) > _COALESCE:  # many small chunks within a bucket
+                self.pieces = [_join(self.pieces)]
 
     def held_rows(self) -> int:
         """The EDE rows held for the window (some of its oldest piece may be older)."""
@@ -110,33 +115,69 @@ class Incidents:
 
     def evaluate(self, final: str | None = None) -> list[dict[str, Any]]:
         """Return the incident events since the last call; ``final`` (``stream-ended``,
-        ``shutdown``) ends every incident still open, with that reason."""
+        ``shutdown``) ends every incident still open, with that reason.
+
+        Without ``final`` the detector looks at the buckets that are complete: once at every
+        bucket boundary the newest packet crossed since the last call (at most a window's
+        worth), each over the buckets before it. So the bucket still filling cannot make an
+        incident flicker (end, start again) as packets trickle in, and what is found does
+        not depend on how the packets were cut into chunks. A start is written when the
+        packets of the bucket after the incident's first hot one begin to arrive."""
         self.fresh = False
         if self.newest_ns is None or self.first_ns is None:
             return []
         step = self.interval_s * _NS
-        self.bucket = self.newest_ns // step
-        lo = max(self.first_ns, self.newest_ns - self.window_s * _NS)
+        newest = self.newest_ns // step
+        if final is not None:
+            self.bucket = newest
+            return self._evaluate(max(self.first_ns, self.newest_ns - self.window_s * _NS),
+                                  self.newest_ns, final)
+        events = []
+        first = max(self.bucket + 1, newest - self.window_s // self.interval_s)
+        for boundary in range(min(first, newest), newest + 1):
+            cut = boundary * step
+            if cut > self.first_ns:  # a complete bucket holds packets
+                events += self._evaluate(max(self.first_ns, cut - self.window_s * _NS),
+                                         cut - 1, None)
+        self.bucket = newest
+        return events
+
+    def _evaluate(self, lo: int, hi: int, final: str | None) -> list[dict[str, Any]]:
+        """The events of the detector over the buckets of [lo, hi] (ns, inclusive)."""
+        step = self.interval_s * _NS
         self.ended = [e for e in self.ended if e[2] > lo]
+        self.tops = {k: v for k, v in self.tops.items() if k[2] > lo}
         found: list[dict[str, Any]] = []
         series: dict[str, Any] = {}
         self._prune(lo)
         if self.pieces:
             ts = np.concatenate([p.ts for p in self.pieces])
             code = np.concatenate([p.code for p in self.pieces])
-            inside = ts >= lo
+            inside = (ts >= lo) & (ts <= hi)
             series = reports.timeline(pd.DataFrame({"code": code[inside], "ts": ts[inside]}),
-                                      self.interval_s, window=(lo, self.newest_ns))
+                                      self.interval_s, window=(lo, hi))
             start = reports.parse_iso_ns(series["start"]) if series["start"] else 0
             runs = [(s["code"], start + first * step, start + (last + 1) * step)
                     for s in series["series"]
                     for first, last, _, _ in reports.hot_runs(np.asarray(s["counts"],
                                                                          dtype=np.int64))]
             if runs:  # the detector again, over the codes with a run and their rows only
-                hot = {code for code, _, _ in runs}
+                keys = {}
+                for c, a, b in runs:  # a run's rows, told apart by their number and times
+                    rows = ts[(code == c) & (ts >= max(a, lo)) & (ts < b)]
+                    keys[(c, a, b)] = (c, a, b, len(rows), int(rows.sum()))
+                fresh_runs = [r for r in runs if keys[r] not in self.tops]
+                hot = {c for c, _, _ in runs}
                 found = reports.incidents(
                     {**series, "series": [s for s in series["series"] if s["code"] in hot]},
-                    reports.work_frame(self._rows_in(runs, lo)), top=5)
+                    reports.work_frame(self._rows_in(fresh_runs, lo)), top=5)
+                for inc in found:  # top lists: of the same rows, the same as last time
+                    key = keys[(inc["code"], reports.parse_iso_ns(inc["start"]),
+                                reports.parse_iso_ns(inc["end"]))]
+                    if key in self.tops:
+                        inc.update(self.tops[key])
+                    else:
+                        self.tops[key] = {k: inc[k] for k in _TOPS}
         events = []
         seen = set()
         for inc in found:
@@ -174,7 +215,8 @@ class Incidents:
                 mask |= (p.code == code) & (p.ts >= max(start, lo)) & (p.ts < end)
             if mask.any():
                 picked.append(p.take(mask))
-        return _frame(_join(picked or [self.pieces[0].take(slice(0, 0))]))
+        return _frame(_join(picked or [self.pieces[0].take(np.zeros(len(self.pieces[0].ts),
+                                                                      bool))]))
 
 
 def _event(kind: str, inc: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
