@@ -26,7 +26,10 @@ class Follower:
                 for entry in entries:
                     if entry.name.startswith(".") or not entry.is_file():
                         continue  # hidden files are ones still being copied in
-                    st = entry.stat()
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue  # rotated away (tcpdump -W) since the listing
                     listed.append((st.st_mtime, entry.path, st.st_size))
         listed.sort()
         present = {path for _, path, _ in listed}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import threading
+import time
 from pathlib import Path
 
 from captures import frame, pcap, records, response, udp
@@ -13,12 +15,14 @@ from test_watch import ROOT
 
 import analyzer
 from analyzer import codes, watchmetrics
+from analyzer.follow import Follower
 
 _spec = importlib.util.spec_from_file_location("watch_soak", ROOT / "bench" / "watch_soak.py")
 assert _spec is not None and _spec.loader is not None
 watch_soak = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(watch_soak)
 
+WAIT = 10.0
 GROWTH_MIB = 4.0  # allocator noise; the rows of a window not pruned add more than this
 
 
@@ -48,3 +52,31 @@ def test_code_labels_are_bounded() -> None:
     assert set(seen) == own | {"other"}
     assert seen["other"] == len(private) - watchmetrics.MAX_UNLISTED_CODES
     assert sum(seen.values()) == len(listed) + len(private)
+
+
+def test_files_rotated_away_while_listed_are_skipped(tmp_path: Path) -> None:
+    """A rotation ring deletes files at any moment, also between the directory listing and
+    the look at a file's size (the 12-hour soak stopped there once with 'No such file')."""
+    stop = time.monotonic() + 2.0
+    made = [0]
+
+    def churn() -> None:  # a writer creating and rotating files away as fast as it can
+        while time.monotonic() < stop:
+            path = tmp_path / f"dns-{made[0]}.pcap"
+            path.write_bytes(b"x")
+            path.unlink()
+            made[0] += 1
+
+    writer = threading.Thread(target=churn)
+    writer.start()
+    follower = Follower([tmp_path], settle_s=0)
+    calls = 0
+    try:
+        while time.monotonic() < stop:
+            follower.ready()
+            calls += 1
+    finally:
+        writer.join(WAIT)
+    assert calls > 1000 and made[0] > 1000  # the race had every chance (it hit in ~0.1%)
+    (tmp_path / "dns-kept.pcap").write_bytes(b"x")
+    assert follower.ready() == [tmp_path / "dns-kept.pcap"]
