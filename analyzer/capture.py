@@ -200,7 +200,8 @@ class CaptureReader:
     """
 
     def __init__(self, source: str | Path | BinaryIO, chunk_bytes: int = CHUNK_BYTES,
-                 span: tuple[int, int, int] | None = None, eager: bool = False):
+                 span: tuple[int, int, int] | None = None, eager: bool = False,
+                 skip: int = 0):
         """``span`` = (lead_in, start, stop) reads only part of a plain pcap file.
 
         ``eager`` hands over a chunk as soon as some records arrived instead of waiting
@@ -211,6 +212,9 @@ class CaptureReader:
         that a worker can rebuild the state (queries, TCP streams) its part begins in;
         records from ``start`` up to the first at or after ``stop`` are the part proper.
         All three must be record boundaries (see ``split.find_boundary``).
+
+        ``skip``: the first records (of any format) come marked as warm-up too: a restarted
+        ``watch`` counted them before it stopped (see ``watchstate``).
         """
         self.stream, self.name, compression, self._raw = open_source(source)
         self.info = CaptureInfo(path=self.name, compression=compression)
@@ -222,6 +226,13 @@ class CaptureReader:
         self._pos = 0  # offset of the next unread byte in the decompressed stream
         self.stream_cut = False  # a compressed file ended before its end-of-stream marker
         self.eager = eager
+        self.skip = skip  # leading records still to mark as warm-up
+
+    def take_skipped(self, count: int) -> int:
+        """Return how many of the next ``count`` records are still to be skipped (warm-up)."""
+        taken = min(self.skip, count)
+        self.skip -= taken
+        return taken
 
     def raw_position(self) -> int:
         """Return how far into the file (compressed bytes, for a compressed one) we are."""
@@ -377,6 +388,9 @@ class CaptureReader:
     def _emit(self, buf: bytes, data_off: np.ndarray, caplen: np.ndarray, origlen: np.ndarray,
               ts_ns: np.ndarray, linktype: np.ndarray, warm: int = 0) -> Chunk:
         # ``buf`` ends in PAD zero bytes already (see the chunk loops): no copy for ``arr``.
+        skipped = self.take_skipped(len(data_off) - warm)
+        self._frame += skipped  # skipped records keep their frame numbers
+        warm += skipped
         chunk = Chunk(buf, data_off, caplen, origlen, ts_ns, linktype, self._frame - warm, warm,
                       np.frombuffer(buf, np.uint8))
         count = len(data_off) - warm

@@ -103,6 +103,7 @@ class LogChunk:
     columns: np.ndarray
     first_frame: int
     servers: list[tuple[str | None, str | None]]
+    warm: int = 0  # leading frames read only to warm up state (``CaptureReader`` skip)
 
     def __len__(self) -> int:
         return self.columns.shape[1]
@@ -171,9 +172,10 @@ def _emit(reader: CaptureReader, rows: np.ndarray, out: bytes, frame: int,
 
     buf = out + bytes(PAD)
     columns = np.ascontiguousarray(rows.T)  # one pass; every column is read many times
-    chunk = LogChunk(buf, np.frombuffer(buf, np.uint8), columns, frame, names)
+    warm = reader.take_skipped(len(rows))
+    chunk = LogChunk(buf, np.frombuffer(buf, np.uint8), columns, frame, names, warm)
     info = reader.info
-    info.packets += len(rows)
+    info.packets += len(rows) - warm
     info.bytes_read = reader._pos
     ts = columns[dnstap.C_TS]
     ts = ts[ts > 0]  # frames without a message have no time

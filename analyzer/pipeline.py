@@ -12,12 +12,15 @@ Every packet or log frame read lands in exactly one accounting category.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import numpy as np
 
 from analyzer import frame, logstage, matching, memory, split, zonecuts
 from analyzer.capture import CaptureReader, Chunk
@@ -62,17 +65,18 @@ class Scanner:
     # -- files ----------------------------------------------------------------------------------
 
     def run(self, sources: Sequence[Source], progress: Progress | None = None,
-            part: split.Part | None = None) -> Iterator[None]:
+            part: split.Part | None = None, skip: int = 0) -> Iterator[None]:
         """Scan ``sources`` one after another, yielding after every chunk.
 
-        With ``part``, read only that part of the (single) source; see ``split``.
+        With ``part``, read only that part of the (single) source; see ``split``. With
+        ``skip``, its first records only warm up state, uncounted (a resumed ``watch``).
         """
         done_bytes = 0
         for source in sources:
             name = "-" if source == "-" else str(getattr(source, "name", source))
             try:
                 span = None if part is None else (part.lead_in, part.start, part.stop)
-                reader = CaptureReader(source, span=span, eager=self.eager)
+                reader = CaptureReader(source, span=span, eager=self.eager, skip=skip)
             except CaptureError as e:
                 self.captures.append(CaptureInfo(path=name, error=str(e), error_offset=e.offset))
                 continue
@@ -112,6 +116,15 @@ class Scanner:
             if self._logs is None:
                 self._logs = logstage.LogStage(self.dns, self.log_stats,
                                                force_slow=self.force_slow)
+            if chunk.warm:
+                w = chunk.warm
+                stats = copy.deepcopy(self.log_stats)
+                with self._uncounted():
+                    self._logs.chunk(_log_slice(chunk, 0, w))
+                self.log_stats.__dict__.update(stats.__dict__)  # the stage holds this one
+                if w == len(chunk):
+                    return
+                chunk = _log_slice(chunk, w, len(chunk))
             self._logs.chunk(chunk)
             return
         if chunk.warm:
@@ -222,6 +235,12 @@ class Scanner:
     def result(self) -> ScanResult:
         """Return what the scan found, with the frame built (once: see ``partial``)."""
         return combine([self.partial()])
+
+
+def _log_slice(chunk: LogChunk, lo: int, hi: int) -> LogChunk:
+    """Frames ``lo`` to ``hi`` of a log chunk (the kernels want contiguous columns)."""
+    return LogChunk(chunk.buf, chunk.arr, np.ascontiguousarray(chunk.columns[:, lo:hi]),
+                    chunk.first_frame + lo, chunk.servers)
 
 
 @dataclass(slots=True)
