@@ -125,8 +125,9 @@ def log_chunks(reader: CaptureReader, head: bytes) -> Iterator[LogChunk]:
     names: list[tuple[str | None, str | None]] = []
     frame = 1
     buf, base = head, reader._pos - len(head)
+    head_first = reader.eager  # a live stream may have sent no more yet: walk the head first
     while True:
-        data = reader._read(max(reader.chunk_bytes, LOG_CHUNK_BYTES))
+        data = b"" if head_first else reader._read(max(reader.chunk_bytes, LOG_CHUNK_BYTES))
         if data:
             buf = b"".join((buf, data))
         pos = 0
@@ -160,10 +161,11 @@ def log_chunks(reader: CaptureReader, head: bytes) -> Iterator[LogChunk]:
                                    "before it were read")
             break
         buf, base = buf[pos:], base + pos
-        if not data:
+        if not data and not head_first:
             if buf:
                 reader._truncated(base)
             return
+        head_first = False
 
 
 def _emit(reader: CaptureReader, rows: np.ndarray, out: bytes, frame: int,
