@@ -10,7 +10,6 @@ import contextlib
 import functools
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -29,14 +28,21 @@ from analyzer.cli import (
     _resolve_format,
     app,
 )
+from analyzer.watch import Stopped
 
 
-class Stopped(Exception):  # noqa: N818 - a signal, not an error
-    """SIGTERM or SIGINT arrived."""
+class _Stop:
+    """SIGTERM/SIGINT: ``event`` is set (files are read to a record boundary, then
+    ``Stopped``); where nothing is read between checks (standard input blocks), it raises."""
 
+    def __init__(self, event: Any, raise_now: bool):
+        self.event = event
+        self.raise_now = raise_now
 
-def _stop(signum: int, frame: Any) -> None:
-    raise Stopped(signal.Signals(signum).name)
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.event.set()
+        if self.raise_now:
+            raise Stopped(signal.Signals(signum).name)
 
 
 def _listen_address(value: str | None) -> str | None:
@@ -53,7 +59,8 @@ def watch(
     sources: Annotated[list[str], typer.Argument(
         metavar="SOURCE...", show_default=False,
         help="Directories of rotating captures (each file read once, in order, when it is "
-             "complete); unix:PATH for a dnstap socket that resolvers connect to (Frame "
+             "complete); a capture FILE that grows (followed like tail -F); unix:PATH for "
+             "a dnstap socket that resolvers connect to (Frame "
              "Streams, bidirectional); or - for a pcap, pcapng or dnstap stream on standard "
              "input.")],
     metrics: Annotated[str | None, typer.Option(
@@ -94,6 +101,14 @@ def watch(
     view: Annotated[bool, typer.Option(
         "--view", help="Show the window live on the terminal: codes with sparklines, top "
                        "zones and resolvers, open incidents, packets read, lag.")] = False,
+    state: Annotated[Path | None, typer.Option(
+        "--state", metavar="FILE",
+        help="Keep a checkpoint in FILE and resume from it: counters continue, files read "
+             "are not read again, a file read in part goes on where it stopped.")] = None,
+    state_every: Annotated[float, typer.Option(
+        "--state-every", metavar="SECONDS", min=0.1,
+        help="Write the --state checkpoint at least this often while reading (also after "
+             "each file and on SIGTERM/SIGINT).")] = 5.0,
     port: PortOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -110,8 +125,19 @@ def watch(
     From a pipe: tcpdump -U -w - port 53 | ede-pcap watch - --events -
 
     From resolvers' dnstap: ede-pcap watch unix:/run/ede-pcap/dnstap.sock --metrics :9553
+
+    One growing file, resumable: ede-pcap watch /var/spool/dns.pcap --state /var/lib/ede.state
     """
-    from analyzer import follow, fstrmsocket, reports, watchevents, watchmetrics, watchsocket
+    from analyzer import (
+        follow,
+        fstrmsocket,
+        reports,
+        tail,
+        watchevents,
+        watchmetrics,
+        watchsocket,
+        watchstate,
+    )
     from analyzer.watch import Watcher
 
     fmt = _report_format(report, report_format)
@@ -133,12 +159,17 @@ def watch(
         if "" in sockets:
             raise typer.BadParameter("unix: needs the socket's path, e.g. "
                                      "unix:/run/ede-pcap/dnstap.sock", param_hint="SOURCE")
-        dirs = [Path(s) for s in sources if s != "-" and not s.startswith("unix:")]
-        for d in dirs:
-            if not d.is_dir():
+        paths = [Path(s) for s in sources if s != "-" and not s.startswith("unix:")]
+        dirs = [p for p in paths if p.is_dir()]
+        files = [p for p in paths if not p.is_dir()]
+        for f in files:
+            if not f.is_file():
                 raise typer.BadParameter(
-                    f"{d} is not a directory; watch reads directories of rotating captures, "
-                    "unix:PATH or - (use report for a capture file)", param_hint="SOURCE")
+                    f"{f} is neither a directory nor a file; watch reads directories of "
+                    "rotating captures, a capture file, unix:PATH or -", param_hint="SOURCE")
+        if files and (dirs or len(files) > 1):
+            raise typer.BadParameter("a file is followed on its own (or with unix: "
+                                     "sockets); run one watch per file", param_hint="SOURCE")
         width = reports.interval_seconds(interval)
         span = reports.interval_seconds(window)
         if span < 3 * width:
@@ -149,6 +180,14 @@ def watch(
             raise typer.BadParameter(f"--report-window {report_window} is shorter than one "
                                      f"--interval {interval}; make it longer")
         meter = watchmetrics.Metrics(max_resolvers)
+        saved = None
+        if state is not None:
+            try:
+                saved = watchstate.load(state)
+            except watchstate.StateError as e:
+                typer.echo(f"{PROG}: error: {e}", err=True)
+                raise typer.Exit(2) from None
+            watchstate.take_back_events(events, saved)
         with _event_output(events) as out:
             def emit(event: dict[str, Any]) -> None:
                 if out is not None:
@@ -165,6 +204,22 @@ def watch(
                 recent = Window(width, keep)
             watcher = Watcher(meter, watchevents.Incidents(width, span), emit,
                               ports=port or (53,), warn=warn, window=recent)
+            files_state: Any = None
+            if files:
+                files_state = tail.FileFollower(files[0])
+            elif dirs:
+                files_state = follow.Follower(dirs, settle_s=settle)
+            checkpoint = None
+            if state is not None:
+                checkpoint = watchstate.Checkpoint(state, watcher, files_state, out,
+                                                  every_s=state_every)
+                if saved is not None:
+                    try:
+                        checkpoint.restore(saved)
+                    except watchstate.StateError as e:
+                        typer.echo(f"{PROG}: error: {e}", err=True)
+                        raise typer.Exit(2) from None
+                watcher.after_chunk = checkpoint.due
             listening = []
             try:
                 for path in sockets:
@@ -174,8 +229,9 @@ def watch(
                     source.stop()
                 typer.echo(f"{PROG}: error: {e}", err=True)
                 raise typer.Exit(2) from None
+            stdin = not paths and not listening
             for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, _stop)
+                signal.signal(signum, _Stop(watcher.stop, raise_now=stdin))
             live = screen = None
             if recent is not None:
                 from analyzer.watchreport import LiveReports
@@ -198,23 +254,37 @@ def watch(
                                                         registry=meter.registry)
                 for source in listening:
                     source.start()
-                if not dirs and not listening:
+                if stdin:
                     watcher.read("-", eager=True)
                     watcher.close("stream-ended")
+                    if checkpoint is not None:
+                        checkpoint.save()
                     return
-                follower = follow.Follower(dirs, settle_s=settle)
+                if files:
+                    files_state.run(watcher, None if checkpoint is None else checkpoint.save)
                 while True:
-                    for path in follower.ready():
-                        watcher.read(path)
+                    for path in (files_state.ready() if dirs else []):
+                        watcher.read(path, progress=files_state.start(path))
+                        files_state.finish(path)
+                        if checkpoint is not None:
+                            checkpoint.save()
                     watcher.check(force=True)
-                    time.sleep(min(1.0, max(settle / 2, 0.05)))
+                    if checkpoint is not None:
+                        checkpoint.due()
+                    if watcher.stop.wait(min(1.0, max(settle / 2, 0.05))):
+                        raise Stopped("stop")
             except Stopped:
-                # what was read is counted; incidents still open end here
+                # what was read is counted; incidents still open end here, or stay open in
+                # the checkpoint for the next run to go on with
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(signum, signal.SIG_IGN)
                 for source in listening:
                     source.stop()
-                watcher.close("shutdown")
+                if checkpoint is not None:
+                    checkpoint.save()
+                    watcher.closed = True
+                else:
+                    watcher.close("shutdown")
             finally:
                 for source in listening:
                     source.stop()

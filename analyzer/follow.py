@@ -6,21 +6,38 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from analyzer.watch import Progress
+
+# What tells one content of a path from the next: a ``-C``/``-W`` ring reuses names (and
+# may truncate the same inode), so the path alone does not.
+Identity = tuple[int, int, int]  # inode, size, mtime (ns)
+
+
+def identity_of(st: os.stat_result) -> Identity:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 @dataclass(slots=True)
 class Follower:
     """The files of directories of rotating captures, each handed out once, in order, when
-    complete: its size has not changed for ``settle_s`` seconds, or a newer file exists."""
+    complete: its size has not changed for ``settle_s`` seconds, or a newer file exists.
+
+    A file is done once ``finish`` is called for it; ``done`` keeps its identity, so that a
+    name reused for new content is read again. ``reading`` is the file being read and how
+    far (``start``), so that a restarted watch resumes it (``state``, ``restore``).
+    """
 
     directories: list[Path]
     settle_s: float = 10.0
-    done: set[str] = field(default_factory=set)
+    done: dict[str, Identity] = field(default_factory=dict)  # path -> identity when read
     sizes: dict[str, tuple[int, float]] = field(default_factory=dict)  # path -> (size, since)
+    reading: tuple[str, int, Progress] | None = None  # path, inode, progress
 
     def ready(self, now: float | None = None) -> list[Path]:
         now = time.monotonic() if now is None else now
-        listed: list[tuple[float, str, int]] = []
+        listed: list[tuple[float, str, int, Identity]] = []
         for directory in self.directories:
             with os.scandir(directory) as entries:
                 for entry in entries:
@@ -30,13 +47,15 @@ class Follower:
                         st = entry.stat()
                     except FileNotFoundError:
                         continue  # rotated away (tcpdump -W) since the listing
-                    listed.append((st.st_mtime, entry.path, st.st_size))
+                    listed.append((st.st_mtime, entry.path, st.st_size, identity_of(st)))
         listed.sort()
-        present = {path for _, path, _ in listed}
-        self.done &= present  # rotated away: forget it (memory stays bounded)
+        present = {path for _, path, _, _ in listed}
+        # rotated away: forget it (memory stays bounded)
+        self.done = {p: v for p, v in self.done.items() if p in present}
         self.sizes = {p: v for p, v in self.sizes.items() if p in present}
         out = []
-        pending = [(path, size) for _, path, size in listed if path not in self.done]
+        pending = [(path, size) for _, path, size, ident in listed
+                   if self.done.get(path) != ident]
         for i, (path, size) in enumerate(pending):
             before = self.sizes.get(path)
             if before is None or before[0] != size:
@@ -45,6 +64,51 @@ class Follower:
             if not newer and now - self.sizes[path][1] < self.settle_s:
                 break  # still growing, or not quiet for long enough yet
             out.append(Path(path))
-            self.done.add(path)
             self.sizes.pop(path, None)
         return out
+
+    def start(self, path: Path) -> Progress:
+        """Return the progress to read ``path`` with: where a stopped run left it, if this
+        is still that file (same inode, not shorter), else from its start."""
+        key = str(path)
+        try:
+            st = os.stat(key)
+        except FileNotFoundError:
+            st = None
+        resumed = self.reading
+        if (st is not None and resumed is not None and resumed[0] == key
+                and resumed[1] == st.st_ino and st.st_size >= resumed[2].bytes):
+            progress = resumed[2]
+        else:
+            progress = Progress()
+        self.reading = (key, st.st_ino if st is not None else -1, progress)
+        return progress
+
+    def finish(self, path: Path) -> None:
+        """``path`` was read to its end: done, as long as it keeps this content."""
+        key = str(path)
+        self.reading = None
+        try:
+            self.done[key] = identity_of(os.stat(key))
+        except FileNotFoundError:
+            self.done.pop(key, None)  # deleted while it was read: nothing to remember
+
+    def state(self) -> dict[str, Any]:
+        reading = None
+        if self.reading is not None:
+            key, inode, progress = self.reading
+            reading = {"path": key, "inode": inode, "records": progress.records,
+                       "bytes": progress.bytes}
+        return {"directories": [str(d) for d in self.directories],
+                "done": [[p, *ident] for p, ident in self.done.items()], "reading": reading}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue where ``state`` (from ``state()``) left off; a followed file's state (of
+        another watch command) is not about these directories."""
+        if "directories" not in state:
+            return
+        self.done = {str(p): (int(i), int(s), int(m)) for p, i, s, m in state["done"]}
+        reading = state["reading"]
+        self.reading = None if reading is None else (
+            str(reading["path"]), int(reading["inode"]),
+            Progress(int(reading["records"]), int(reading["bytes"])))

@@ -2,16 +2,19 @@
 
     watcher = Watcher(metrics, incidents, emit)     # counters, sliding window, incident state
     for path in follower.ready():                   # each file once, when it is complete
-        watcher.read(path)                          # pipeline.Scanner, a chunk at a time
+        watcher.read(path, progress=follower.start(path))   # a chunk at a time; resumable
+        follower.finish(path)
+    FileFollower(path).run(watcher)                 # one growing file, like tail -F
     watcher.read("-", eager=True)                   # a pcap stream on standard input
     SocketSource(listener, watcher).start()         # dnstap writers: a thread per connection
 
 The pieces, one job each: ``watchmetrics.Metrics`` (Prometheus counters, bounded labels),
 ``watchevents.Incidents`` (report's detector over a sliding window -> start/end events),
-``follow.Follower`` (which files of a directory are complete), ``watchsocket.SocketSource``
-(dnstap writers on a unix socket). ``Watcher`` here reads a source through
-``pipeline.Scanner`` and feeds the first two, under ``Watcher.lock`` (connections are read
-concurrently, each by a scanner of its own).
+``follow.Follower`` (which files of a directory are complete), ``tail.FileFollower`` (a
+file that grows), ``watchsocket.SocketSource`` (dnstap writers on a unix socket),
+``watchstate.Checkpoint`` (``--state``: all of the above, to resume from). ``Watcher`` here
+reads a source through ``pipeline.Scanner`` and feeds the first two, under ``Watcher.lock``
+(connections are read concurrently, each by a scanner of its own).
 
 State stays bounded: the counters are labelled by code and by at most ``max_resolvers``
 resolvers (the rest are ``other``), and EDE rows are kept only for the detector's window.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,6 +37,19 @@ from analyzer.watchmetrics import Metrics
 from analyzer.watchwindow import Tracker, Window
 
 Emit = Callable[[dict[str, Any]], None]
+
+
+class Stopped(Exception):  # noqa: N818 - a signal, not an error
+    """SIGTERM or SIGINT arrived."""
+
+
+@dataclass(slots=True)
+class Progress:
+    """How much of the file being read the counters hold: its first ``records`` records
+    (packets or dnstap frames) and ``bytes`` bytes. A resumed read skips those records."""
+
+    records: int = 0
+    bytes: int = 0
 
 
 class Watcher:
@@ -49,17 +66,33 @@ class Watcher:
         self.warn = warn
         self.lock = threading.RLock()  # around the metrics and the detector
         self.closed = False  # after close(): nothing more is counted or emitted
+        self.stop = threading.Event()  # set by SIGTERM: reads raise Stopped between chunks
+        self.after_chunk: Callable[[], None] | None = None  # e.g. a checkpoint when due
+        self.updates = 0  # counter updates so far: a checkpoint with nothing new is skipped
 
     def read(self, source: str | Path | BinaryIO, eager: bool = False,
-             file: bool = True) -> bool:
+             file: bool = True, progress: Progress | None = None) -> bool:
         """Read ``source`` to its end, updating the metrics after every chunk; return
-        whether it was read without an error (``file``: count it in ``capture_files_read``)."""
+        whether it was read without an error (``file``: count it in ``capture_files_read``).
+
+        With ``progress``, the records it names were counted already (by a run that
+        stopped): they only warm up state; it is kept current after every chunk, and
+        ``stop`` is obeyed between chunks (``Stopped``), where the counters and it agree.
+        """
         scanner = Scanner(ports=self.ports, eager=eager, count_senders=True)
         seen: dict[str, int] = {}
         tracker = self.window.tracker() if self.window is not None else None
-        for _ in scanner.run([source]):
-            self._update(scanner, seen, tracker)
-        self._update(scanner, seen, tracker, done=True)
+        skip = 0
+        if progress is not None:
+            skip, seen[" bytes"] = progress.records, progress.bytes
+        for _ in scanner.run([source], skip=skip):
+            self._update(scanner, seen, tracker, progress=progress, skip=skip)
+            if progress is not None:
+                if self.stop.is_set():
+                    raise Stopped("stop")
+                if self.after_chunk is not None:
+                    self.after_chunk()
+        self._update(scanner, seen, tracker, done=True, progress=progress, skip=skip)
         info = scanner.captures[-1]
         if info.error is None:
             if file:
@@ -86,14 +119,18 @@ class Watcher:
             self.closed = True
 
     def _update(self, scanner: Scanner, seen: dict[str, int], tracker: Tracker | None,
-                done: bool = False) -> None:
+                done: bool = False, progress: Progress | None = None, skip: int = 0) -> None:
         with self.lock:
             if not self.closed:
                 self._count(scanner, seen, tracker, done)
+                if progress is not None and scanner.captures:
+                    progress.records = skip + scanner.captures[-1].packets
+                    progress.bytes = seen.get(" bytes", 0)
 
     def _count(self, scanner: Scanner, seen: dict[str, int], tracker: Tracker | None,
                done: bool) -> None:
         m = self.metrics
+        self.updates += 1
         for category, n in scanner.accounting.items():
             if n > seen.get(category, 0):
                 m.packets.labels(category=category).inc(n - seen.get(category, 0))

@@ -1,0 +1,164 @@
+"""One capture file that grows (``tcpdump -U -w dns.pcap``), followed like ``tail -F``.
+
+    tail = TailFile(path, stop)          # a stream of the file's bytes that waits at its end
+    watcher.read(tail.stream(), eager=True, progress=progress)   # ends when the file is done
+
+``TailFile`` hands the bytes to ``CaptureReader`` in eager mode, as standard input is: a
+record cut at the current end is simply not complete yet, so the reader waits for the rest
+instead of calling it a truncation. The stream ends (``ended``) when the file is finished:
+the path names another file (``replaced``: rotated away) or no file (``deleted``), and the old
+one, read to its end through the open descriptor, has not grown for ``GONE_QUIET_S``; or it shrank
+below what was read (``truncated``: copytruncate; read it again from its start).
+``FileFollower`` runs that in a loop, one file after another, and remembers where it is.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analyzer.watch import Progress, Stopped, Watcher
+
+POLL_S = 0.2  # how often the end of the file is looked at; records wait at most this long
+GONE_QUIET_S = 1.0  # a rotated-away or deleted file may still be written to for a while
+
+
+class TailFile(io.RawIOBase):
+    """The bytes of a growing file, as a stream that ends only once the file is finished."""
+
+    def __init__(self, path: Path, stop: threading.Event, poll_s: float = POLL_S,
+                 waiting: Callable[[], None] | None = None):
+        self.path = path
+        self.waiting = waiting  # called while it waits at the end (a checkpoint when due)
+        self.name = str(path)  # what CaptureReader and warnings call it
+        self.stop = stop
+        self.poll_s = poll_s
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        st = os.fstat(self._file.fileno())
+        self.identity = (st.st_dev, st.st_ino)
+        self.pos = 0
+        self.ended: str | None = None  # replaced, deleted or truncated, once finished
+
+    def stream(self) -> io.BufferedReader:
+        """The stream to read (no ``fileno``: a poll of a regular file says nothing)."""
+        return io.BufferedReader(self, 1 << 16)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        quiet: tuple[float, int] | None = None  # since when the file, gone, has kept its size
+        while True:
+            n = self._file.readinto(b)
+            if n:
+                self.pos += n
+                return n
+            size = os.fstat(self._file.fileno()).st_size
+            if size > self.pos:
+                continue  # written between the read and the stat
+            if size < self.pos:
+                self.ended = "truncated"
+                return 0
+            gone = self._gone()
+            if gone is not None:
+                # its writer may still be at work (logrotate before its HUP, a writer that
+                # keeps an unlinked file): finished once it has been quiet for a while
+                now = time.monotonic()
+                if quiet is None or quiet[1] != size:
+                    quiet = (now, size)
+                elif now - quiet[0] >= GONE_QUIET_S:
+                    self.ended = gone
+                    return 0
+            if self.waiting is not None:
+                self.waiting()
+            if self.stop.wait(self.poll_s):
+                raise Stopped("stop")
+
+    def _gone(self) -> str | None:
+        """Whether the path names another file (``replaced``) or none (``deleted``)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return "deleted"
+        return "replaced" if (st.st_dev, st.st_ino) != self.identity else None
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def identity_of(path: Path) -> tuple[int, int, int] | None:
+    """(device, inode, size) of the file at ``path``; None if there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size)
+
+
+@dataclass(slots=True)
+class FileFollower:
+    """Follow the capture file at ``path``: each file found there read once, completely.
+
+    ``identity`` (device, inode) is the file ``progress`` belongs to; ``failed`` the
+    (device, inode, size) of a file that could not be read (it is waited on to change).
+    """
+
+    path: Path
+    progress: Progress = field(default_factory=Progress)
+    identity: tuple[int, int] | None = None
+    failed: tuple[int, int, int] | None = None
+
+    def run(self, watcher: Watcher, finished: Any = None) -> None:
+        """Read until ``watcher.stop`` (then raise ``Stopped``); ``finished()`` after each
+        file (a checkpoint)."""
+        while True:
+            tail = self._open(watcher.stop, watcher.after_chunk)
+            if tail.identity != self.identity:
+                self.identity, self.progress = tail.identity, Progress()
+            elif os.fstat(tail._file.fileno()).st_size < self.progress.bytes:
+                self.progress = Progress()  # truncated while nobody was looking
+            ok = watcher.read(tail.stream(), eager=True, progress=self.progress)
+            self.progress = Progress()  # whatever comes next at this path is new
+            if not ok:
+                self.failed = (*tail.identity, tail.pos)
+            if tail.ended != "truncated":
+                self.identity = None
+            if finished is not None:
+                finished()
+
+    def _open(self, stop: threading.Event, waiting: Callable[[], None] | None) -> TailFile:
+        """Open the file at ``path`` once there is one (and it is not the one that failed)."""
+        while True:
+            found = identity_of(self.path)
+            if found is not None and (self.failed is None or found[:2] != self.failed[:2]
+                                      or found[2] < self.failed[2]):
+                try:
+                    tail = TailFile(self.path, stop, waiting=waiting)
+                except FileNotFoundError:
+                    continue  # gone between the stat and the open
+                self.failed = None
+                return tail
+            if stop.wait(POLL_S):
+                raise Stopped("stop")
+
+    def state(self) -> dict[str, Any]:
+        return {"path": str(self.path), "identity": self.identity,
+                "records": self.progress.records, "bytes": self.progress.bytes,
+                "failed": self.failed}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue where ``state`` (from ``state()``) left off, if it is about this path."""
+        if state.get("path") != str(self.path):
+            return
+        ident, failed = state["identity"], state["failed"]
+        self.identity = None if ident is None else (int(ident[0]), int(ident[1]))
+        self.progress = Progress(int(state["records"]), int(state["bytes"]))
+        self.failed = None if failed is None else (int(failed[0]), int(failed[1]),
+                                                   int(failed[2]))
