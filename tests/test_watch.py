@@ -224,7 +224,9 @@ def test_stream_counts_before_its_end_and_sigterm_exits_0(processes: list[Any]) 
 
 
 def test_refuses_what_this_slice_does_not_read(tmp_path: Path) -> None:
-    for args in (["samples/incident.pcap"], ["-", str(tmp_path)]):
+    for args in ([str(tmp_path / "missing.pcap")], ["-", str(tmp_path)],
+                 ["samples/incident.pcap", str(tmp_path)],
+                 ["samples/incident.pcap", "samples/before.pcap"]):
         done = subprocess.run([sys.executable, "-m", "analyzer", "watch", *args],
                               capture_output=True, cwd=ROOT, timeout=WAIT_S,
                               stdin=subprocess.DEVNULL)
