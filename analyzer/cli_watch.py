@@ -212,13 +212,18 @@ def watch(
             checkpoint = None
             if state is not None:
                 checkpoint = watchstate.Checkpoint(state, watcher, files_state, out,
-                                                  every_s=state_every)
-                if saved is not None:
-                    try:
+                                                  every_s=state_every, warn=warn)
+                try:
+                    if saved is not None:
                         checkpoint.restore(saved)
-                    except watchstate.StateError as e:
-                        typer.echo(f"{PROG}: error: {e}", err=True)
-                        raise typer.Exit(2) from None
+                    checkpoint.write()  # a path that cannot be written is found out now
+                except watchstate.StateError as e:
+                    typer.echo(f"{PROG}: error: {e}", err=True)
+                    raise typer.Exit(2) from None
+                except OSError as e:
+                    typer.echo(f"{PROG}: error: --state {state}: cannot write it "
+                               f"({e.strerror or e})", err=True)
+                    raise typer.Exit(2) from None
                 watcher.after_chunk = checkpoint.due
             listening = []
             try:

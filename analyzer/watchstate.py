@@ -35,6 +35,11 @@ VERSION = 1
 EVERY_S = 5.0  # checkpoint at least this often while a long file is read
 
 
+# what an open incident needs for its end event (watchevents._event)
+_INCIDENT_FIELDS = {"code", "name", "start", "end", "count", "peak", "peak_at", "baseline",
+                    "threshold", "top_zones", "top_resolvers", "top_domains"}
+
+
 class StateError(EdePcapError):
     """The state file cannot be used."""
 
@@ -63,27 +68,32 @@ def load(path: Path) -> dict[str, Any] | None:
         import pandas as pd
 
         rows_path = path.with_name(str(state["rows"]))
+        from analyzer import frame
+
         try:
             rows = pd.read_parquet(rows_path)
         except (OSError, ValueError) as e:
             raise StateError(f"--state {path}: its EDE rows {rows_path} cannot be read "
                              f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
                              ) from None
+        if tuple(rows.columns) != frame.EDE_COLUMNS:
+            raise StateError(f"--state {path}: its EDE rows {rows_path} are not an EDE frame")
     state["rows"] = rows
     return state
 
 
 class Checkpoint:
-    """Writes the state of one ``watch`` run to ``path``: ``save()``, or ``due()`` for at
-    most one write every ``every_s`` seconds."""
+    """Writes the state of one ``watch`` run to ``path``: ``write()`` (raises), ``save()``
+    (warns), or ``due()`` for at most one save every ``every_s`` seconds."""
 
     def __init__(self, path: Path, watcher: Watcher, files: Any, events: IO[str] | None,
-                 every_s: float = EVERY_S):
+                 every_s: float = EVERY_S, warn: Any = None):
         self.path = path
         self.watcher = watcher
         self.files = files  # follow.Follower, tail.FileFollower or None: state()/restore()
         self.events = events
         self.every_s = every_s
+        self.warn = warn  # Callable[[str], None]: where a failed save is reported
         self.seq = 0
         self.last = time.monotonic()
         self.saved_updates = -1  # ``watcher.updates`` at the last save
@@ -97,9 +107,21 @@ class Checkpoint:
             if self.files is not None and state.get("files") is not None:
                 self.files.restore(state["files"])
             self.seq = int(state["seq"])
-        except (KeyError, TypeError, ValueError, IndexError) as e:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise StateError(f"--state {self.path}: damaged ({type(e).__name__}: {e}); "
                              "move it away to start counting afresh") from None
+
+    def save(self) -> None:
+        """``write``; a checkpoint that cannot be written (disk full) is a warning line and
+        a retry at the next one (counting goes on), if ``warn`` is set."""
+        try:
+            self.write()
+        except OSError as e:
+            if self.warn is None:
+                raise
+            self.warn(f"--state {self.path}: checkpoint not written ({e.strerror or e}); "
+                      "will try again")
+            self.last = time.monotonic()
 
     def due(self) -> None:
         """Save if ``every_s`` has passed since the last save and something was counted."""
@@ -107,7 +129,7 @@ class Checkpoint:
                 self.watcher.updates != self.saved_updates:
             self.save()
 
-    def save(self) -> None:
+    def write(self) -> None:
         with self.watcher.lock:
             self.seq += 1
             incidents = self.watcher.incidents
@@ -224,6 +246,10 @@ def restore_incidents(incidents: Any, state: dict[str, Any], rows: Any) -> None:
     incidents.first_ns = None if state["first_ns"] is None else int(state["first_ns"])
     incidents.newest_ns = None if state["newest_ns"] is None else int(state["newest_ns"])
     incidents.open = {int(code): dict(inc) for code, inc in state["open"]}
+    for inc in incidents.open.values():
+        missing = _INCIDENT_FIELDS - inc.keys()
+        if missing:
+            raise KeyError(f"an open incident lacks {sorted(missing)[0]}")
     incidents.ended = [(int(c), int(s), int(e)) for c, s, e in state["ended"]]
     incidents.fresh = bool(state["fresh"])
     incidents.bucket = int(state["bucket"])

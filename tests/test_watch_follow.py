@@ -290,8 +290,10 @@ def test_sigterm_then_restart_counts_nothing_twice(tmp_path: Path,
 
 @pytest.mark.parametrize("content", [b"\x00garbage\xff", b'{"format": "something else"}',
                                      b'{"format": "ede-pcap watch state", "version": 1}',
-                                     b'{"format": "ede-pcap watch state", "version": 99}'],
-                         ids=["binary", "foreign", "damaged", "other-version"])
+                                     b'{"format": "ede-pcap watch state", "version": 99}',
+                                     b'{"format": "ede-pcap watch state", "version": 1, '
+                                     b'"rows": "watch.state.rows-1.parquet"}'],
+                         ids=["binary", "foreign", "damaged", "other-version", "rows-missing"])
 def test_unusable_state_file_exits_2(tmp_path: Path, content: bytes) -> None:
     state = tmp_path / "watch.state"
     state.write_bytes(content)
@@ -365,3 +367,13 @@ def test_stopped_and_resumed_at_any_chunk_counts_as_one_pass(tmp_path: Path, big
     assert _counter_samples(watcher.metrics) == want
     assert [(e["event"], e["code"], e["start"]) for e in resumed] == \
         [(e["event"], e["code"], e["start"]) for e in one_pass]
+
+
+def test_state_path_that_cannot_be_written_exits_2(tmp_path: Path) -> None:
+    state = tmp_path / "no-such-dir" / "watch.state"
+    done = subprocess.run([sys.executable, "-m", "analyzer", "watch", str(tmp_path),
+                           "--state", str(state)], capture_output=True, cwd=ROOT,
+                          timeout=WAIT_S, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr.decode()
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and str(state) in lines[0] and "cannot write" in lines[0], lines
