@@ -211,8 +211,10 @@ def watch(
                 files_state = follow.Follower(dirs, settle_s=settle)
             checkpoint = None
             if state is not None:
-                checkpoint = watchstate.Checkpoint(state, watcher, files_state, out,
-                                                  every_s=state_every, warn=warn)
+                checkpoint = watchstate.Checkpoint(
+                    state, watcher, files_state, out, every_s=state_every, warn=warn,
+                    sources=sorted(s if s == "-" or s.startswith("unix:")
+                                   else str(Path(s).resolve()) for s in sources))
                 try:
                     if saved is not None:
                         checkpoint.restore(saved)

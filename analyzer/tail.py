@@ -26,6 +26,7 @@ from typing import Any
 from analyzer.watch import Progress, Stopped, Watcher
 
 POLL_S = 0.2  # how often the end of the file is looked at; records wait at most this long
+FIRST_BYTES = 64  # what CaptureReader looks at to tell the format
 GONE_QUIET_S = 1.0  # a rotated-away or deleted file may still be written to for a while
 
 
@@ -55,12 +56,15 @@ class TailFile(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         quiet: tuple[float, int] | None = None  # since when the file, gone, has kept its size
         while True:
-            n = self._file.readinto(b)
-            if n:
-                self.pos += n
-                return n
-            size = os.fstat(self._file.fileno()).st_size
-            if size > self.pos:
+            # the format is told from the first bytes (a dnstap START frame is 42): a file
+            # just created is not read before it holds that many, or is finished
+            if self.pos or self._size() >= FIRST_BYTES or self._gone() is not None:
+                n = self._file.readinto(b)
+                if n:
+                    self.pos += n
+                    return n
+            size = self._size()
+            if size > self.pos and (self.pos or size >= FIRST_BYTES):
                 continue  # written between the read and the stat
             if size < self.pos:
                 self.ended = "truncated"
@@ -79,6 +83,9 @@ class TailFile(io.RawIOBase):
                 self.waiting()
             if self.stop.wait(self.poll_s):
                 raise Stopped("stop")
+
+    def _size(self) -> int:
+        return os.fstat(self._file.fileno()).st_size
 
     def _gone(self) -> str | None:
         """Whether the path names another file (``replaced``) or none (``deleted``)."""

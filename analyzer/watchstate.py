@@ -87,8 +87,9 @@ class Checkpoint:
     (warns), or ``due()`` for at most one save every ``every_s`` seconds."""
 
     def __init__(self, path: Path, watcher: Watcher, files: Any, events: IO[str] | None,
-                 every_s: float = EVERY_S, warn: Any = None):
+                 every_s: float = EVERY_S, warn: Any = None, sources: list[str] | None = None):
         self.path = path
+        self.sources = sources or []  # what the watch reads: a checkpoint is about them
         self.watcher = watcher
         self.files = files  # follow.Follower, tail.FileFollower or None: state()/restore()
         self.events = events
@@ -101,6 +102,11 @@ class Checkpoint:
     def restore(self, state: dict[str, Any]) -> None:
         """Put ``state`` (from ``load``) back into the watcher, its detector and files;
         raise ``StateError`` if its parts are not what a checkpoint holds."""
+        if state.get("sources") != self.sources:
+            theirs = ", ".join(map(str, state.get("sources") or [])) or "nothing known"
+            raise StateError(f"--state {self.path}: written by a watch of {theirs}, not of "
+                             f"{', '.join(self.sources)}; give each watch a state file of "
+                             "its own")
         try:
             restore_metrics(self.watcher.metrics, state["metrics"])
             restore_incidents(self.watcher.incidents, state["incidents"], state["rows"])
@@ -139,7 +145,7 @@ class Checkpoint:
                 _write(self.path.with_name(rows_name),
                        lambda f: incidents.rows.to_parquet(f, index=False))  # type: ignore[union-attr]
             state = {
-                "format": FORMAT, "version": VERSION, "seq": self.seq,
+                "format": FORMAT, "version": VERSION, "seq": self.seq, "sources": self.sources,
                 "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "metrics": metrics_state(self.watcher.metrics),
                 "incidents": incidents_state(incidents), "rows": rows_name,

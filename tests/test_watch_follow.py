@@ -40,10 +40,11 @@ UNBOUND = ROOT / "tests" / "real" / "dnstap" / "unbound.dnstap"
 
 
 def write(src: Path, dst: Path, seconds: float = 2.0, pieces: int = 20,
-          append: bool = False) -> subprocess.Popen[bytes]:
-    """Start a writer process appending ``src`` to ``dst`` over ``seconds``."""
+          append: bool = False, skip: int = 0) -> subprocess.Popen[bytes]:
+    """Start a writer process appending ``src`` (but its first ``skip`` bytes) to ``dst``
+    over ``seconds``."""
     args = [sys.executable, str(WRITER), str(src), str(dst), "--seconds", str(seconds),
-            "--pieces", str(pieces)]
+            "--pieces", str(pieces), "--skip", str(skip)]
     return subprocess.Popen([*args, "--append"] if append else args)
 
 
@@ -115,11 +116,12 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def test_growing_file_counted_as_appended(tmp_path: Path, processes: list[Any],  # noqa: F811
                                           source: Path) -> None:
     live = tmp_path / f"live{source.suffix}"
-    writer = write(source, live, seconds=3.0, pieces=30)
-    wait_for(live.exists, "the writer's file", writer)  # type: ignore[arg-type]
+    live.write_bytes(source.read_bytes()[:30])  # the writer has begun: a header, cut short
     port = free_port()
     proc = start_watch(str(live), "--metrics", f"127.0.0.1:{port}")
     processes.append(proc)
+    wait_for(lambda: scrape(port), "the metrics endpoint", proc)
+    writer = write(source, live, seconds=3.0, pieces=30, append=True, skip=30)
     final = sum(expected([source])["accounting"].values())
     # counted while the writer is still at work, not only at its end
     wait_for(lambda: 0 < total(scrape(port) or {}, "packets_total") < final,
@@ -286,6 +288,15 @@ def test_sigterm_then_restart_counts_nothing_twice(tmp_path: Path,
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(WAIT_S) == 0
     assert starts(events) == first_starts  # the incidents open at the stop went on
+    # the checkpoint is this watch's: another one's sources are refused, the file kept
+    kept = state.read_bytes()
+    done = subprocess.run([sys.executable, "-m", "analyzer", "watch", str(INCIDENT),
+                           "--state", str(state)], capture_output=True, cwd=ROOT,
+                          timeout=WAIT_S, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and str(spool) in lines[0], lines
+    assert state.read_bytes() == kept
 
 
 @pytest.mark.parametrize("content", [b"\x00garbage\xff", b'{"format": "something else"}',
