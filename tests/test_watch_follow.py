@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,8 @@ from test_watch import (
     total,
     wait_for,
 )
+
+import analyzer
 
 WRITER = Path(__file__).resolve().parent / "grow_writer.py"
 MAKE_CAPTURE = ROOT.parent / "shared" / "bench" / "make_capture.py"
@@ -388,3 +391,167 @@ def test_state_path_that_cannot_be_written_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr.decode()
     lines = done.stderr.decode().splitlines()
     assert len(lines) == 1 and str(state) in lines[0] and "cannot write" in lines[0], lines
+
+
+def dns_messages(capture: Path) -> list[tuple[bool, bytes]]:
+    """The DNS messages of a capture's UDP port-53 packets: (is a response, message)."""
+    import dpkt
+
+    out = []
+    with open(capture, "rb") as f:
+        for _, buf in dpkt.pcap.Reader(f):
+            udp = dpkt.ethernet.Ethernet(buf).data.data
+            if isinstance(udp, dpkt.udp.UDP) and 53 in (udp.sport, udp.dport):
+                out.append((udp.sport == 53, bytes(udp.data)))
+    return out
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None or os.geteuid() != 0,
+                    reason="needs tcpdump and the right to capture on lo")
+def test_tcpdump_writing_the_file(tmp_path: Path, processes: list[Any]) -> None:  # noqa: F811
+    """The real writer: tcpdump -U -w FILE on lo while DNS messages go through a port;
+    watch FILE counts them as tcpdump writes them, exactly what scan() finds at the end."""
+    import socket
+
+    port_dns, live = 5399, tmp_path / "dns.pcap"
+    tcpdump = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "-n", "-w", str(live),
+                                "udp", "port", str(port_dns)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: live.exists() and live.stat().st_size >= 24, "tcpdump's file",
+                 tcpdump)  # type: ignore[arg-type]
+        port = free_port()
+        proc = start_watch(str(live), "--port", str(port_dns), "--metrics", f"127.0.0.1:{port}")
+        processes.append(proc)
+        wait_for(lambda: scrape(port), "the metrics endpoint", proc)
+        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        server.bind(("127.0.0.1", port_dns))
+        client.bind(("127.0.0.1", 0))
+        messages = dns_messages(INCIDENT)
+        for i, (response, message) in enumerate(messages):
+            if response:
+                server.sendto(message, client.getsockname())
+            else:
+                client.sendto(message, ("127.0.0.1", port_dns))
+            if i % 200 == 0:
+                time.sleep(0.05)  # over a second or two, as traffic comes
+        server.close()
+        client.close()
+        responses = sum(r for r, _ in messages)
+        wait_for(settled(port, lambda s: total(s, "dns_responses_total") == responses),
+                 "every response tcpdump wrote", proc)
+    finally:
+        tcpdump.send_signal(signal.SIGTERM)
+        tcpdump.wait(WAIT_S)
+    result = analyzer.scan(live, ports=(port_dns,))
+    assert result.dns_responses == responses  # tcpdump dropped nothing
+    samples = wait_for(settled(port, lambda s: total(s, "packets_total")
+                               == sum(result.accounting.values())), "the counters", proc)
+    assert by_label(samples, "packets_total", "category") == \
+        {k: v for k, v in result.accounting.items() if v}
+    assert by_label(samples, "ede_options_total", "code") == \
+        {str(k): int(v) for k, v in result.ede["ede_code"].value_counts().items() if v}
+    assert total(samples, "capture_bytes_read_total") == live.stat().st_size
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(WAIT_S) == 0
+
+
+def pcap_boundary(data: bytes, near: int) -> int:
+    """The offset of the first pcap record at or after ``near`` (little-endian pcap)."""
+    at = 24
+    while at < near:
+        at += 16 + int.from_bytes(data[at + 8:at + 12], "little")
+    return at
+
+
+def test_directory_file_that_grows_after_a_quiet_spell(tmp_path: Path,
+                                                       processes: list[Any]) -> None:  # noqa: F811
+    """A file taken as complete (quiet for --settle) that grows again is read on from where
+    its reading ended: nothing counted twice, nothing lost."""
+    port = free_port()
+    proc = start_watch(str(tmp_path), "--metrics", f"127.0.0.1:{port}", "--settle", "0.3")
+    processes.append(proc)
+    data = INCIDENT.read_bytes()
+    cut = pcap_boundary(data, len(data) // 2)
+    live = tmp_path / "dns-1.pcap"
+    live.write_bytes(data[:cut])
+    wait_for(settled(port, lambda s: total(s, "capture_files_read_total") == 1),
+             "the first half, taken as complete", proc)
+    with open(live, "ab") as f:  # the writer goes on after a quiet spell
+        f.write(data[cut:])
+    samples = wait_for(settled(port, lambda s: total(s, "capture_files_read_total") == 2),
+                       "the rest", proc)
+    assert_counts(samples, [INCIDENT])
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(WAIT_S) == 0
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None or os.geteuid() != 0,
+                    reason="needs tcpdump and the right to capture on lo")
+def test_tcpdump_ring_with_kill_9_and_resume(tmp_path: Path,
+                                             processes: list[Any]) -> None:  # noqa: F811
+    """tcpdump -C 1 -W 3: a ring of three 1 MB files whose names come round again (the
+    same inode, truncated). watch reads each content once; killed (-9) in the middle and
+    restarted with its --state, it still counts every response sent exactly once."""
+    import socket
+
+    port_dns, ring, state = 5398, tmp_path / "ring", tmp_path / "watch.state"
+    ring.mkdir()
+    tcpdump = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "-n", "-Z", "root", "-C", "1",
+                                "-W", "3", "-w", str(ring / "dns.pcap"),
+                                "udp", "port", str(port_dns)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", port_dns))
+    client.bind(("127.0.0.1", 0))
+    messages = dns_messages(INCIDENT)
+    responses = sum(r for r, _ in messages)
+
+    def send_once() -> None:
+        for i, (response, message) in enumerate(messages):
+            if response:
+                server.sendto(message, client.getsockname())
+            else:
+                client.sendto(message, ("127.0.0.1", port_dns))
+            if i % 500 == 0:
+                time.sleep(0.02)
+
+    args = [str(ring), "--port", str(port_dns), "--state", str(state), "--settle", "0.5",
+            "--state-every", "0.3"]
+    port = free_port()
+    try:
+        wait_for(lambda: (ring / "dns.pcap0").exists(), "tcpdump's first file",
+                 tcpdump)  # type: ignore[arg-type]
+        proc = start_watch(*args, "--metrics", f"127.0.0.1:{port}")
+        processes.append(proc)
+        wait_for(lambda: scrape(port), "the metrics endpoint", proc)
+        sent = 0
+        for _ in range(3):  # about 1.7 MB: dns.pcap0 and dns.pcap1 full, dns.pcap2 begun
+            send_once()
+            sent += responses
+        wait_for(lambda: total(scrape(port) or {}, "capture_files_read_total") >= 2,
+                 "the full files", proc)
+        proc.kill()
+        proc.wait(WAIT_S)
+        proc = start_watch(*args, "--metrics", f"127.0.0.1:{port}")
+        processes.append(proc)
+        wait_for(lambda: scrape(port), "the metrics endpoint", proc)
+        for _ in range(3):  # round the ring: dns.pcap0 is written again
+            send_once()
+            sent += responses
+        samples = wait_for(settled(port, lambda s: total(s, "dns_responses_total") == sent),
+                           "every response sent", proc)
+    finally:
+        server.close()
+        client.close()
+        tcpdump.send_signal(signal.SIGTERM)
+        tcpdump.wait(WAIT_S)
+    assert total(samples, "packets_total") == 2 * sent  # a query for each response
+    # about 3.4 MB: dns.pcap0, 1 and 2 full, then dns.pcap0 again (its new content read too;
+    # a file taken during a pause in the traffic and read on later counts twice here)
+    assert (ring / "dns.pcap0").stat().st_size < 1_000_000
+    assert total(samples, "capture_files_read_total") >= 4
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(WAIT_S) == 0
