@@ -164,9 +164,10 @@ def watch(
         files = [p for p in paths if not p.is_dir()]
         for f in files:
             if not f.is_file():
+                problem = "does not exist" if not f.exists() else "is not a regular file"
                 raise typer.BadParameter(
-                    f"{f} is neither a directory nor a file; watch reads directories of "
-                    "rotating captures, a capture file, unix:PATH or -", param_hint="SOURCE")
+                    f"{f} {problem}; watch reads directories of rotating captures, a capture "
+                    "file, unix:PATH or - (a pipe)", param_hint="SOURCE")
         if files and (dirs or len(files) > 1):
             raise typer.BadParameter("a file is followed on its own (or with unix: "
                                      "sockets); run one watch per file", param_hint="SOURCE")
@@ -288,8 +289,9 @@ def watch(
                 for source in listening:
                     source.stop()
                 if checkpoint is not None:
+                    with watcher.lock:  # nothing counted after the last checkpoint
+                        watcher.closed = True
                     checkpoint.save()
-                    watcher.closed = True
                 else:
                     watcher.close("shutdown")
             finally:

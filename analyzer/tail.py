@@ -58,12 +58,12 @@ class TailFile(io.RawIOBase):
         while True:
             # the format is told from the first bytes (a dnstap START frame is 42): a file
             # just created is not read before it holds that many, or is finished
-            if self.pos or self._size() >= FIRST_BYTES or self._gone() is not None:
+            if self.pos or self.size() >= FIRST_BYTES or self._gone() is not None:
                 n = self._file.readinto(b)
                 if n:
                     self.pos += n
                     return n
-            size = self._size()
+            size = self.size()
             if size > self.pos and (self.pos or size >= FIRST_BYTES):
                 continue  # written between the read and the stat
             if size < self.pos:
@@ -84,7 +84,7 @@ class TailFile(io.RawIOBase):
             if self.stop.wait(self.poll_s):
                 raise Stopped("stop")
 
-    def _size(self) -> int:
+    def size(self) -> int:
         return os.fstat(self._file.fileno()).st_size
 
     def _gone(self) -> str | None:
@@ -122,14 +122,14 @@ class FileFollower:
     identity: tuple[int, int] | None = None
     failed: tuple[int, int, int] | None = None
 
-    def run(self, watcher: Watcher, finished: Any = None) -> None:
+    def run(self, watcher: Watcher, finished: Callable[[], None] | None = None) -> None:
         """Read until ``watcher.stop`` (then raise ``Stopped``); ``finished()`` after each
         file (a checkpoint)."""
         while True:
             tail = self._open(watcher.stop, watcher.after_chunk)
             if tail.identity != self.identity:
                 self.identity, self.progress = tail.identity, Progress()
-            elif os.fstat(tail._file.fileno()).st_size < self.progress.bytes:
+            elif tail.size() < self.progress.bytes:
                 self.progress = Progress()  # truncated while nobody was looking
             ok = watcher.read(tail.stream(), eager=True, progress=self.progress)
             self.progress = Progress()  # whatever comes next at this path is new
@@ -152,6 +152,8 @@ class FileFollower:
                     continue  # gone between the stat and the open
                 self.failed = None
                 return tail
+            if waiting is not None:
+                waiting()
             if stop.wait(POLL_S):
                 raise Stopped("stop")
 
