@@ -227,6 +227,7 @@ class CaptureReader:
         self.stream_cut = False  # a compressed file ended before its end-of-stream marker
         self.eager = eager
         self.skip = skip  # leading records still to mark as warm-up
+        self.records_end: int | None = None  # plain pcap: offset after the last record given
 
     def take_skipped(self, count: int) -> int:
         """Return how many of the next ``count`` records are still to be skipped (warm-up)."""
@@ -300,6 +301,8 @@ class CaptureReader:
             yield from self._pcap_chunks(head)
         elif struct.unpack("<I", head)[0] == _PCAPNG_SHB:
             self.info.file_format = "pcapng"
+            if self.span is not None:
+                raise CaptureError(self.name, "cannot be split", hint="read it whole")
             yield from self._pcapng_chunks(head)
         else:
             # dnstap (Frame Streams), recognised by content: a START control frame, or for a
@@ -362,6 +365,8 @@ class CaptureReader:
                     bad_at = int(rows[bad, 0])
                     rows = rows[:bad]
                 if len(rows):
+                    if bad is None:
+                        self.records_end = block_start + off
                     yield self._emit(buf, rows[:, 0] + 16, rows[:, 3].copy(), rows[:, 4].copy(),
                                      rows[:, 1] * 1_000_000_000 + rows[:, 2] * ts_scale,
                                      np.full(len(rows), linktype, dtype=np.int64), warm)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analyzer.watch import Progress
+from analyzer.watch import Progress, progress_of
 
 # What tells one content of a path from the next: a ``-C``/``-W`` ring reuses names (and
 # may truncate the same inode), so the path alone does not.
@@ -126,9 +126,9 @@ class Follower:
     def state(self) -> dict[str, Any]:
         reading = None
         if self.reading is not None:
-            key, inode, progress = self.reading
-            reading = {"path": key, "inode": inode, "records": progress.records,
-                       "bytes": progress.bytes}
+            key, inode, p = self.reading
+            reading = {"path": key, "inode": inode, "records": p.records, "bytes": p.bytes,
+                       "offset": p.offset, "lead_in": p.lead_in}
         return {"directories": [str(d) for d in self.directories],
                 "done": [[p, *d.identity, d.head, d.records, d.bytes]
                          for p, d in self.done.items()], "reading": reading}
@@ -142,5 +142,4 @@ class Follower:
                      for p, i, s, m, h, r, b in state["done"]}
         reading = state["reading"]
         self.reading = None if reading is None else (
-            str(reading["path"]), int(reading["inode"]),
-            Progress(int(reading["records"]), int(reading["bytes"])))
+            str(reading["path"]), int(reading["inode"]), progress_of(reading))

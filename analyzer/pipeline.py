@@ -61,6 +61,7 @@ class Scanner:
         self._logs: logstage.LogStage | None = None  # the current file's, once it has logs
         self.captures: list[CaptureInfo] = []
         self.end_position: int | None = None
+        self.reader: CaptureReader | None = None
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -80,6 +81,7 @@ class Scanner:
             except CaptureError as e:
                 self.captures.append(CaptureInfo(path=name, error=str(e), error_offset=e.offset))
                 continue
+            self.reader = reader  # the source being read (watch notes where records end)
             self.dns.new_file(reader.name)
             self.packets_stage.new_file()
             self._logs = None

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analyzer.watch import Progress, Stopped, Watcher
+from analyzer.watch import Progress, Stopped, Watcher, progress_of
 
 POLL_S = 0.2  # how often the end of the file is looked at; records wait at most this long
 FIRST_BYTES = 64  # what CaptureReader looks at to tell the format
@@ -52,6 +52,16 @@ class TailFile(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True  # a resumed plain pcap starts at its lead-in (CaptureReader span)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.pos = self._file.seek(offset, whence)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
 
     def readinto(self, b: Any) -> int:
         quiet: tuple[float, int] | None = None  # since when the file, gone, has kept its size
@@ -158,8 +168,9 @@ class FileFollower:
                 raise Stopped("stop")
 
     def state(self) -> dict[str, Any]:
-        return {"path": str(self.path), "identity": self.identity,
-                "records": self.progress.records, "bytes": self.progress.bytes,
+        p = self.progress
+        return {"path": str(self.path), "identity": self.identity, "records": p.records,
+                "bytes": p.bytes, "offset": p.offset, "lead_in": p.lead_in,
                 "failed": self.failed}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -168,6 +179,6 @@ class FileFollower:
             return
         ident, failed = state["identity"], state["failed"]
         self.identity = None if ident is None else (int(ident[0]), int(ident[1]))
-        self.progress = Progress(int(state["records"]), int(state["bytes"]))
+        self.progress = progress_of(state)
         self.failed = None if failed is None else (int(failed[0]), int(failed[1]),
                                                    int(failed[2]))

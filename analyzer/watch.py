@@ -23,6 +23,7 @@ resolvers (the rest are ``other``), and EDE rows are kept only for the detector'
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +31,16 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 
-from analyzer import dnstap
+from analyzer import dnstap, split
 from analyzer.pipeline import Scanner
 from analyzer.watchevents import Incidents
 from analyzer.watchmetrics import Metrics
 from analyzer.watchwindow import Tracker, Window
 
 Emit = Callable[[dict[str, Any]], None]
+PCAP_START = 24  # a pcap file's first record
+LEAD_IN_S = split.LEAD_IN_SECONDS  # what a resumed read rebuilds state from, at least
+_NO_END = 1 << 62
 
 
 class Stopped(Exception):  # noqa: N818 - a signal, not an error
@@ -46,10 +50,48 @@ class Stopped(Exception):  # noqa: N818 - a signal, not an error
 @dataclass(slots=True)
 class Progress:
     """How much of the file being read the counters hold: its first ``records`` records
-    (packets or dnstap frames) and ``bytes`` bytes. A resumed read skips those records."""
+    (packets or dnstap frames) and ``bytes`` bytes. A resumed read does not count those.
+
+    For a plain pcap file, ``offset`` is where the record after them starts and ``lead_in``
+    a record boundary about ``LEAD_IN_S`` of traffic before it: a resumed read starts there
+    (``split.Part``), rebuilding state from the records in between (queries, TCP streams)
+    without counting them. Otherwise (``offset`` None) it reads the file from its start,
+    the counted records only warming up state.
+    """
 
     records: int = 0
     bytes: int = 0
+    offset: int | None = None
+    lead_in: int = PCAP_START
+
+
+def progress_of(state: dict[str, Any]) -> Progress:
+    """A ``Progress`` from a checkpoint's fields (records, bytes, offset, lead_in)."""
+    offset = state["offset"]
+    progress = Progress(int(state["records"]), int(state["bytes"]),
+                        None if offset is None else int(offset), int(state["lead_in"]))
+    if progress.offset is not None and not PCAP_START <= progress.lead_in <= progress.offset:
+        raise ValueError(f"lead-in {progress.lead_in} is not before offset {progress.offset}")
+    return progress
+
+
+class _LeadIn:
+    """Record boundaries passed while reading a plain pcap, with the time of the packet
+    before each: the newest at least ``LEAD_IN_S`` of packet time (or ``MAX_LEAD_IN``
+    bytes) back is where a resumed read's warm-up starts."""
+
+    def __init__(self, start: int):
+        self.marks: deque[tuple[int, int | None]] = deque([(start, None)])
+
+    def update(self, offset: int, ts_ns: int | None) -> int:
+        marks = self.marks
+        if ts_ns is None:
+            return marks[0][0]  # only warm-up records so far: their time is not known
+        marks.append((offset, ts_ns))
+        while len(marks) > 1 and (offset - marks[0][0] > split.MAX_LEAD_IN or (
+                marks[1][1] is not None and marks[1][1] <= ts_ns - LEAD_IN_S * 1_000_000_000)):
+            marks.popleft()
+        return marks[0][0]
 
 
 class Watcher:
@@ -82,17 +124,23 @@ class Watcher:
         scanner = Scanner(ports=self.ports, eager=eager, count_senders=True)
         seen: dict[str, int] = {}
         tracker = self.window.tracker() if self.window is not None else None
-        skip = 0
+        skip, base, part, lead = 0, 0, None, _LeadIn(PCAP_START)
         if progress is not None:
-            skip, seen[" bytes"] = progress.records, progress.bytes
-        for _ in scanner.run([source], skip=skip):
-            self._update(scanner, seen, tracker, progress=progress, skip=skip)
+            base, seen[" bytes"] = progress.records, progress.bytes
+            if progress.offset is not None:
+                part = split.Part(0, progress.lead_in, progress.offset, _NO_END)
+                lead = _LeadIn(progress.lead_in)
+            else:
+                skip = progress.records
+        for _ in scanner.run([source], part=part, skip=skip):
+            self._update(scanner, seen, tracker, progress=progress, base=base, lead=lead)
             if progress is not None:
                 if self.stop.is_set():
                     raise Stopped("stop")
                 if self.after_chunk is not None:
                     self.after_chunk()
-        self._update(scanner, seen, tracker, done=True, progress=progress, skip=skip)
+        self._update(scanner, seen, tracker, done=True, progress=progress, base=base,
+                     lead=lead)
         info = scanner.captures[-1]
         if info.error is None:
             if file:
@@ -119,13 +167,23 @@ class Watcher:
             self.closed = True
 
     def _update(self, scanner: Scanner, seen: dict[str, int], tracker: Tracker | None,
-                done: bool = False, progress: Progress | None = None, skip: int = 0) -> None:
+                done: bool = False, progress: Progress | None = None, base: int = 0,
+                lead: _LeadIn | None = None) -> None:
         with self.lock:
             if not self.closed:
                 self._count(scanner, seen, tracker, done)
                 if progress is not None and scanner.captures:
-                    progress.records = skip + scanner.captures[-1].packets
+                    info = scanner.captures[-1]
+                    progress.records = base + info.packets
                     progress.bytes = seen.get(" bytes", 0)
+                    reader = scanner.reader
+                    if reader is not None and reader.records_end is not None and \
+                            lead is not None and info.file_format == "pcap" and \
+                            info.compression is None:
+                        progress.offset = reader.records_end
+                        progress.lead_in = lead.update(reader.records_end, info.last_ts_ns)
+                    else:
+                        progress.offset = None
 
     def _count(self, scanner: Scanner, seen: dict[str, int], tracker: Tracker | None,
                done: bool) -> None:

@@ -326,13 +326,17 @@ def _counter_samples(metrics: Any) -> dict[Any, float]:
             if s.name.endswith("_total")}
 
 
-@pytest.mark.parametrize("which", [0, 1, 2], ids=["pcap", "pcapng", "dnstap"])
+@pytest.mark.parametrize(("which", "seek"), [(0, True), (0, False), (1, False), (2, False)],
+                         ids=["pcap", "pcap-from-start", "pcapng", "dnstap"])
 def test_stopped_and_resumed_at_any_chunk_counts_as_one_pass(tmp_path: Path, big: list[Path],
-                                                             which: int) -> None:
-    """Stopped after a few chunks, checkpointed, resumed by a new Watcher (records skipped
-    as warm-up): the counters and events equal one uninterrupted pass, exactly."""
+                                                             which: int, seek: bool) -> None:
+    """Stopped after a few chunks, checkpointed, resumed by a new Watcher (a plain pcap
+    from the lead-in before the next record, the others from their start, the records
+    before it only warming up state): counters and events equal one uninterrupted pass."""
+    from dataclasses import asdict
+
     from analyzer import watchevents, watchmetrics, watchstate
-    from analyzer.watch import Progress, Stopped, Watcher
+    from analyzer.watch import Progress, Stopped, Watcher, progress_of
 
     source = big[which]
 
@@ -348,11 +352,12 @@ def test_stopped_and_resumed_at_any_chunk_counts_as_one_pass(tmp_path: Path, big
     class Position:  # the checkpoint's "files": where the file stands
         progress = Progress()
 
-        def state(self) -> dict[str, int]:
-            return {"records": self.progress.records, "bytes": self.progress.bytes}
+        def state(self) -> dict[str, Any]:
+            return asdict(self.progress) if seek else \
+                {**asdict(self.progress), "offset": None}
 
-        def restore(self, state: dict[str, int]) -> None:
-            self.progress = Progress(state["records"], state["bytes"])
+        def restore(self, state: dict[str, Any]) -> None:
+            self.progress = progress_of(state)
 
     resumed: list[Any] = []
     state_path = tmp_path / "watch.state"
@@ -376,6 +381,9 @@ def test_stopped_and_resumed_at_any_chunk_counts_as_one_pass(tmp_path: Path, big
         except Stopped:
             checkpoint.save()
             stops.append(position.progress.records)
+            assert (position.progress.offset is not None) == (which == 0)
+            if seek:  # warm-up from a record boundary well inside the file
+                assert 24 < position.progress.lead_in < position.progress.offset
             continue
     assert 0 < stops[0] < stops[1]  # the second run got further than the first
     assert _counter_samples(watcher.metrics) == want
