@@ -563,3 +563,26 @@ def test_tcpdump_ring_with_kill_9_and_resume(tmp_path: Path,
     assert total(samples, "capture_files_read_total") >= 4
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(WAIT_S) == 0
+
+
+def test_directory_file_deleted_while_read(tmp_path: Path, processes: list[Any],  # noqa: F811
+                                           big: list[Path]) -> None:
+    """A file deleted (rotated away by a -W ring, cleaned up) while it is being read is read
+    to its end through the open descriptor."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    port = free_port()
+    proc = start_watch(str(spool), "--metrics", f"127.0.0.1:{port}", "--settle", "0.2",
+                       "--max-resolvers", "1000")
+    processes.append(proc)
+    wait_for(lambda: scrape(port), "the metrics endpoint", proc)
+    drop(spool, big[0], "dns-0.pcap")
+    read_then = wait_for(lambda: total(scrape(port) or {}, "capture_bytes_read_total"),
+                         "the file to be read", proc)
+    os.unlink(spool / "dns-0.pcap")
+    assert read_then < big[0].stat().st_size  # deleted in the middle of its reading
+    samples = wait_for(settled(port, lambda s: total(s, "capture_files_read_total") == 1),
+                       "the file, to its end", proc)
+    assert_counts(samples, [big[0]])
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(WAIT_S) == 0
