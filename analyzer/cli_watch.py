@@ -28,7 +28,7 @@ from analyzer.cli import (
     _resolve_format,
     app,
 )
-from analyzer.watch import Stopped
+from analyzer.errors import Stopped
 
 
 class _Stop:

@@ -30,6 +30,10 @@ class CaptureError(EdePcapError):
         super().__init__(message or f"{shown}: {problem}{where}{tail}")
 
 
+class Stopped(Exception):  # noqa: N818 - a signal, not an error (not an EdePcapError)
+    """SIGTERM or SIGINT arrived: ``watch`` stops where its counts are whole."""
+
+
 class Malformed(EdePcapError):
     """A packet or DNS message is malformed; ``reason`` is a stable kebab-case slug.
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analyzer.watch import Progress, Stopped, Watcher, progress_of
+from analyzer.errors import Stopped
+from analyzer.watch import Progress, Watcher, progress_of
 
 POLL_S = 0.2  # how often the end of the file is looked at; records wait at most this long
 FIRST_BYTES = 64  # what CaptureReader looks at to tell the format

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 import pandas as pd
 
 from analyzer import dnstap, split
+from analyzer.errors import Stopped
 from analyzer.pipeline import Scanner
 from analyzer.watchevents import Incidents
 from analyzer.watchmetrics import Metrics
@@ -41,10 +42,6 @@ Emit = Callable[[dict[str, Any]], None]
 PCAP_START = 24  # a pcap file's first record
 LEAD_IN_S = split.LEAD_IN_SECONDS  # what a resumed read rebuilds state from, at least
 _NO_END = 1 << 62
-
-
-class Stopped(Exception):  # noqa: N818 - a signal, not an error
-    """SIGTERM or SIGINT arrived."""
 
 
 @dataclass(slots=True)

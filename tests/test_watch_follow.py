@@ -336,7 +336,8 @@ def test_stopped_and_resumed_at_any_chunk_counts_as_one_pass(tmp_path: Path, big
     from dataclasses import asdict
 
     from analyzer import watchevents, watchmetrics, watchstate
-    from analyzer.watch import Progress, Stopped, Watcher, progress_of
+    from analyzer.errors import Stopped
+    from analyzer.watch import Progress, Watcher, progress_of
 
     source = big[which]
 
