@@ -25,8 +25,12 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import prometheus_client
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from analyzer import watchevents
 from analyzer.errors import EdePcapError
 from analyzer.watch import Watcher
 
@@ -45,7 +49,7 @@ class StateError(EdePcapError):
 
 
 def load(path: Path) -> dict[str, Any] | None:
-    """Return the checkpoint at ``path`` (the rows as a DataFrame under ``"rows"``), None if
+    """Return the checkpoint at ``path`` (the detector's rows under ``"rows"``), None if
     there is none yet; raise ``StateError`` for anything that is not a readable one."""
     try:
         text = path.read_bytes()
@@ -65,19 +69,13 @@ def load(path: Path) -> dict[str, Any] | None:
                          f"(state version {state.get('version')!r}, this one reads {VERSION})")
     rows = None
     if state.get("rows"):
-        import pandas as pd
-
         rows_path = path.with_name(str(state["rows"]))
-        from analyzer import frame
-
         try:
-            rows = pd.read_parquet(rows_path)
-        except (OSError, ValueError) as e:
+            rows = _read_rows(rows_path)
+        except (OSError, ValueError, KeyError) as e:
             raise StateError(f"--state {path}: its EDE rows {rows_path} cannot be read "
                              f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
                              ) from None
-        if tuple(rows.columns) != frame.EDE_COLUMNS:
-            raise StateError(f"--state {path}: its EDE rows {rows_path} are not an EDE frame")
     state["rows"] = rows
     return state
 
@@ -122,10 +120,11 @@ class Checkpoint:
         a retry at the next one (counting goes on), if ``warn`` is set."""
         try:
             self.write()
-        except OSError as e:
+        except (OSError, pa.ArrowException) as e:
             if self.warn is None:
                 raise
-            self.warn(f"--state {self.path}: checkpoint not written ({e.strerror or e}); "
+            self.warn(f"--state {self.path}: checkpoint not written "
+                      f"({getattr(e, 'strerror', None) or e}); "
                       "will try again")
             self.last = time.monotonic()
 
@@ -140,10 +139,10 @@ class Checkpoint:
             self.seq += 1
             incidents = self.watcher.incidents
             rows_name = None
-            if incidents.rows is not None and len(incidents.rows):
+            if incidents.held_rows():
                 rows_name = f"{self.path.name}.rows-{self.seq}.parquet"
-                _write(self.path.with_name(rows_name),
-                       lambda f: incidents.rows.to_parquet(f, index=False))  # type: ignore[union-attr]
+                table = _rows_table(incidents.pieces)
+                _write(self.path.with_name(rows_name), lambda f: pq.write_table(table, f))
             state = {
                 "format": FORMAT, "version": VERSION, "seq": self.seq, "sources": self.sources,
                 "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -183,6 +182,38 @@ def take_back_events(path: str | None, state: dict[str, Any] | None) -> None:
     mark = state["events"]
     if st.st_ino == mark["inode"] and st.st_size > mark["size"]:
         os.truncate(path, mark["size"])
+
+
+def _rows_table(pieces: list[Any]) -> pa.Table:
+    """The detector's window (``watchevents`` pieces) as one table: ts, code, the columns."""
+    joined = watchevents._join(pieces)  # the detector's own join: its pieces, one array each
+    columns = {"ts": pa.array(joined.ts, pa.int64()), "code": pa.array(joined.code, pa.int64())}
+    for name, values in joined.columns.items():
+        # one JSON text per value: a column may mix types (1 and True), which Arrow refuses
+        columns[name] = pa.array([json.dumps(v, default=_json_value) for v in values],
+                                 pa.string())
+    return pa.table(columns)
+
+
+def _json_value(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()  # numpy scalars
+    return None  # pandas' NA and NaT: missing
+
+
+def _read_rows(path: Path) -> list[Any]:
+    """The detector's pieces from ``_rows_table``'s file (one piece)."""
+    table = pq.read_table(path)
+    names = set(table.column_names) - {"ts", "code"}
+    if not names <= set(watchevents._WORK_COLUMNS):
+        raise ValueError(f"unknown columns {sorted(names - set(watchevents._WORK_COLUMNS))}")
+    columns = {}
+    for name in names:
+        values = [json.loads(v) for v in table.column(name).to_pylist()]
+        columns[name] = np.empty(len(values), dtype=object)
+        columns[name][:] = values
+    return [watchevents._Piece(table.column("ts").to_numpy().astype(np.int64),
+                               table.column("code").to_numpy().astype(np.int64), columns)]
 
 
 def _plain(value: Any) -> Any:
@@ -259,4 +290,4 @@ def restore_incidents(incidents: Any, state: dict[str, Any], rows: Any) -> None:
     incidents.ended = [(int(c), int(s), int(e)) for c, s, e in state["ended"]]
     incidents.fresh = bool(state["fresh"])
     incidents.bucket = int(state["bucket"])
-    incidents.rows = rows
+    incidents.pieces = rows or []
