@@ -20,43 +20,43 @@ _COALESCE = 64  # pieces held before they are joined into one (a stream's are sm
 
 
 # The EDE frame's columns that reports.work_frame reads
-_WORK_COLUMNS = ("capture", "frame_number", "src_ip", "src_port", "dst_ip", "dns_id", "qname",
-                 "rcode", "rd", "edns_udp_size", "ede_count", "ede_code", "extra_text")
+WORK_COLUMNS = ("capture", "frame_number", "src_ip", "src_port", "dst_ip", "dns_id", "qname",
+                "rcode", "rd", "edns_udp_size", "ede_count", "ede_code", "extra_text")
 
 
 @dataclass(slots=True)
-class _Piece:
+class Piece:
     """EDE rows that arrived together, as plain arrays (joining typed frames, categoricals
     and all, costs far more), with their times and codes; rows without a time are left
     out, as no bucket holds them."""
 
     ts: np.ndarray     # int64 ns
     code: np.ndarray   # int64
-    columns: dict[str, np.ndarray]  # _WORK_COLUMNS
+    columns: dict[str, np.ndarray]  # WORK_COLUMNS
 
     @classmethod
-    def of(cls, df: pd.DataFrame) -> _Piece:
+    def of(cls, df: pd.DataFrame) -> Piece:
         stamped = df["ts"].notna().to_numpy(dtype=bool)
         if not stamped.all():
             df = df.loc[stamped]
-        columns = {name: df[name].to_numpy(dtype=object) for name in _WORK_COLUMNS
+        columns = {name: df[name].to_numpy(dtype=object) for name in WORK_COLUMNS
                    if name in df}
         return cls(df["ts"].to_numpy(dtype=np.int64),
                    df["ede_code"].to_numpy(dtype=np.int64, na_value=-1), columns)
 
-    def take(self, mask: np.ndarray) -> _Piece:
-        return _Piece(self.ts[mask], self.code[mask],
-                      {name: values[mask] for name, values in self.columns.items()})
+    def take(self, mask: np.ndarray) -> Piece:
+        return Piece(self.ts[mask], self.code[mask],
+                     {name: values[mask] for name, values in self.columns.items()})
 
 
-def _join(pieces: list[_Piece]) -> _Piece:
-    return _Piece(np.concatenate([p.ts for p in pieces]),
-                  np.concatenate([p.code for p in pieces]),
-                  {name: np.concatenate([p.columns[name] for p in pieces])
-                   for name in pieces[0].columns})
+def join_pieces(pieces: list[Piece]) -> Piece:
+    return Piece(np.concatenate([p.ts for p in pieces]),
+                 np.concatenate([p.code for p in pieces]),
+                 {name: np.concatenate([p.columns[name] for p in pieces])
+                  for name in pieces[0].columns})
 
 
-def _frame(piece: _Piece) -> pd.DataFrame:
+def _frame(piece: Piece) -> pd.DataFrame:
     """The piece as the EDE frame's columns that the work frame reads."""
     return pd.DataFrame({**piece.columns, "ts": pd.to_datetime(piece.ts, utc=True)})
 
@@ -75,7 +75,7 @@ class Incidents:
 
     interval_s: int = 60
     window_s: int = 3600
-    pieces: list[_Piece] = field(default_factory=list)
+    pieces: list[Piece] = field(default_factory=list)
     first_ns: int | None = None
     newest_ns: int | None = None
     open: dict[int, dict[str, Any]] = field(default_factory=dict)  # code -> its incident
@@ -91,10 +91,10 @@ class Incidents:
         if newest_ns is not None and (self.newest_ns is None or newest_ns > self.newest_ns):
             self.newest_ns = newest_ns
         if len(df):
-            self.pieces.append(_Piece.of(df))
+            self.pieces.append(Piece.of(df))
             self.fresh = True
             if len(self.pieces) > _COALESCE:  # many small chunks within a bucket
-                self.pieces = [_join(self.pieces)]
+                self.pieces = [join_pieces(self.pieces)]
 
     def held_rows(self) -> int:
         """The EDE rows held for the window (some of its oldest piece may be older)."""
@@ -111,7 +111,7 @@ class Incidents:
         """Drop the pieces wholly before ``lo``; join the rest when they are many."""
         self.pieces = [p for p in self.pieces if len(p.ts) and p.ts.max() >= lo]
         if len(self.pieces) > _COALESCE:
-            self.pieces = [_join([p.take(p.ts >= lo) for p in self.pieces])]
+            self.pieces = [join_pieces([p.take(p.ts >= lo) for p in self.pieces])]
 
     def evaluate(self, final: str | None = None) -> list[dict[str, Any]]:
         """Return the incident events since the last call; ``final`` (``stream-ended``,
@@ -215,7 +215,7 @@ class Incidents:
                 mask |= (p.code == code) & (p.ts >= max(start, lo)) & (p.ts < end)
             if mask.any():
                 picked.append(p.take(mask))
-        return _frame(_join(picked or [self.pieces[0].take(np.zeros(len(self.pieces[0].ts),
+        return _frame(join_pieces(picked or [self.pieces[0].take(np.zeros(len(self.pieces[0].ts),
                                                                       bool))]))
 
 

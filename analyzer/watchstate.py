@@ -186,7 +186,7 @@ def take_back_events(path: str | None, state: dict[str, Any] | None) -> None:
 
 def _rows_table(pieces: list[Any]) -> pa.Table:
     """The detector's window (``watchevents`` pieces) as one table: ts, code, the columns."""
-    joined = watchevents._join(pieces)  # the detector's own join: its pieces, one array each
+    joined = watchevents.join_pieces(pieces)  # the detector's own join: its pieces, one array each
     columns = {"ts": pa.array(joined.ts, pa.int64()), "code": pa.array(joined.code, pa.int64())}
     for name, values in joined.columns.items():
         # one JSON text per value: a column may mix types (1 and True), which Arrow refuses
@@ -205,14 +205,14 @@ def _read_rows(path: Path) -> list[Any]:
     """The detector's pieces from ``_rows_table``'s file (one piece)."""
     table = pq.read_table(path)
     names = set(table.column_names) - {"ts", "code"}
-    if not names <= set(watchevents._WORK_COLUMNS):
-        raise ValueError(f"unknown columns {sorted(names - set(watchevents._WORK_COLUMNS))}")
+    if not names <= set(watchevents.WORK_COLUMNS):
+        raise ValueError(f"unknown columns {sorted(names - set(watchevents.WORK_COLUMNS))}")
     columns = {}
     for name in names:
         values = [json.loads(v) for v in table.column(name).to_pylist()]
         columns[name] = np.empty(len(values), dtype=object)
         columns[name][:] = values
-    return [watchevents._Piece(table.column("ts").to_numpy().astype(np.int64),
+    return [watchevents.Piece(table.column("ts").to_numpy().astype(np.int64),
                                table.column("code").to_numpy().astype(np.int64), columns)]
 
 
