@@ -8,7 +8,10 @@ record cut at the current end is simply not complete yet, so the reader waits fo
 instead of calling it a truncation. The stream ends (``ended``) when the file is finished:
 the path names another file (``replaced``: rotated away) or no file (``deleted``), and the old
 one, read to its end through the open descriptor, has not grown for ``GONE_QUIET_S``; or it shrank
-below what was read (``truncated``: copytruncate; read it again from its start).
+below what was read (``truncated``: copytruncate; read it again from its start). A directory's
+newest file (``follow.Follower``) also ends once ``newer()`` says a newer file exists and it has
+been quiet as long (``superseded``), or, with ``settle_s``, once it has been quiet that long
+(``settled``).
 ``FileFollower`` runs that in a loop, one file after another, and remembers where it is.
 """
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analyzer.capture import CHUNK_BYTES
 from analyzer.errors import Stopped
 from analyzer.watch import Progress, Watcher, progress_of
 
@@ -35,8 +39,11 @@ class TailFile(io.RawIOBase):
     """The bytes of a growing file, as a stream that ends only once the file is finished."""
 
     def __init__(self, path: Path, stop: threading.Event, poll_s: float = POLL_S,
-                 waiting: Callable[[], None] | None = None):
+                 waiting: Callable[[], None] | None = None,
+                 newer: Callable[[], bool] | None = None, settle_s: float | None = None):
         self.path = path
+        self.newer = newer  # whether the writer has moved on to a newer file
+        self.settle_s = settle_s
         self.waiting = waiting  # called while it waits at the end (a checkpoint when due)
         self.name = str(path)  # what CaptureReader and warnings call it
         self.stop = stop
@@ -48,8 +55,10 @@ class TailFile(io.RawIOBase):
         self.ended: str | None = None  # replaced, deleted or truncated, once finished
 
     def stream(self) -> io.BufferedReader:
-        """The stream to read (no ``fileno``: a poll of a regular file says nothing)."""
-        return io.BufferedReader(self, 1 << 16)
+        """The stream to read (no ``fileno``: a poll of a regular file says nothing). Its
+        buffer is a reader's chunk: what the file holds already is handed over in one
+        chunk, as a file read whole is (not a chunk per 64 KiB)."""
+        return io.BufferedReader(self, CHUNK_BYTES)
 
     def readable(self) -> bool:
         return True
@@ -69,7 +78,8 @@ class TailFile(io.RawIOBase):
         while True:
             # the format is told from the first bytes (a dnstap START frame is 42): a file
             # just created is not read before it holds that many, or is finished
-            if self.pos or self.size() >= FIRST_BYTES or self._gone() is not None:
+            if self.pos or self.size() >= FIRST_BYTES or \
+                    self._finished()[0] not in (None, "settled"):
                 n = self._file.readinto(b)
                 if n:
                     self.pos += n
@@ -80,14 +90,14 @@ class TailFile(io.RawIOBase):
             if size < self.pos:
                 self.ended = "truncated"
                 return 0
-            gone = self._gone()
+            gone, quiet_s = self._finished()
             if gone is not None:
                 # its writer may still be at work (logrotate before its HUP, a writer that
                 # keeps an unlinked file): finished once it has been quiet for a while
                 now = time.monotonic()
                 if quiet is None or quiet[1] != size:
                     quiet = (now, size)
-                elif now - quiet[0] >= GONE_QUIET_S:
+                elif now - quiet[0] >= quiet_s:
                     self.ended = gone
                     return 0
             if self.waiting is not None:
@@ -97,6 +107,17 @@ class TailFile(io.RawIOBase):
 
     def size(self) -> int:
         return os.fstat(self._file.fileno()).st_size
+
+    def _finished(self) -> tuple[str | None, float]:
+        """Why the file is finished once it has been quiet for how long (None: it is not)."""
+        gone = self._gone()
+        if gone is None and self.newer is not None and self.newer():
+            gone = "superseded"
+        if gone is not None:
+            return gone, GONE_QUIET_S
+        if self.settle_s is None or not self.pos:
+            return None, 0.0  # a file not begun (its format not told yet) waits for more
+        return "settled", self.settle_s
 
     def _gone(self) -> str | None:
         """Whether the path names another file (``replaced``) or none (``deleted``)."""
