@@ -58,9 +58,9 @@ def _listen_address(value: str | None) -> str | None:
 def watch(
     sources: Annotated[list[str], typer.Argument(
         metavar="SOURCE...", show_default=False,
-        help="Directories of rotating captures (each file read once, in order, when it is "
-             "complete); a capture FILE that grows (followed like tail -F); unix:PATH for "
-             "a dnstap socket that resolvers connect to (Frame "
+        help="Directories of rotating captures (each file read once, completely, in order; "
+             "the newest one as it is written); a capture FILE that grows (followed like "
+             "tail -F); unix:PATH for a dnstap socket that resolvers connect to (Frame "
              "Streams, bidirectional); or - for a pcap, pcapng or dnstap stream on standard "
              "input.")],
     metrics: Annotated[str | None, typer.Option(
@@ -79,10 +79,12 @@ def watch(
     window: Annotated[str, typer.Option(
         "--window", metavar="SPAN", callback=_check_interval,
         help="How much recent traffic (packet time) the detector's baseline spans.")] = "1h",
-    settle: Annotated[float, typer.Option(
-        "--settle", metavar="SECONDS", min=0.0,
-        help="A file in a directory is complete once its size has not changed for this "
-             "long (or a newer file appeared).")] = 10.0,
+    settle: Annotated[float | None, typer.Option(
+        "--settle", metavar="SECONDS", min=0.0, show_default=False,
+        help="A directory's newest file is done (counted in capture_files_read_total, let "
+             "go; read on if it grows again) once it has not grown for this long [default: "
+             "when a newer file appears and it has not grown for 1 s]. Its records are "
+             "counted as they are written either way.")] = None,
     report: Annotated[str | None, typer.Option(
         "--report", metavar="PATH",
         help="Write report's full report of the last --report-window to PATH (replaced "
@@ -272,14 +274,13 @@ def watch(
                     files_state.run(watcher, None if checkpoint is None else checkpoint.save)
                 while True:
                     for path in (files_state.ready() if dirs else []):
-                        watcher.read(path, progress=files_state.start(path))
-                        files_state.finish(path)
+                        files_state.read(watcher, path)
                         if checkpoint is not None:
                             checkpoint.save()
                     watcher.check(force=True)
                     if checkpoint is not None:
                         checkpoint.due()
-                    if watcher.stop.wait(min(1.0, max(settle / 2, 0.05))):
+                    if watcher.stop.wait(tail.POLL_S):
                         raise Stopped("stop")
             except Stopped:
                 # what was read is counted; incidents still open end here, or stay open in

@@ -1,15 +1,16 @@
-"""Directories of rotating captures: each file handed out once, in order, when complete."""
+"""Directories of rotating captures: each file read once, completely, in order; the newest
+one as it is written."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analyzer.watch import Progress, progress_of
+from analyzer.tail import TailFile
+from analyzer.watch import Progress, Watcher, progress_of
 
 # What tells one content of a path from the next: a ``-C``/``-W`` ring reuses names (and
 # may truncate the same inode), so the path alone does not.
@@ -38,29 +39,42 @@ class Done:
     head: str      # head_digest when it was done
     records: int   # records counted (Progress.records)
     bytes: int     # bytes counted (Progress.bytes)
+    ok: bool = True  # False: not a capture (warned once; skipped while it only grows)
 
 
 @dataclass(slots=True)
 class Follower:
-    """The files of directories of rotating captures, each handed out once, in order, when
-    complete: its size has not changed for ``settle_s`` seconds, or a newer file exists.
+    """The files of directories of rotating captures, each read once, completely, in order
+    (modification time, then name): ``for path in ready(): read(watcher, path)``.
+
+    A file with a newer one after it is read whole. The newest is read as it is written
+    (``tail.TailFile``): its reading ends once a newer file exists and it has not grown for
+    ``tail.GONE_QUIET_S`` (a rotating writer has moved on), or, with ``settle_s``, once it
+    has not grown for that long.
 
     A file is done once ``finish`` is called for it; ``done`` keeps its identity, so that a
     name reused for new content is read again, and what was counted of it, so that a file
-    that grows again after it was taken (a quiet spell longer than ``settle_s``) is read on
-    from there. ``reading`` is the file being read and how far (``start``), so that a
-    restarted watch resumes it (``state``, ``restore``).
+    that grows again after it was done is read on from there. ``reading`` is the file being
+    read and how far (``start``), so that a restarted watch resumes it (``state``,
+    ``restore``).
     """
 
     directories: list[Path]
-    settle_s: float = 10.0
+    settle_s: float | None = None
     done: dict[str, Done] = field(default_factory=dict)  # path -> the file read there
-    sizes: dict[str, tuple[int, float]] = field(default_factory=dict)  # path -> (size, since)
     reading: tuple[str, int, Progress] | None = None  # path, inode, progress
 
-    def ready(self, now: float | None = None) -> list[Path]:
-        now = time.monotonic() if now is None else now
-        listed: list[tuple[float, str, int, Identity]] = []
+    def ready(self) -> list[Path]:
+        """The files to read, in order (the last one may still be being written)."""
+        return [Path(p) for p in self._pending()]
+
+    def newer(self, path: Path) -> bool:
+        """Whether a file to read comes after ``path`` (its writer has moved on)."""
+        pending = self._pending()
+        return str(path) in pending and pending[-1] != str(path)
+
+    def _pending(self) -> list[str]:
+        listed: list[tuple[int, str, Identity]] = []
         for directory in self.directories:
             with os.scandir(directory) as entries:
                 for entry in entries:
@@ -70,25 +84,48 @@ class Follower:
                         st = entry.stat()
                     except FileNotFoundError:
                         continue  # rotated away (tcpdump -W) since the listing
-                    listed.append((st.st_mtime, entry.path, st.st_size, identity_of(st)))
+                    listed.append((st.st_mtime_ns, entry.path, identity_of(st)))
         listed.sort()
-        present = {path for _, path, _, _ in listed}
+        present = {path for _, path, _ in listed}
         # rotated away: forget it (memory stays bounded)
         self.done = {p: v for p, v in self.done.items() if p in present}
-        self.sizes = {p: v for p, v in self.sizes.items() if p in present}
-        out = []
-        pending = [(path, size) for _, path, size, ident in listed
-                   if path not in self.done or self.done[path].identity != ident]
-        for i, (path, size) in enumerate(pending):
-            before = self.sizes.get(path)
-            if before is None or before[0] != size:
-                self.sizes[path] = (size, now)
-            newer = i + 1 < len(pending)
-            if not newer and now - self.sizes[path][1] < self.settle_s:
-                break  # still growing, or not quiet for long enough yet
-            out.append(Path(path))
-            self.sizes.pop(path, None)
-        return out
+        return [path for _, path, ident in listed
+                if path not in self.done or self.done[path].identity != ident
+                and not self._still_not_a_capture(path, ident)]
+
+    def _still_not_a_capture(self, path: str, ident: Identity) -> bool:
+        """Whether ``path``, found not to be a capture, has only grown since (the same
+        inode and first bytes): it is not read, nor warned about, again."""
+        done = self.done[path]
+        if done.ok or done.identity[0] != ident[0] or ident[1] < done.identity[1] or \
+                head_digest(path, done.identity[1]) != done.head:
+            return False
+        self.done[path] = Done(ident, head_digest(path, ident[1]), 0, 0, ok=False)
+        return True
+
+    def read(self, watcher: Watcher, path: Path) -> None:
+        """Read ``path`` from where ``start`` says, then ``finish`` it: the newest file
+        through ``TailFile`` (counted as it is written), any other whole."""
+        progress = self.start(path)
+        if self.newer(path):
+            ok = watcher.read(path, progress=progress)
+            self.finish(path, ok)
+            return
+        try:
+            tail = TailFile(path, watcher.stop, waiting=watcher.after_chunk,
+                            newer=lambda: self.newer(path), settle_s=self.settle_s)
+        except FileNotFoundError:
+            self.reading = None  # rotated away since the listing: nothing to read
+            return
+        try:
+            ok = watcher.read(tail.stream(), eager=True, progress=progress)
+        finally:
+            tail.close()
+        if tail.ended == "truncated":  # a ring writer came round: its new content is next
+            self.reading = None
+            self.done.pop(str(path), None)
+        else:
+            self.finish(path, ok)
 
     def start(self, path: Path) -> Progress:
         """Return the progress to read ``path`` with: where a stopped run left it, or where
@@ -110,18 +147,22 @@ class Follower:
         self.reading = (key, st.st_ino if st is not None else -1, progress)
         return progress
 
-    def finish(self, path: Path) -> None:
-        """``path`` was read to its end: done, as long as it keeps this content."""
+    def finish(self, path: Path, ok: bool = True) -> None:
+        """``path`` was read to its end (``ok``: it is a capture): done, as long as it
+        keeps this content."""
         key = str(path)
+        inode = self.reading[1] if self.reading is not None else None
         progress = self.reading[2] if self.reading is not None else Progress()
         self.reading = None
         try:
             st = os.stat(key)
         except FileNotFoundError:
-            self.done.pop(key, None)  # deleted while it was read: nothing to remember
+            st = None
+        if st is None or (inode is not None and st.st_ino != inode):
+            self.done.pop(key, None)  # deleted or replaced while it was read: nothing to keep
             return
         self.done[key] = Done(identity_of(st), head_digest(key, st.st_size),
-                              progress.records, progress.bytes)
+                              progress.records, progress.bytes, ok)
 
     def state(self) -> dict[str, Any]:
         reading = None
@@ -130,7 +171,7 @@ class Follower:
             reading = {"path": key, "inode": inode, "records": p.records, "bytes": p.bytes,
                        "offset": p.offset, "lead_in": p.lead_in}
         return {"directories": [str(d) for d in self.directories],
-                "done": [[p, *d.identity, d.head, d.records, d.bytes]
+                "done": [[p, *d.identity, d.head, d.records, d.bytes, d.ok]
                          for p, d in self.done.items()], "reading": reading}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -138,8 +179,10 @@ class Follower:
         another watch command) is not about these directories."""
         if "directories" not in state:
             return
-        self.done = {str(p): Done((int(i), int(s), int(m)), str(h), int(r), int(b))
-                     for p, i, s, m, h, r, b in state["done"]}
+        # a checkpoint written before ``ok`` was kept has seven fields
+        self.done = {str(p): Done((int(i), int(s), int(m)), str(h), int(r), int(b),
+                                  bool(rest[0]) if rest else True)
+                     for p, i, s, m, h, r, b, *rest in state["done"]}
         reading = state["reading"]
         self.reading = None if reading is None else (
             str(reading["path"]), int(reading["inode"]), progress_of(reading))

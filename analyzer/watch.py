@@ -1,20 +1,19 @@
 """Follow live traffic: rotating capture directories, streams, dnstap sockets -> metrics, events.
 
     watcher = Watcher(metrics, incidents, emit)     # counters, sliding window, incident state
-    for path in follower.ready():                   # each file once, when it is complete
-        watcher.read(path, progress=follower.start(path))   # a chunk at a time; resumable
-        follower.finish(path)
+    for path in follower.ready():                   # each file once, in order
+        follower.read(watcher, path)                # the newest as it is written; resumable
     FileFollower(path).run(watcher)                 # one growing file, like tail -F
     watcher.read("-", eager=True)                   # a pcap stream on standard input
     SocketSource(listener, watcher).start()         # dnstap writers: a thread per connection
 
 The pieces, one job each: ``watchmetrics.Metrics`` (Prometheus counters, bounded labels),
 ``watchevents.Incidents`` (report's detector over a sliding window -> start/end events),
-``follow.Follower`` (which files of a directory are complete), ``tail.FileFollower`` (a
-file that grows), ``watchsocket.SocketSource`` (dnstap writers on a unix socket),
-``watchstate.Checkpoint`` (``--state``: all of the above, to resume from). ``Watcher`` here
-reads a source through ``pipeline.Scanner`` and feeds the first two, under ``Watcher.lock``
-(connections are read concurrently, each by a scanner of its own).
+``follow.Follower`` (a directory's files in order, the newest as it is written),
+``tail.FileFollower`` (a file that grows), ``watchsocket.SocketSource`` (dnstap writers on
+a unix socket), ``watchstate.Checkpoint`` (``--state``: all of the above, to resume from).
+``Watcher`` here reads a source through ``pipeline.Scanner`` and feeds the first two, under
+``Watcher.lock`` (connections are read concurrently, each by a scanner of its own).
 
 State stays bounded: the counters are labelled by code and by at most ``max_resolvers``
 resolvers (the rest are ``other``), and EDE rows are kept only for the detector's window.
