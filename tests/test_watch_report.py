@@ -33,12 +33,15 @@ EVERYTHING = "36500d"  # a window longer than the samples' dates are old
 
 def rotated(directory: Path, *files: Path) -> list[Path]:
     """Copy ``files`` into ``directory`` with increasing mtimes (watch reads in mtime
-    order) and return the copies in that order."""
+    order) and return the copies in that order. Each appears whole (copied under a hidden
+    name, then renamed): the newest file is read as it is written, and a file that appears
+    whole is read in one chunk."""
     copies = []
     for i, f in enumerate(files):
-        copy = directory / f.name
-        shutil.copyfile(f, copy)
-        os.utime(copy, (1_700_000_000 + i, 1_700_000_000 + i))
+        copy, hidden = directory / f.name, directory / f".{f.name}"
+        shutil.copyfile(f, hidden)
+        os.utime(hidden, (1_700_000_000 + i, 1_700_000_000 + i))
+        os.replace(hidden, copy)
         copies.append(copy)
     return copies
 
