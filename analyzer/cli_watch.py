@@ -61,7 +61,7 @@ def watch(
         help="Directories of rotating captures (each file read once, completely, in order; "
              "the newest one as it is written); a capture FILE that grows (followed like "
              "tail -F); unix:PATH for a dnstap socket that resolvers connect to (Frame "
-             "Streams, bidirectional); or - for a pcap, pcapng or dnstap stream on standard "
+             "Streams); or - for a pcap, pcapng or dnstap stream on standard "
              "input.")],
     metrics: Annotated[str | None, typer.Option(
         "--metrics", metavar="HOST:PORT", callback=_listen_address,
