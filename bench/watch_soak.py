@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-MAKE_CAPTURE = Path("/work/shared/bench/make_capture.py")
-if not MAKE_CAPTURE.exists():
-    MAKE_CAPTURE = ROOT / "bench" / "make_capture.py"
+# the benchmark generator, beside the checkout (../shared/bench), as for bench/run.py
+MAKE_CAPTURE = ROOT.parent / "shared" / "bench" / "make_capture.py"
 START_S = 1_735_689_600
 WAIT_S = 60  # the longest one file may take to be read
 

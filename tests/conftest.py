@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -32,3 +34,14 @@ def tshark() -> str:
 def fstrm_replay() -> str:
     """Return the path of fstrm_replay, Debian's fstrm-bin (see ``require_tool``)."""
     return require_tool("fstrm_replay")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The watch processes a test starts; any still running at the end are killed."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

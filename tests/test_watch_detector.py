@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from captures import Rec, frame, pcap, response, udp
-from test_watch import (
+from watchproc import (
+    MAKE_CAPTURE,
     ROOT,
     WAIT_S,
     free_port,
-    processes,  # noqa: F401 - the fixture
     scrape,
     settled,
     start_watch,
@@ -30,9 +30,6 @@ import analyzer
 from analyzer import reports, watchevents, watchmetrics
 from analyzer.watch import Watcher
 
-MAKE_CAPTURE = Path("/work/shared/bench/make_capture.py")
-if not MAKE_CAPTURE.exists():  # the generator ships with the benchmarks
-    MAKE_CAPTURE = ROOT / "bench" / "make_capture.py"
 START_S = 1_735_689_600  # make_capture.py's default first timestamp
 BUCKET_NS = 60 * 10**9
 OUTAGE = (START_S + 31 * 60 + 20, 6 * 60)  # 31m20s in, for 6 minutes

@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_watch import (
+from watchproc import (
     ALL_CODES,
     DNSTAP,
     INCIDENT,
+    MAKE_CAPTURE,
     ROOT,
     WAIT_S,
     by_label,
     drop,
     expected,
     free_port,
-    processes,  # noqa: F401 - the fixture
     scrape,
     settled,
     start_watch,
@@ -38,7 +38,6 @@ from test_watch import (
 import analyzer
 
 WRITER = Path(__file__).resolve().parent / "grow_writer.py"
-MAKE_CAPTURE = ROOT.parent / "shared" / "bench" / "make_capture.py"
 UNBOUND = ROOT / "tests" / "real" / "dnstap" / "unbound.dnstap"
 
 

@@ -16,27 +16,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_watch import (
-    ALL_CODES,
-    INCIDENT,
-    WAIT_S,
-    expected,
-    free_port,
-    processes,  # noqa: F401 - the fixture
-    scrape,
-    settled,
-    start_watch,
-    total,
-    wait_for,
-)
 from test_watch_follow import (
-    MAKE_CAPTURE,
     UNBOUND,
     assert_counts,
     finish,
     packets_equal,
     read_state,
     write,
+)
+from watchproc import (
+    ALL_CODES,
+    INCIDENT,
+    MAKE_CAPTURE,
+    WAIT_S,
+    expected,
+    free_port,
+    scrape,
+    settled,
+    start_watch,
+    total,
+    wait_for,
 )
 
 COUNTED_WITHIN_S = 5.0  # a record written to the newest file shows in /metrics by then

@@ -20,13 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
-from test_watch import ALL_CODES, DNSTAP, INCIDENT, ROOT, WAIT_S, processes, start_watch, wait_for
 from typer.testing import CliRunner
+from watchproc import ALL_CODES, DNSTAP, INCIDENT, ROOT, WAIT_S, start_watch, wait_for
 
 from analyzer import fstrmsocket, pipeline
 from analyzer.cli import app
-
-__all__ = ["processes"]  # the fixture, used by name
 
 EVERYTHING = "36500d"  # a window longer than the samples' dates are old
 

@@ -43,13 +43,12 @@ import dns.query
 import dns.rcode
 import pytest
 from conftest import require_tool
-from test_watch import (
+from watchproc import (
     ROOT,
     WAIT_S,
     by_label,
     expected,
     free_port,
-    processes,  # noqa: F401 - the fixture
     scrape,
     settled,
     start_watch,

@@ -23,11 +23,10 @@ from captures import (
     records,
     udp,
 )
-from test_watch import (
+from watchproc import (
     ROOT,
     drop,
     free_port,
-    processes,  # noqa: F401 - the fixture
     scrape,
     settled,
     start_watch,

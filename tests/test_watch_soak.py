@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from captures import frame, pcap, records, response, udp
-from test_watch import ROOT
+from watchproc import ROOT
 
 import analyzer
 from analyzer import codes, watchmetrics

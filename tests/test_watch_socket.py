@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from test_watch import (
+from watchproc import (
     ROOT,
     WAIT_S,
     by_label,
     expected,
     free_port,
-    processes,  # noqa: F401 - the fixture
     scrape,
     settled,
     start_watch,
