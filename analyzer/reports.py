@@ -1432,7 +1432,7 @@ def _responses_in_window(response_seconds: dict[int, int], filters: Filters) -> 
 
     lo = to_ns(filters.since) / _NS if filters.since else -math.inf
     hi = to_ns(filters.until) / _NS if filters.until else math.inf
-    return sum(n for s, n in response_seconds.items() if lo <= s + 1 and s < hi)
+    return sum(n for s, n in response_seconds.items() if lo < s + 1 and s < hi)
 
 
 def _response_buckets(response_seconds: dict[int, int], start_ns: int, step: int,

@@ -660,3 +660,29 @@ def test_behaviour_evidence_names_what_rules_software_out() -> None:
     assert "6 EDEs came in responses with more than one EDE option" in evidence
     assert "2 responses carry one code twice: BIND sends each code once" in evidence
     assert "code 33 is not in Unbound's code table" in evidence
+
+
+def test_since_counts_responses_from_its_own_second_on(tmp_path) -> None:
+    """A response half a second before --since is not counted in the window's DNS
+    responses (the per-second bucket ending at --since lies wholly before it); one at or
+    after it is."""
+    from captures import Rec, pcap, response, udp
+    from captures import frame as link_frame
+
+    import analyzer
+
+    t = int(datetime(2024, 5, 1, 12, 0, tzinfo=UTC).timestamp()) * 10**9
+    recs = [Rec(t - 500_000_000, link_frame(udp(response(dns_id=1)))),
+            Rec(t, link_frame(udp(response(dns_id=2)))),
+            Rec(t + 1_500_000_000, link_frame(udp(response(dns_id=3))))]
+    path = tmp_path / "edge.pcap"
+    path.write_bytes(pcap(recs))
+    scan = analyzer.scan([path])
+    assert scan.dns_responses == 3
+
+    def responses(**kw: object) -> int:
+        return reports.build_report(scan, filters=filters.build(**kw))["summary"]["dns_responses"]
+
+    assert responses(since="2024-05-01T12:00:00Z") == 2
+    assert responses(since="2024-05-01T11:59:59.6Z") == 3  # its bucket reaches past since
+    assert responses(until="2024-05-01T12:00:00Z") == 1
