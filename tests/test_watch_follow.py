@@ -551,8 +551,11 @@ def test_tcpdump_ring_with_kill_9_and_resume(tmp_path: Path,
         for _ in range(3):  # round the ring: dns.pcap0 is written again
             send_once()
             sent += responses
-        samples = wait_for(settled(port, lambda s: total(s, "dns_responses_total") == sent),
-                           "every response sent", proc)
+        # the newest file counts as read once it has been quiet for --settle, a moment
+        # after its last response is counted
+        samples = wait_for(settled(port, lambda s: total(s, "dns_responses_total") == sent
+                                   and total(s, "capture_files_read_total") >= 4),
+                           "every response sent, and the newest file done", proc)
     finally:
         server.close()
         client.close()
